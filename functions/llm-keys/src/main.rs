@@ -1,0 +1,8 @@
+//! Lambda entry point of `llm-keys`: telemetry, the application state once per cold start, then serve.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    keyward::telemetry::init();
+    let state = keyward::app::AppState::from_env_or_exit().await;
+    lambda_http::run(keyward::app::service(state, llm_keys::handle)).await
+}

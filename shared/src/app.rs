@@ -1,0 +1,190 @@
+//! The application state every function builds once per cold start, and the glue that serves its
+//! handler under `lambda_http` with one log span per request.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lambda_http::http::StatusCode;
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response, Service, service_fn};
+use serde::Serialize;
+use tracing::Instrument;
+
+use crate::auth::TokenVerifier;
+use crate::config::{Config, ConfigError, Mode};
+use crate::crypto::{CryptoError, Envelope, KeyProvider, KmsKeyProvider, LocalKeyProvider};
+use crate::http::json_response;
+use crate::store::{DynamoTable, EmbeddedTable, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error("configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("key provider: {0}")]
+    Crypto(#[from] CryptoError),
+    #[error("HTTP client: {0}")]
+    Http(String),
+}
+
+/// Everything a handler needs, shared by all requests of one execution environment.
+pub struct AppState {
+    pub config: Config,
+    pub store: Store,
+    pub envelope: Envelope,
+    pub tokens: TokenVerifier,
+    /// One outbound client per cold start, reused across requests (connection pooling).
+    pub http: reqwest::Client,
+}
+
+impl AppState {
+    /// Builds the state from the environment, or logs one line naming the problem and exits: a
+    /// misconfigured function must fail its cold start, not serve errors.
+    pub async fn from_env_or_exit() -> Arc<Self> {
+        let built = match Config::from_env() {
+            Ok(config) => Self::from_config(config).await,
+            Err(e) => Err(e.into()),
+        };
+        match built {
+            Ok(state) => Arc::new(state),
+            Err(e) => {
+                tracing::error!(error = %e, "cold start failed");
+                eprintln!("keyward: cold start failed: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+
+    /// Builds the state for `config`; AWS clients come from the standard AWS configuration chain.
+    pub async fn from_config(config: Config) -> Result<Self, InitError> {
+        let aws = match config.mode {
+            Mode::Aws { .. } => {
+                Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await)
+            }
+            Mode::Local { .. } => None,
+        };
+        Self::with_aws(config, aws.as_ref())
+    }
+
+    /// Builds the state with a given AWS configuration (tests inject endpoints and interceptors).
+    pub fn with_aws(
+        config: Config,
+        aws: Option<&aws_config::SdkConfig>,
+    ) -> Result<Self, InitError> {
+        let (store, provider): (Store, Arc<dyn KeyProvider>) = match (&config.mode, aws) {
+            (
+                Mode::Aws {
+                    table_name,
+                    kms_key_id,
+                },
+                Some(aws),
+            ) => (
+                Store::new(Arc::new(DynamoTable::new(
+                    aws_sdk_dynamodb::Client::new(aws),
+                    table_name,
+                ))),
+                Arc::new(KmsKeyProvider::new(
+                    aws_sdk_kms::Client::new(aws),
+                    kms_key_id,
+                )),
+            ),
+            (Mode::Aws { .. }, None) => {
+                return Err(InitError::Config(ConfigError {
+                    var: "KEYWARD_MODE",
+                    problem: "aws mode needs an AWS configuration".into(),
+                }));
+            }
+            (Mode::Local { data_dir }, _) => (
+                Store::new(Arc::new(EmbeddedTable::open(data_dir)?)),
+                Arc::new(LocalKeyProvider::open_or_create(data_dir)?),
+            ),
+        };
+        let http = outbound_client().map_err(|e| InitError::Http(e.to_string()))?;
+        Ok(Self {
+            envelope: Envelope::new(provider, config.data_key_cache_ttl),
+            tokens: TokenVerifier::new(config.tokens.clone(), http.clone()),
+            store,
+            http,
+            config,
+        })
+    }
+}
+
+/// The client for calls to identity and LLM providers: short timeouts, no redirects (a redirect
+/// could carry a key to a host keyward did not choose).
+fn outbound_client() -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("keyward/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// Wraps a handler as the service `lambda_http::run` drives, serving each request in its own span.
+pub fn service<H, F>(
+    state: Arc<AppState>,
+    handler: H,
+) -> impl Service<Request, Response = Response<Body>, Error = Infallible, Future: Send>
+where
+    H: Fn(Arc<AppState>, Request) -> F + Clone + Send + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    service_fn(move |req: Request| {
+        let (request_id, route) = request_labels(&req);
+        let span = crate::telemetry::request_span(&request_id, &route);
+        let response = handler.clone()(Arc::clone(&state), req);
+        async move {
+            let response = response.instrument(span.clone()).await;
+            span.in_scope(|| tracing::info!(status = response.status().as_u16(), "served"));
+            Ok(response)
+        }
+    })
+}
+
+/// The Lambda request id and API Gateway's route template of a request.
+fn request_labels(req: &Request) -> (String, String) {
+    let lambda_id = req
+        .lambda_context_ref()
+        .map(|c| c.request_id.clone())
+        .filter(|id| !id.is_empty());
+    match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => (
+            lambda_id
+                .or_else(|| ctx.request_id.clone())
+                .unwrap_or_default(),
+            ctx.route_key.clone().unwrap_or_default(),
+        ),
+        _ => (lambda_id.unwrap_or_default(), String::new()),
+    }
+}
+
+#[derive(Serialize)]
+struct Health<'a> {
+    status: &'a str,
+    function: &'a str,
+    mode: &'a str,
+    store: &'a str,
+    version: &'a str,
+}
+
+/// Liveness of a function: answers without touching any dependency.
+pub fn health(state: &AppState, function: &str) -> Response<Body> {
+    let mode = match state.config.mode {
+        Mode::Aws { .. } => "aws",
+        Mode::Local { .. } => "local",
+    };
+    json_response(
+        StatusCode::OK,
+        &Health {
+            status: "ok",
+            function,
+            mode,
+            store: state.store.backend(),
+            version: env!("CARGO_PKG_VERSION"),
+        },
+    )
+}

@@ -1,0 +1,62 @@
+//! Who is calling: end users by their Auth0 access token ([`jwt`]), internal services by the IAM
+//! principal API Gateway verified ([`service`]).
+
+pub mod jwt;
+pub mod service;
+
+pub use jwt::{Claims, TokenVerifier};
+pub use service::{Grant, InternalPrincipals, ServiceCaller};
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("A bearer access token is required.")]
+    MissingToken,
+    #[error("The access token is malformed.")]
+    Malformed,
+    #[error("The access token must be signed with RS256.")]
+    WrongAlgorithm,
+    #[error("The access token was signed by an unknown key.")]
+    UnknownKey,
+    #[error("The access token signature is invalid.")]
+    BadSignature,
+    #[error("The access token has expired.")]
+    Expired,
+    #[error("The access token is not valid yet.")]
+    NotYetValid,
+    #[error("The access token was issued by an untrusted issuer.")]
+    WrongIssuer,
+    #[error("The access token is not meant for this API.")]
+    WrongAudience,
+    #[error("The access token lacks a required claim.")]
+    MissingClaim,
+    #[error("The identity provider's signing keys are unavailable; retry shortly.")]
+    KeysUnavailable,
+    #[error("This route is for internal services signing with IAM (SigV4).")]
+    NoServiceIdentity,
+    #[error("This IAM principal is not allowed to call keyward.")]
+    PrincipalNotAllowed,
+    #[error("This IAM principal is not allowed this resource.")]
+    GrantMissing,
+}
+
+impl AuthError {
+    /// The stable machine code of the rejection.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MissingToken => "missing_token",
+            Self::Malformed => "malformed_token",
+            Self::WrongAlgorithm => "wrong_algorithm",
+            Self::UnknownKey => "unknown_signing_key",
+            Self::BadSignature => "bad_signature",
+            Self::Expired => "token_expired",
+            Self::NotYetValid => "token_not_yet_valid",
+            Self::WrongIssuer => "wrong_issuer",
+            Self::WrongAudience => "wrong_audience",
+            Self::MissingClaim => "missing_claim",
+            Self::KeysUnavailable => "identity_provider_unavailable",
+            Self::NoServiceIdentity => "service_identity_required",
+            Self::PrincipalNotAllowed => "principal_not_allowed",
+            Self::GrantMissing => "grant_missing",
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! Typed configuration, read once per cold start from environment variables.
+//!
+//! A missing or malformed setting fails the cold start with one line naming the variable. AWS's own
+//! variables (`AWS_REGION`, `AWS_ENDPOINT_URL`, `AWS_PROFILE`, credentials) are left to the SDK.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use url::Url;
+
+use crate::auth::service::InternalPrincipals;
+
+/// Where the local sandbox stand-ins listen by default (see `infra/`); local mode points at them.
+pub const SANDBOX_BASE_URL: &str = "http://127.0.0.1:8701";
+/// The audience local-mode tokens carry.
+pub const LOCAL_AUDIENCE: &str = "https://keyward.local/api";
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{var}: {problem}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(var: &'static str, problem: impl Into<String>) -> Self {
+        Self {
+            var,
+            problem: problem.into(),
+        }
+    }
+}
+
+/// Which adapters the service runs on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// DynamoDB, KMS and Secrets Manager (real AWS, or moto through `AWS_ENDPOINT_URL`).
+    Aws {
+        table_name: String,
+        kms_key_id: String,
+    },
+    /// Embedded file-backed store and a local master key, all kept in `data_dir`.
+    Local { data_dir: PathBuf },
+}
+
+/// How incoming Auth0 access tokens are verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenSettings {
+    pub issuer: String,
+    pub audience: String,
+    pub jwks_url: Url,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub mode: Mode,
+    pub tokens: TokenSettings,
+    pub internal_principals: InternalPrincipals,
+    /// How long an unwrapped data key may be reused for reads (at most five minutes).
+    pub data_key_cache_ttl: Duration,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration through `lookup` so tests need not touch the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let mode = match get("KEYWARD_MODE").as_deref() {
+            Some("aws") => Mode::Aws {
+                table_name: required(&get, "KEYWARD_TABLE_NAME")?,
+                kms_key_id: required(&get, "KEYWARD_KMS_KEY_ID")?,
+            },
+            Some("local") => local_mode(&get),
+            None if get("AWS_LAMBDA_FUNCTION_NAME").is_some() => {
+                return Err(ConfigError::new(
+                    "KEYWARD_MODE",
+                    "must be set (aws or local) inside Lambda",
+                ));
+            }
+            None => local_mode(&get),
+            Some(_) => return Err(ConfigError::new("KEYWARD_MODE", "must be `aws` or `local`")),
+        };
+        let local = matches!(mode, Mode::Local { .. });
+
+        let issuer = match get("KEYWARD_AUTH0_ISSUER") {
+            Some(v) => v,
+            None if local => format!("{SANDBOX_BASE_URL}/auth0/"),
+            None => {
+                return Err(ConfigError::new(
+                    "KEYWARD_AUTH0_ISSUER",
+                    "required in aws mode",
+                ));
+            }
+        };
+        let issuer_url = endpoint_url("KEYWARD_AUTH0_ISSUER", &issuer)?;
+        if !issuer.ends_with('/') {
+            return Err(ConfigError::new(
+                "KEYWARD_AUTH0_ISSUER",
+                "must end with `/`, as Auth0 issuers do",
+            ));
+        }
+        let audience = match get("KEYWARD_AUTH0_AUDIENCE") {
+            Some(v) => v,
+            None if local => LOCAL_AUDIENCE.to_owned(),
+            None => {
+                return Err(ConfigError::new(
+                    "KEYWARD_AUTH0_AUDIENCE",
+                    "required in aws mode",
+                ));
+            }
+        };
+        let jwks_url = match get("KEYWARD_AUTH0_JWKS_URL") {
+            Some(v) => endpoint_url("KEYWARD_AUTH0_JWKS_URL", &v)?,
+            None => issuer_url
+                .join(".well-known/jwks.json")
+                .map_err(|e| ConfigError::new("KEYWARD_AUTH0_ISSUER", e.to_string()))?,
+        };
+
+        let internal_principals = match get("KEYWARD_INTERNAL_PRINCIPALS") {
+            Some(v) => InternalPrincipals::from_json(&v)
+                .map_err(|e| ConfigError::new("KEYWARD_INTERNAL_PRINCIPALS", e))?,
+            None => InternalPrincipals::default(),
+        };
+
+        let ttl_secs = match get("KEYWARD_DATA_KEY_CACHE_TTL_SECS") {
+            Some(v) => v.parse::<u64>().ok().filter(|s| *s <= 300).ok_or_else(|| {
+                ConfigError::new(
+                    "KEYWARD_DATA_KEY_CACHE_TTL_SECS",
+                    "must be 0 to 300 seconds",
+                )
+            })?,
+            None => 300,
+        };
+
+        Ok(Self {
+            mode,
+            tokens: TokenSettings {
+                issuer,
+                audience,
+                jwks_url,
+            },
+            internal_principals,
+            data_key_cache_ttl: Duration::from_secs(ttl_secs),
+        })
+    }
+}
+
+fn local_mode(get: &impl Fn(&str) -> Option<String>) -> Mode {
+    Mode::Local {
+        data_dir: get("KEYWARD_DATA_DIR").map_or_else(|| PathBuf::from(".keyward"), PathBuf::from),
+    }
+}
+
+fn required(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+) -> Result<String, ConfigError> {
+    get(var).ok_or_else(|| ConfigError::new(var, "required in aws mode"))
+}
+
+/// An endpoint keyward calls: https, or plain http only to a loopback host (local stand-ins).
+pub fn endpoint_url(var: &'static str, raw: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(raw).map_err(|e| ConfigError::new(var, format!("not a URL ({e})")))?;
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if is_loopback(&url) => Ok(url),
+        "http" => Err(ConfigError::new(
+            var,
+            "http is allowed only for loopback hosts; use https",
+        )),
+        _ => Err(ConfigError::new(var, "must be an https URL")),
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    const AWS: [(&str, &str); 5] = [
+        ("KEYWARD_MODE", "aws"),
+        ("KEYWARD_TABLE_NAME", "keyward"),
+        ("KEYWARD_KMS_KEY_ID", "alias/keyward"),
+        ("KEYWARD_AUTH0_ISSUER", "https://tenant.eu.auth0.com/"),
+        ("KEYWARD_AUTH0_AUDIENCE", "https://api.keyward.dev"),
+    ];
+
+    #[test]
+    fn local_mode_needs_no_settings() {
+        let c = config(&[]).unwrap();
+        assert_eq!(
+            c.mode,
+            Mode::Local {
+                data_dir: PathBuf::from(".keyward")
+            }
+        );
+        assert_eq!(
+            c.tokens.jwks_url.as_str(),
+            "http://127.0.0.1:8701/auth0/.well-known/jwks.json"
+        );
+        assert_eq!(c.data_key_cache_ttl, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn aws_mode_reads_every_setting() {
+        let c = config(&AWS).unwrap();
+        assert_eq!(
+            c.mode,
+            Mode::Aws {
+                table_name: "keyward".into(),
+                kms_key_id: "alias/keyward".into()
+            }
+        );
+        assert_eq!(
+            c.tokens.jwks_url.as_str(),
+            "https://tenant.eu.auth0.com/.well-known/jwks.json"
+        );
+    }
+
+    #[test]
+    fn each_missing_aws_setting_is_named() {
+        for skip in [
+            "KEYWARD_TABLE_NAME",
+            "KEYWARD_KMS_KEY_ID",
+            "KEYWARD_AUTH0_ISSUER",
+            "KEYWARD_AUTH0_AUDIENCE",
+        ] {
+            let vars: Vec<_> = AWS.iter().copied().filter(|(k, _)| *k != skip).collect();
+            let err = config(&vars).unwrap_err();
+            assert_eq!(err.var, skip);
+            assert_eq!(err.to_string(), format!("{skip}: required in aws mode"));
+        }
+    }
+
+    #[test]
+    fn malformed_settings_are_named() {
+        let cases = [
+            ("KEYWARD_MODE", "prod"),
+            ("KEYWARD_AUTH0_ISSUER", "http://tenant.auth0.com/"),
+            ("KEYWARD_AUTH0_ISSUER", "https://tenant.auth0.com"),
+            ("KEYWARD_AUTH0_JWKS_URL", "ftp://x/jwks"),
+            ("KEYWARD_AUTH0_JWKS_URL", "http://169.254.169.254/jwks"),
+            ("KEYWARD_DATA_KEY_CACHE_TTL_SECS", "301"),
+            ("KEYWARD_DATA_KEY_CACHE_TTL_SECS", "soon"),
+            ("KEYWARD_INTERNAL_PRINCIPALS", "{not json"),
+        ];
+        for (var, value) in cases {
+            let mut vars = AWS.to_vec();
+            vars.retain(|(k, _)| *k != var);
+            vars.push((var, value));
+            assert_eq!(config(&vars).unwrap_err().var, var, "{var}={value}");
+        }
+    }
+
+    #[test]
+    fn inside_lambda_the_mode_must_be_explicit() {
+        let err = config(&[("AWS_LAMBDA_FUNCTION_NAME", "f")]).unwrap_err();
+        assert_eq!(err.var, "KEYWARD_MODE");
+    }
+
+    #[test]
+    fn loopback_http_is_allowed_for_stand_ins() {
+        for ok in [
+            "http://127.0.0.1:9/x",
+            "http://localhost:9/",
+            "http://[::1]:9/",
+            "https://example.com/",
+        ] {
+            assert!(endpoint_url("V", ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://10.0.0.1/",
+            "http://example.com/",
+            "file:///etc/passwd",
+            "gopher://x",
+        ] {
+            assert!(endpoint_url("V", bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,486 @@
+//! HTTP edge: RFC 9457 problem+json errors, strict request body parsing, JSON responses.
+//!
+//! [`ApiError::into_response`] is the one place where an error becomes an HTTP response. Every layer's
+//! error converts into [`ApiError`]; a 5xx never carries internal detail (that goes to the log).
+
+use lambda_http::http::{HeaderValue, StatusCode, header};
+use lambda_http::{Body, Request, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::auth::AuthError;
+use crate::crypto::CryptoError;
+use crate::store::StoreError;
+
+/// Largest request body keyward accepts.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+const PROBLEM_JSON: &str = "application/problem+json";
+
+/// An error on its way to the client. Each variant is one HTTP status; `code` is the stable,
+/// machine-readable reason clients switch on, `detail` the human sentence.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{detail}")]
+    BadRequest { code: &'static str, detail: String },
+    #[error("{detail}")]
+    Unauthorized { code: &'static str, detail: String },
+    #[error("{detail}")]
+    Forbidden { code: &'static str, detail: String },
+    #[error("{detail}")]
+    NotFound { code: &'static str, detail: String },
+    #[error("{detail}")]
+    Conflict { code: &'static str, detail: String },
+    #[error("request body is larger than {MAX_BODY_BYTES} bytes")]
+    PayloadTooLarge,
+    #[error("{detail}")]
+    Unprocessable { code: &'static str, detail: String },
+    #[error("{detail}")]
+    TooManyRequests {
+        code: &'static str,
+        detail: String,
+        retry_after_secs: u64,
+    },
+    /// A dependency (AWS, an identity provider) is down or throttling; retrying later helps.
+    #[error("{detail}")]
+    Unavailable {
+        code: &'static str,
+        detail: String,
+        retry_after_secs: u64,
+    },
+    /// A bug or an unexpected state. The reason is logged, never sent.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The RFC 9457 body.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    type_uri: String,
+    title: &'a str,
+    status: u16,
+    detail: &'a str,
+    code: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::BadRequest {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn not_found(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::NotFound {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn forbidden(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::Forbidden {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest { code, .. }
+            | Self::Unauthorized { code, .. }
+            | Self::Forbidden { code, .. }
+            | Self::NotFound { code, .. }
+            | Self::Conflict { code, .. }
+            | Self::Unprocessable { code, .. }
+            | Self::TooManyRequests { code, .. }
+            | Self::Unavailable { code, .. } => code,
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+
+    /// The single mapping from errors to HTTP responses.
+    pub fn into_response(self) -> Response<Body> {
+        let status = self.status();
+        let retry_after = match &self {
+            Self::TooManyRequests {
+                retry_after_secs, ..
+            }
+            | Self::Unavailable {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
+        };
+        let detail = match &self {
+            Self::Internal(reason) => {
+                tracing::error!(reason = %reason, "internal error");
+                "keyward hit an unexpected error; it has been logged.".to_owned()
+            }
+            other => {
+                if status.is_server_error() {
+                    tracing::warn!(code = other.code(), detail = %other, "dependency unavailable");
+                }
+                other.to_string()
+            }
+        };
+        let code = self.code();
+        let problem = Problem {
+            type_uri: format!("https://keyward.dev/problems/{}", code.replace('_', "-")),
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail: &detail,
+            code,
+            retry_after,
+        };
+        let body = serde_json::to_string(&problem).unwrap_or_else(|_| String::from("{}"));
+        let mut response = Response::new(Body::Text(body));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(secs) = retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Self::Unauthorized { code, .. } = &self {
+            let challenge = format!(
+                "Bearer realm=\"keyward\", error=\"invalid_token\", error_description=\"{code}\""
+            );
+            if let Ok(value) = HeaderValue::from_str(&challenge) {
+                headers.insert(header::WWW_AUTHENTICATE, value);
+            }
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Throttled | StoreError::Unavailable(_) => Self::Unavailable {
+                code: "store_unavailable",
+                detail: "Storage is temporarily unavailable; retry shortly.".into(),
+                retry_after_secs: 1,
+            },
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<CryptoError> for ApiError {
+    fn from(err: CryptoError) -> Self {
+        match err {
+            CryptoError::KeyServiceUnavailable(_) => Self::Unavailable {
+                code: "key_service_unavailable",
+                detail: "The key service is temporarily unavailable; retry shortly.".into(),
+                retry_after_secs: 1,
+            },
+            // A record that fails authentication is data corruption or tampering, never the caller's input.
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::KeysUnavailable => Self::Unavailable {
+                code: "identity_provider_unavailable",
+                detail: err.to_string(),
+                retry_after_secs: 5,
+            },
+            AuthError::NoServiceIdentity
+            | AuthError::PrincipalNotAllowed
+            | AuthError::GrantMissing => Self::Forbidden {
+                code: err.code(),
+                detail: err.to_string(),
+            },
+            _ => Self::Unauthorized {
+                code: err.code(),
+                detail: err.to_string(),
+            },
+        }
+    }
+}
+
+/// Parses a JSON request body into `T`, strictly: `application/json`, at most [`MAX_BODY_BYTES`],
+/// valid UTF-8, valid JSON of the right shape. Errors never quote the body (it may hold a secret).
+pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if !essence.eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::bad_request(
+            "unsupported_content_type",
+            "Send the request body as application/json.",
+        ));
+    }
+    let bytes: &[u8] = match req.body() {
+        Body::Empty => b"",
+        Body::Text(text) => text.as_bytes(),
+        Body::Binary(bytes) => bytes,
+        _ => b"",
+    };
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| {
+        ApiError::bad_request("invalid_utf8", "The request body is not valid UTF-8.")
+    })?;
+    if text.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "missing_body",
+            "This request needs a JSON body.",
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| body_shape_error(&e))?;
+    de.end().map_err(|e| syntax_error(&e))?;
+    Ok(value)
+}
+
+fn body_shape_error(err: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let inner = err.inner();
+    // The position and field path locate the problem; serde's own message could echo a value.
+    let detail = match inner.classify() {
+        serde_json::error::Category::Data => {
+            let message = inner.to_string();
+            let unknown = message.starts_with("unknown field");
+            let what = if message.starts_with("missing field") {
+                "a required field is missing"
+            } else if unknown {
+                "an unknown field is present"
+            } else {
+                "a field has the wrong type or value"
+            };
+            // An unknown field's name is the client's text (it could be a pasted key): name only
+            // the object that holds it.
+            let segments: Vec<String> = err.path().iter().map(ToString::to_string).collect();
+            let known = if unknown {
+                &segments[..segments.len().saturating_sub(1)]
+            } else {
+                &segments[..]
+            };
+            let path = known.join(".");
+            if path.is_empty() {
+                format!("The request body does not match this endpoint: {what}.")
+            } else {
+                format!("The request body does not match this endpoint: {what} at `{path}`.")
+            }
+        }
+        _ => return syntax_error(inner),
+    };
+    ApiError::bad_request("invalid_body", detail)
+}
+
+fn syntax_error(err: &serde_json::Error) -> ApiError {
+    ApiError::bad_request(
+        "invalid_body",
+        format!(
+            "The request body is not valid JSON (line {}, column {}).",
+            err.line(),
+            err.column()
+        ),
+    )
+}
+
+/// A JSON response with `Cache-Control: no-store` (every keyward answer is per-user or secret).
+pub fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+    match serde_json::to_string(value) {
+        Ok(body) => {
+            let mut response = Response::new(Body::Text(body));
+            *response.status_mut() = status;
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+        Err(e) => ApiError::Internal(format!("response serialization failed: {e}")).into_response(),
+    }
+}
+
+pub fn no_content() -> Response<Body> {
+    let mut response = Response::new(Body::Empty);
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response
+}
+
+/// The answer for a path or method this function does not serve.
+pub fn route_not_found() -> ApiError {
+    ApiError::not_found("route_not_found", "No such route.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambda_http::http::Request as HttpRequest;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    struct PutKey {
+        api_key: String,
+    }
+
+    fn request(content_type: Option<&str>, body: Body) -> Request {
+        let mut builder = HttpRequest::builder()
+            .method("PUT")
+            .uri("/me/llm-keys/openai");
+        if let Some(ct) = content_type {
+            builder = builder.header("content-type", ct);
+        }
+        builder.body(body).unwrap()
+    }
+
+    fn problem(err: ApiError) -> (u16, serde_json::Value) {
+        let response = err.into_response();
+        assert_eq!(response.headers()["content-type"], PROBLEM_JSON);
+        let Body::Text(text) = response.body() else {
+            panic!("problem body is text")
+        };
+        (
+            response.status().as_u16(),
+            serde_json::from_str(text).unwrap(),
+        )
+    }
+
+    #[test]
+    fn accepts_json_with_charset() {
+        let req = request(
+            Some("application/json; charset=utf-8"),
+            Body::from(r#"{"apiKey":"sk-1"}"#),
+        );
+        let parsed: PutKey = json_body(&req).unwrap();
+        assert_eq!(parsed.api_key, "sk-1");
+    }
+
+    #[test]
+    fn bad_bodies_are_400_or_413_and_never_echo_values() {
+        let secret = "sk-PLANTED-never-echo";
+        let cases: Vec<(Option<&str>, Body, u16, &str)> = vec![
+            (
+                Some("text/plain"),
+                Body::from(format!(r#"{{"apiKey":"{secret}"}}"#)),
+                400,
+                "unsupported_content_type",
+            ),
+            (None, Body::from("{}"), 400, "unsupported_content_type"),
+            (Some("application/json"), Body::Empty, 400, "missing_body"),
+            (
+                Some("application/json"),
+                Body::from(vec![b'{', 0xff, b'}']),
+                400,
+                "invalid_utf8",
+            ),
+            (
+                Some("application/json"),
+                Body::from(format!(r#"{{"apiKey":"{secret}""#)),
+                400,
+                "invalid_body",
+            ),
+            (
+                Some("application/json"),
+                Body::from(format!(r#"{{"apiKey":["{secret}"]}}"#)),
+                400,
+                "invalid_body",
+            ),
+            (
+                Some("application/json"),
+                Body::from(format!(r#"{{"apiKey":"x","{secret}":1}}"#)),
+                400,
+                "invalid_body",
+            ),
+            (
+                Some("application/json"),
+                Body::from(format!(r#"{{"apiKey":"x"}} {secret}"#)),
+                400,
+                "invalid_body",
+            ),
+            (
+                Some("application/json"),
+                Body::from("{}"),
+                400,
+                "invalid_body",
+            ),
+            (
+                Some("application/json"),
+                Body::from(" ".repeat(MAX_BODY_BYTES + 1)),
+                413,
+                "payload_too_large",
+            ),
+        ];
+        for (ct, body, status, code) in cases {
+            let err = json_body::<PutKey>(&request(ct, body)).unwrap_err();
+            let (got_status, json) = problem(err);
+            assert_eq!(
+                (got_status, json["code"].as_str().unwrap()),
+                (status, code),
+                "{json}"
+            );
+            assert!(!json.to_string().contains("PLANTED"), "{json}");
+            assert_eq!(json["status"], status);
+        }
+    }
+
+    #[test]
+    fn deep_json_is_a_400_not_a_crash() {
+        let deep = "[".repeat(10_000) + &"]".repeat(10_000);
+        let body = format!(r#"{{"apiKey":{deep}}}"#);
+        let err =
+            json_body::<PutKey>(&request(Some("application/json"), Body::from(body))).unwrap_err();
+        assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn internal_errors_hide_their_reason() {
+        let (status, json) = problem(ApiError::Internal(
+            "table keyward-prod missing attribute sk".into(),
+        ));
+        assert_eq!(status, 500);
+        assert!(!json["detail"].as_str().unwrap().contains("keyward-prod"));
+        assert_eq!(json["code"], "internal_error");
+        assert_eq!(json["type"], "https://keyward.dev/problems/internal-error");
+    }
+
+    #[test]
+    fn throttling_sets_retry_after_and_unauthorized_sets_a_challenge() {
+        let response = ApiError::TooManyRequests {
+            code: "rate_limited",
+            detail: "slow".into(),
+            retry_after_secs: 42,
+        }
+        .into_response();
+        assert_eq!(response.headers()["retry-after"], "42");
+        let response = ApiError::from(AuthError::Expired).into_response();
+        assert_eq!(response.status(), 401);
+        let challenge = response.headers()["www-authenticate"].to_str().unwrap();
+        assert!(
+            challenge.starts_with("Bearer realm=\"keyward\""),
+            "{challenge}"
+        );
+    }
+}

@@ -1,0 +1,15 @@
+//! keyward's shared library: everything the Lambda functions have in common.
+//!
+//! Each module is named for what it does. Edge types ([`model::UserId`], [`providers::Provider`],
+//! [`secret::ApiKey`]) are parsed once where input enters; inner code never re-checks strings.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod crypto;
+pub mod http;
+pub mod model;
+pub mod providers;
+pub mod secret;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,114 @@
+//! Secret values: API keys, OAuth tokens, session handles and data keys.
+//!
+//! Each is its own type so it cannot be mixed up with another, prints as `Name(***)` in `Debug` and
+//! `Display`, and is zeroized on drop (via `secrecy`). Reading the value is an explicit `expose()`.
+
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+use zeroize::Zeroize;
+
+/// Declares a string secret newtype with redacted formatting.
+macro_rules! string_secret {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone)]
+        pub struct $name(SecretString);
+
+        impl $name {
+            pub fn new(value: impl Into<String>) -> Self {
+                Self(SecretString::from(value.into()))
+            }
+
+            /// The secret itself: call only where it must leave keyward (a provider call, a sealed
+            /// record, a response to an authorized caller).
+            pub fn expose(&self) -> &str {
+                self.0.expose_secret()
+            }
+        }
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(concat!(stringify!($name), "(***)"))
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("***")
+            }
+        }
+    };
+}
+
+string_secret!(
+    /// A user's LLM provider API key.
+    ApiKey
+);
+string_secret!(
+    /// An OAuth access token (Auth0 or Google), or a bearer token presented to keyward.
+    AccessToken
+);
+string_secret!(
+    /// An OAuth refresh token (Auth0 or Google). Never leaves keyward.
+    RefreshToken
+);
+string_secret!(
+    /// A keyward session handle held by a client; stored only as a hash.
+    SessionHandle
+);
+
+/// A 256-bit AES data key in plaintext, as returned by the key provider. Zeroized on drop.
+pub struct DataKey(SecretBox<[u8; 32]>);
+
+impl DataKey {
+    pub const LEN: usize = 32;
+
+    /// Takes the key bytes and wipes the caller's copy.
+    pub fn from_slice(bytes: &mut [u8]) -> Option<Self> {
+        let key: [u8; 32] = (&*bytes).try_into().ok()?;
+        bytes.zeroize();
+        Some(Self(SecretBox::new(Box::new(key))))
+    }
+
+    pub fn random() -> Self {
+        let mut key = [0u8; 32];
+        rand::fill(&mut key);
+        let this = Self(SecretBox::new(Box::new(key)));
+        key.zeroize();
+        this
+    }
+
+    pub fn expose(&self) -> &[u8; 32] {
+        self.0.expose_secret()
+    }
+}
+
+impl std::fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DataKey(***)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_and_display_never_show_the_value() {
+        let key = ApiKey::new("sk-live-PLANTED-0123456789");
+        let token = RefreshToken::new("v1.PLANTED-refresh");
+        let printed = format!("{key:?} {key} {token:?} {token} {:?}", Some(&key));
+        assert!(!printed.contains("PLANTED"), "{printed}");
+        assert_eq!(format!("{key:?}"), "ApiKey(***)");
+        assert_eq!(key.expose(), "sk-live-PLANTED-0123456789");
+    }
+
+    #[test]
+    fn data_key_takes_and_wipes_the_source() {
+        let mut raw = [7u8; 32];
+        let key = DataKey::from_slice(&mut raw).unwrap();
+        assert_eq!(raw, [0u8; 32]);
+        assert_eq!(key.expose(), &[7u8; 32]);
+        assert_eq!(format!("{key:?}"), "DataKey(***)");
+        assert!(DataKey::from_slice(&mut [1u8; 16]).is_none());
+    }
+}

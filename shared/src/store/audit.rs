@@ -1,0 +1,89 @@
+//! Audit entries: who did what to a user's secrets or money, and how it ended. Never the secret.
+
+use super::table::{Attr, Cursor, Index, Item, Key, Query, Table};
+use super::{Listing, StoreError, random_id, user_pk};
+use crate::model::UserId;
+
+const PREFIX: &str = "AUDIT#";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    User(UserId),
+    /// An internal service, by its IAM principal ARN.
+    Service(String),
+    Stripe,
+    System,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub at: i64,
+    pub actor: Actor,
+    /// What happened, e.g. `llm_key.put`.
+    pub action: String,
+    /// What it happened to, e.g. a provider.
+    pub target: Option<String>,
+    /// How it ended, e.g. `ok` or an error kind.
+    pub outcome: String,
+}
+
+pub struct Audit<'a>(pub(super) &'a dyn Table);
+
+impl Audit<'_> {
+    pub async fn append(&self, user: &UserId, entry: &AuditEntry) -> Result<(), StoreError> {
+        let (actor_kind, actor_id) = match &entry.actor {
+            Actor::User(id) => ("user", id.to_string()),
+            Actor::Service(arn) => ("service", arn.clone()),
+            Actor::Stripe => ("stripe", String::new()),
+            Actor::System => ("system", String::new()),
+        };
+        let sk = format!("{PREFIX}{:012}#{}", entry.at, random_id());
+        let item = Item::new(&Key::new(user_pk(user), sk))
+            .with("entity", Attr::S("audit".into()))
+            .with("at", Attr::N(entry.at))
+            .with("actor_kind", Attr::S(actor_kind.into()))
+            .with("actor_id", Attr::S(actor_id))
+            .with("action", Attr::S(entry.action.clone()))
+            .with_opt("target", entry.target.clone().map(Attr::S))
+            .with("outcome", Attr::S(entry.outcome.clone()));
+        self.0.put(item, None).await
+    }
+
+    /// A user's audit trail, newest first.
+    pub async fn list(
+        &self,
+        user: &UserId,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<Listing<AuditEntry>, StoreError> {
+        let partition = user_pk(user);
+        let after = cursor.and_then(|c| Cursor::decode(c, Index::Table, &partition));
+        let query = Query::partition(Index::Table, partition)
+            .prefix(PREFIX)
+            .descending()
+            .limit(limit)
+            .after(after);
+        let page = self.0.query(&query).await?;
+        Ok(Listing {
+            items: page.items.iter().map(parse).collect::<Result<_, _>>()?,
+            next: page.next.map(|c| c.encode()),
+        })
+    }
+}
+
+fn parse(item: &Item) -> Result<AuditEntry, StoreError> {
+    let id = item.s("actor_id")?;
+    let actor = match item.s("actor_kind")? {
+        "user" => Actor::User(super::user_from(id)?),
+        "service" => Actor::Service(id.to_owned()),
+        "stripe" => Actor::Stripe,
+        _ => Actor::System,
+    };
+    Ok(AuditEntry {
+        at: item.n("at")?,
+        actor,
+        action: item.s("action")?.to_owned(),
+        target: item.opt_s("target")?.map(str::to_owned),
+        outcome: item.s("outcome")?.to_owned(),
+    })
+}

@@ -1,0 +1,298 @@
+//! Credit balances, their immutable ledger, and exactly-once markers for Stripe events, Stripe
+//! objects and idempotency keys.
+//!
+//! A change is one transaction: the balance item (guarded by its version), a new ledger entry
+//! recording the balance after it, and a marker per once-key that must not exist yet. Either all
+//! land or none does, so the balance always equals the sum of the ledger.
+
+use std::time::Duration;
+
+use super::table::{
+    Attr, Changes, Condition, Cursor, EXPIRES_AT, Index, Item, Key, Query, Table, Write,
+};
+use super::{Listing, StoreError, random_id, user_pk};
+use crate::model::UserId;
+
+const ACCOUNT: &str = "CREDITS";
+const LEDGER: &str = "LEDGER#";
+/// Optimistic retries under contention before giving up with a retryable conflict.
+const MAX_ATTEMPTS: u32 = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LedgerKind {
+    Purchase,
+    Allowance,
+    Refund,
+    Consume,
+    Adjustment,
+}
+
+impl LedgerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Purchase => "purchase",
+            Self::Allowance => "allowance",
+            Self::Refund => "refund",
+            Self::Consume => "consume",
+            Self::Adjustment => "adjustment",
+        }
+    }
+
+    fn parse(raw: &str) -> Result<Self, StoreError> {
+        [
+            Self::Purchase,
+            Self::Allowance,
+            Self::Refund,
+            Self::Consume,
+            Self::Adjustment,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == raw)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown ledger kind `{raw}`")))
+    }
+}
+
+/// A change to apply: `amount` is signed (a consumption is negative).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreditChange {
+    pub kind: LedgerKind,
+    pub amount: i64,
+    /// What caused it: a Stripe event id, an idempotency key, …
+    pub source: String,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    pub id: String,
+    pub kind: LedgerKind,
+    pub amount: i64,
+    pub balance_after: i64,
+    pub source: String,
+    pub at: i64,
+}
+
+/// Something that may take effect only once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnceKey {
+    StripeEvent(String),
+    /// A Stripe object (checkout session, invoice, refund): Stripe can send two events for one change.
+    StripeObject(String),
+    /// A caller's idempotency key, per user.
+    Idempotency(UserId, String),
+}
+
+impl OnceKey {
+    fn key(&self) -> Key {
+        let pk = match self {
+            Self::StripeEvent(id) => format!("ONCE#stripe-event#{id}"),
+            Self::StripeObject(id) => format!("ONCE#stripe-object#{id}"),
+            Self::Idempotency(user, id) => format!("ONCE#idempotency#{user}#{id}"),
+        };
+        Key::new(pk, "ONCE")
+    }
+
+    /// How long the marker must outlive its effect. Stripe retries for 3 days and events can be
+    /// resent by hand for 30; idempotency keys are a client's retry window.
+    fn retention(&self) -> Duration {
+        match self {
+            Self::StripeEvent(_) | Self::StripeObject(_) => Duration::from_secs(400 * 86_400),
+            Self::Idempotency(..) => Duration::from_secs(7 * 86_400),
+        }
+    }
+
+    fn marker(&self, at: i64, ledger: Option<&LedgerEntry>) -> Item {
+        Item::new(&self.key())
+            .with("entity", Attr::S("once".into()))
+            .with("at", Attr::N(at))
+            .with(EXPIRES_AT, Attr::N(at + self.retention().as_secs() as i64))
+            .with_opt("ledger_id", ledger.map(|l| Attr::S(l.id.clone())))
+            .with_opt("balance_after", ledger.map(|l| Attr::N(l.balance_after)))
+    }
+}
+
+/// A user's balance and the version guarding it (0 before the first change).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Account {
+    pub balance: i64,
+    pub version: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    Applied(LedgerEntry),
+    /// A once-key was already used; `balance_after` is what the first application left.
+    Duplicate {
+        balance_after: Option<i64>,
+    },
+    /// The change would take the balance below zero, which only a refund may do.
+    Insufficient {
+        balance: i64,
+    },
+}
+
+pub struct Credits<'a>(pub(super) &'a dyn Table);
+
+impl Credits<'_> {
+    pub async fn account(&self, user: &UserId) -> Result<Account, StoreError> {
+        match self.0.get(&Key::new(user_pk(user), ACCOUNT)).await? {
+            None => Ok(Account::default()),
+            Some(item) => Ok(Account {
+                balance: item.n("balance")?,
+                version: item.n("version")?,
+            }),
+        }
+    }
+
+    /// Applies `change` once for all of `once`, atomically with its ledger entry.
+    pub async fn apply(
+        &self,
+        user: &UserId,
+        change: &CreditChange,
+        once: &[OnceKey],
+    ) -> Result<Applied, StoreError> {
+        for attempt in 0..MAX_ATTEMPTS {
+            let account = self.account(user).await?;
+            let balance_after = account.balance + change.amount;
+            if balance_after < 0 && change.amount < 0 && change.kind != LedgerKind::Refund {
+                return match self.first_used(once).await? {
+                    Some(duplicate) => Ok(duplicate),
+                    None => Ok(Applied::Insufficient {
+                        balance: account.balance,
+                    }),
+                };
+            }
+            let entry = LedgerEntry {
+                id: random_id(),
+                kind: change.kind,
+                amount: change.amount,
+                balance_after,
+                source: change.source.clone(),
+                at: change.at,
+            };
+            let mut writes = vec![
+                Write::Update {
+                    key: Key::new(user_pk(user), ACCOUNT),
+                    changes: Changes::default()
+                        .set("entity", Attr::S("credits".into()))
+                        .set("balance", Attr::N(balance_after))
+                        .set("version", Attr::N(account.version + 1)),
+                    when: Some(match account.version {
+                        0 => Condition::Absent,
+                        v => Condition::Equals("version", Attr::N(v)),
+                    }),
+                },
+                Write::Put {
+                    item: ledger_item(user, &entry),
+                    when: Some(Condition::Absent),
+                },
+            ];
+            writes.extend(once.iter().map(|k| Write::Put {
+                item: k.marker(change.at, Some(&entry)),
+                when: Some(Condition::Absent),
+            }));
+            match self.0.transact(writes).await {
+                Ok(()) => return Ok(Applied::Applied(entry)),
+                Err(StoreError::ConditionFailed { failed }) if failed.iter().any(|i| *i >= 2) => {
+                    let key = &once[failed.iter().find(|i| **i >= 2).copied().unwrap_or(2) - 2];
+                    return Ok(Applied::Duplicate {
+                        balance_after: self.marker_balance(key).await?,
+                    });
+                }
+                Err(StoreError::ConditionFailed { .. } | StoreError::Conflict) => {
+                    backoff(attempt).await
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Conflict)
+    }
+
+    /// Marks `key` used without a balance change (e.g. a Stripe event keyward ignores). Returns
+    /// false if it was used already.
+    pub async fn mark_once(&self, key: &OnceKey, at: i64) -> Result<bool, StoreError> {
+        match self
+            .0
+            .put(key.marker(at, None), Some(Condition::Absent))
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(StoreError::ConditionFailed { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A user's ledger, newest first.
+    pub async fn ledger(
+        &self,
+        user: &UserId,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<Listing<LedgerEntry>, StoreError> {
+        let partition = user_pk(user);
+        let after = cursor.and_then(|c| Cursor::decode(c, Index::Table, &partition));
+        let query = Query::partition(Index::Table, partition)
+            .prefix(LEDGER)
+            .descending()
+            .limit(limit)
+            .after(after);
+        let page = self.0.query(&query).await?;
+        Ok(Listing {
+            items: page
+                .items
+                .iter()
+                .map(parse_entry)
+                .collect::<Result<_, _>>()?,
+            next: page.next.map(|c| c.encode()),
+        })
+    }
+
+    async fn first_used(&self, once: &[OnceKey]) -> Result<Option<Applied>, StoreError> {
+        for key in once {
+            if self.0.get(&key.key()).await?.is_some() {
+                return Ok(Some(Applied::Duplicate {
+                    balance_after: self.marker_balance(key).await?,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn marker_balance(&self, key: &OnceKey) -> Result<Option<i64>, StoreError> {
+        match self.0.get(&key.key()).await? {
+            Some(item) => item.opt_n("balance_after"),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Jittered exponential backoff between optimistic retries (1 ms up to ~64 ms).
+async fn backoff(attempt: u32) {
+    let ceiling = 1u64 << attempt.min(6);
+    tokio::time::sleep(Duration::from_millis(1 + rand::random::<u64>() % ceiling)).await;
+}
+
+fn ledger_item(user: &UserId, entry: &LedgerEntry) -> Item {
+    Item::new(&Key::new(
+        user_pk(user),
+        format!("{LEDGER}{:012}#{}", entry.at, entry.id),
+    ))
+    .with("entity", Attr::S("ledger".into()))
+    .with("ledger_id", Attr::S(entry.id.clone()))
+    .with("kind", Attr::S(entry.kind.as_str().into()))
+    .with("amount", Attr::N(entry.amount))
+    .with("balance_after", Attr::N(entry.balance_after))
+    .with("source", Attr::S(entry.source.clone()))
+    .with("at", Attr::N(entry.at))
+}
+
+fn parse_entry(item: &Item) -> Result<LedgerEntry, StoreError> {
+    Ok(LedgerEntry {
+        id: item.s("ledger_id")?.to_owned(),
+        kind: LedgerKind::parse(item.s("kind")?)?,
+        amount: item.n("amount")?,
+        balance_after: item.n("balance_after")?,
+        source: item.s("source")?.to_owned(),
+        at: item.n("at")?,
+    })
+}

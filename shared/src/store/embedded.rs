@@ -1,0 +1,369 @@
+//! Embedded adapter for local mode: the single table in one SQLite file, surviving restarts.
+//!
+//! Each item is stored whole as DynamoDB-style JSON beside its key columns. Writes run in
+//! `BEGIN IMMEDIATE` transactions and evaluate conditions on the stored item, which gives the same
+//! all-or-nothing, condition-checked semantics as DynamoDB, across threads and processes.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use super::StoreError;
+use super::table::{
+    Attr, Changes, Condition, Cursor, EXPIRES_AT, GSI1PK, GSI1SK, Index, Item, Key, PK, Page,
+    Query, SK, Table, Write, now_epoch,
+};
+
+#[derive(Clone)]
+pub struct EmbeddedTable {
+    conn: Arc<Mutex<Connection>>,
+}
+
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS items (
+        pk TEXT NOT NULL,
+        sk TEXT NOT NULL,
+        gsi1pk TEXT,
+        gsi1sk TEXT,
+        expires_at INTEGER,
+        body TEXT NOT NULL,
+        PRIMARY KEY (pk, sk)
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS items_gsi1 ON items (gsi1pk, gsi1sk, pk, sk) WHERE gsi1pk IS NOT NULL;
+";
+
+fn db_err(err: rusqlite::Error) -> StoreError {
+    match err.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+            StoreError::Throttled
+        }
+        _ => StoreError::Unavailable(format!("embedded store: {err}")),
+    }
+}
+
+impl EmbeddedTable {
+    pub const FILE_NAME: &'static str = "keyward.sqlite3";
+
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+        })?;
+        let conn = Connection::open(dir.join(Self::FILE_NAME)).map_err(db_err)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(db_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db_err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(db_err)?;
+        conn.execute_batch(SCHEMA).map_err(db_err)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn with_conn<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| StoreError::Unavailable("embedded store lock poisoned".into()))?;
+            work(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("embedded store task failed: {e}")))?
+    }
+}
+
+/// The stored item under `key`, live or expired (conditions and updates see it as DynamoDB does).
+fn load(conn: &Connection, key: &Key) -> Result<Option<Item>, StoreError> {
+    let body: Option<String> = conn
+        .query_row(
+            "SELECT body FROM items WHERE pk = ?1 AND sk = ?2",
+            params![key.pk, key.sk],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(db_err)?;
+    body.map(|b| {
+        serde_json::from_str(&b).map_err(|e| StoreError::Corrupt(format!("stored item: {e}")))
+    })
+    .transpose()
+}
+
+fn store(conn: &Connection, item: &Item) -> Result<(), StoreError> {
+    let key = item.key()?;
+    let text = |name| item.opt_s(name).map(|v| v.map(str::to_owned));
+    let body = serde_json::to_string(item).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    conn.execute(
+        "INSERT OR REPLACE INTO items (pk, sk, gsi1pk, gsi1sk, expires_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![key.pk, key.sk, text(GSI1PK)?, text(GSI1SK)?, item.opt_n(EXPIRES_AT)?, body],
+    )
+    .map_err(db_err)?;
+    Ok(())
+}
+
+fn remove(conn: &Connection, key: &Key) -> Result<(), StoreError> {
+    conn.execute(
+        "DELETE FROM items WHERE pk = ?1 AND sk = ?2",
+        params![key.pk, key.sk],
+    )
+    .map_err(db_err)?;
+    Ok(())
+}
+
+/// Evaluates a condition against the stored item, as DynamoDB would.
+fn holds(condition: &Condition, item: Option<&Item>, now: i64) -> bool {
+    let number = |name: &str| {
+        item.and_then(|i| match i.get(name) {
+            Some(Attr::N(n)) => Some(*n),
+            _ => None,
+        })
+    };
+    match condition {
+        Condition::Absent => item.is_none_or(|i| !i.is_live(now)),
+        Condition::Present => item.is_some_and(|i| i.is_live(now)),
+        Condition::Equals(name, value) => item.and_then(|i| i.get(name)) == Some(value),
+        Condition::AtLeast(name, bound) => number(name).is_some_and(|n| n >= *bound),
+        Condition::MissingOrBelow(name, bound) => match item.and_then(|i| i.get(name)) {
+            None => true,
+            Some(Attr::N(n)) => n < bound,
+            Some(_) => false,
+        },
+        Condition::All(parts) => parts.iter().all(|c| holds(c, item, now)),
+    }
+}
+
+fn apply_changes(existing: Option<Item>, key: &Key, changes: &Changes) -> Result<Item, StoreError> {
+    let mut item = existing.unwrap_or_else(|| Item::new(key));
+    for (name, value) in &changes.set {
+        item.0.insert((*name).to_owned(), value.clone());
+    }
+    for (name, value) in &changes.set_if_missing {
+        item.0
+            .entry((*name).to_owned())
+            .or_insert_with(|| value.clone());
+    }
+    for (name, amount) in &changes.add {
+        let current = item.opt_n(name)?.unwrap_or(0);
+        item.0.insert((*name).to_owned(), Attr::N(current + amount));
+    }
+    for name in &changes.remove {
+        item.0.remove(*name);
+    }
+    Ok(item)
+}
+
+fn condition_of(write: &Write) -> Option<&Condition> {
+    match write {
+        Write::Put { when, .. } | Write::Update { when, .. } | Write::Delete { when, .. } => {
+            when.as_ref()
+        }
+        Write::Check { when, .. } => Some(when),
+    }
+}
+
+/// Applies one write whose condition has been checked against `current`; returns the item as it
+/// was (for deletes) or is afterwards (for updates).
+fn apply(
+    conn: &Connection,
+    write: &Write,
+    current: Option<Item>,
+    now: i64,
+) -> Result<Option<Item>, StoreError> {
+    Ok(match write {
+        Write::Put { item, .. } => {
+            store(conn, item)?;
+            None
+        }
+        Write::Update { key, changes, .. } => {
+            let updated = apply_changes(current, key, changes)?;
+            store(conn, &updated)?;
+            Some(updated)
+        }
+        Write::Delete { key, .. } => {
+            remove(conn, key)?;
+            current.filter(|i| i.is_live(now))
+        }
+        Write::Check { .. } => None,
+    })
+}
+
+/// Runs writes atomically: all conditions hold and all writes land, or nothing changes.
+fn run(conn: &mut Connection, writes: &[Write]) -> Result<Vec<Option<Item>>, StoreError> {
+    let keys = writes
+        .iter()
+        .map(Write::key)
+        .collect::<Result<Vec<_>, _>>()?;
+    if keys.iter().collect::<HashSet<_>>().len() != keys.len() {
+        return Err(StoreError::Invalid(
+            "a transaction touches one item twice".into(),
+        ));
+    }
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db_err)?;
+    let now = now_epoch();
+    let currents = keys
+        .iter()
+        .map(|key| load(&tx, key))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Like DynamoDB, report every failed condition, not just the first.
+    let failed: Vec<usize> = writes
+        .iter()
+        .zip(&currents)
+        .enumerate()
+        .filter(|(_, (write, current))| {
+            condition_of(write).is_some_and(|c| !holds(c, current.as_ref(), now))
+        })
+        .map(|(index, _)| index)
+        .collect();
+    if !failed.is_empty() {
+        return Err(StoreError::ConditionFailed { failed });
+    }
+    let results = writes
+        .iter()
+        .zip(currents)
+        .map(|(write, current)| apply(&tx, write, current, now))
+        .collect::<Result<Vec<_>, _>>()?;
+    tx.commit().map_err(db_err)?;
+    Ok(results)
+}
+
+fn single(conn: &mut Connection, write: Write) -> Result<Option<Item>, StoreError> {
+    run(conn, std::slice::from_ref(&write)).map(|mut results| results.pop().flatten())
+}
+
+#[async_trait]
+impl Table for EmbeddedTable {
+    async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError> {
+        let key = key.clone();
+        self.with_conn(move |conn| Ok(load(conn, &key)?.filter(|i| i.is_live(now_epoch()))))
+            .await
+    }
+
+    async fn put(&self, item: Item, when: Option<Condition>) -> Result<(), StoreError> {
+        self.with_conn(move |conn| single(conn, Write::Put { item, when }).map(|_| ()))
+            .await
+    }
+
+    async fn update(
+        &self,
+        key: &Key,
+        changes: Changes,
+        when: Option<Condition>,
+    ) -> Result<Item, StoreError> {
+        let key = key.clone();
+        self.with_conn(move |conn| {
+            single(conn, Write::Update { key, changes, when })?
+                .ok_or_else(|| StoreError::Corrupt("update returned no item".into()))
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &Key, when: Option<Condition>) -> Result<Option<Item>, StoreError> {
+        let key = key.clone();
+        self.with_conn(move |conn| single(conn, Write::Delete { key, when }))
+            .await
+    }
+
+    async fn query(&self, query: &Query) -> Result<Page, StoreError> {
+        let query = query.clone();
+        self.with_conn(move |conn| run_query(conn, &query)).await
+    }
+
+    async fn transact(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        if writes.len() > 100 {
+            return Err(StoreError::Invalid(
+                "a transaction holds at most 100 writes".into(),
+            ));
+        }
+        self.with_conn(move |conn| run(conn, &writes).map(|_| ()))
+            .await
+    }
+
+    fn backend(&self) -> &'static str {
+        "embedded"
+    }
+}
+
+fn run_query(conn: &Connection, query: &Query) -> Result<Page, StoreError> {
+    let (part_col, sort_col) = match query.index {
+        Index::Table => (PK, SK),
+        Index::Gsi1 => (GSI1PK, GSI1SK),
+    };
+    let order = if query.ascending { "ASC" } else { "DESC" };
+    let cmp = if query.ascending { ">" } else { "<" };
+    // Rows are ordered by (sort key, pk, sk) so GSI pages, whose sort keys may repeat, are stable.
+    let mut sql = format!(
+        "SELECT body FROM items WHERE {part_col} = ?1 AND substr({sort_col}, 1, length(?2)) = ?2"
+    );
+    let cursor = query.start_after.as_ref().map(|c| {
+        let get = |k: &str| c.0.get(k).cloned().unwrap_or_default();
+        (get(sort_col), get(PK), get(SK))
+    });
+    if cursor.is_some() {
+        sql.push_str(&format!(" AND ({sort_col}, pk, sk) {cmp} (?3, ?4, ?5)"));
+    }
+    sql.push_str(&format!(
+        " ORDER BY {sort_col} {order}, pk {order}, sk {order} LIMIT ?6"
+    ));
+    let prefix = query.sort_prefix.clone().unwrap_or_default();
+    let (c_sort, c_pk, c_sk) = cursor.unwrap_or_default();
+    let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
+    let bodies = stmt
+        .query_map(
+            params![
+                query.partition,
+                prefix,
+                c_sort,
+                c_pk,
+                c_sk,
+                i64::from(query.limit) + 1
+            ],
+            |row| row.get::<_, String>(0),
+        )
+        .map_err(db_err)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(db_err)?;
+    let mut scanned: Vec<Item> = bodies
+        .iter()
+        .map(|b| {
+            serde_json::from_str(b).map_err(|e| StoreError::Corrupt(format!("stored item: {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    // As in DynamoDB, the limit counts items read before the expiry filter, and a full page has a cursor.
+    let more = scanned.len() > query.limit as usize;
+    scanned.truncate(query.limit as usize);
+    let next = if more {
+        scanned
+            .last()
+            .map(|last| cursor_of(last, query.index))
+            .transpose()?
+    } else {
+        None
+    };
+    let now = now_epoch();
+    Ok(Page {
+        items: scanned.into_iter().filter(|i| i.is_live(now)).collect(),
+        next,
+    })
+}
+
+fn cursor_of(item: &Item, index: Index) -> Result<Cursor, StoreError> {
+    let mut map = BTreeMap::from([
+        (PK.to_owned(), item.s(PK)?.to_owned()),
+        (SK.to_owned(), item.s(SK)?.to_owned()),
+    ]);
+    if index == Index::Gsi1 {
+        map.insert(GSI1PK.to_owned(), item.s(GSI1PK)?.to_owned());
+        map.insert(GSI1SK.to_owned(), item.s(GSI1SK)?.to_owned());
+    }
+    Ok(Cursor(map))
+}

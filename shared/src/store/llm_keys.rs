@@ -1,0 +1,235 @@
+//! Users' LLM provider keys: sealed, with their masked preview and validation history.
+
+use super::table::{Attr, Changes, Condition, Index, Item, Key, Query, Table, Write};
+use super::{StoreError, sealed_attr, sealed_from, user_pk};
+use crate::crypto::Sealed;
+use crate::model::UserId;
+use crate::providers::Provider;
+
+const PREFIX: &str = "LLMKEY#";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStatus {
+    Valid,
+    Invalid,
+    Unchecked,
+}
+
+impl KeyStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Valid => "valid",
+            Self::Invalid => "invalid",
+            Self::Unchecked => "unchecked",
+        }
+    }
+
+    fn parse(raw: &str) -> Result<Self, StoreError> {
+        match raw {
+            "valid" => Ok(Self::Valid),
+            "invalid" => Ok(Self::Invalid),
+            "unchecked" => Ok(Self::Unchecked),
+            other => Err(StoreError::Corrupt(format!("unknown key status `{other}`"))),
+        }
+    }
+}
+
+/// The outcome of the latest validation call, in keyward's own words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestResult {
+    pub ok: bool,
+    pub message: String,
+    pub at: i64,
+}
+
+/// A key about to be stored.
+#[derive(Debug, Clone)]
+pub struct NewLlmKey {
+    pub provider: Provider,
+    pub sealed: Sealed,
+    /// At most 8 characters of the key (e.g. `sk-p…wxyz`).
+    pub preview: String,
+    pub status: KeyStatus,
+    pub test: Option<TestResult>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredLlmKey {
+    pub provider: Provider,
+    pub sealed: Sealed,
+    pub preview: String,
+    pub status: KeyStatus,
+    pub last_validated_at: Option<i64>,
+    pub last_test: Option<TestResult>,
+    pub last_used_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+pub struct LlmKeys<'a>(pub(super) &'a dyn Table);
+
+fn key(user: &UserId, provider: Provider) -> Key {
+    Key::new(user_pk(user), format!("{PREFIX}{provider}"))
+}
+
+fn test_changes(changes: Changes, test: Option<&TestResult>) -> Changes {
+    changes
+        .set_opt("test_ok", test.map(|t| Attr::Bool(t.ok)))
+        .set_opt("test_message", test.map(|t| Attr::S(t.message.clone())))
+        .set_opt("test_at", test.map(|t| Attr::N(t.at)))
+}
+
+impl LlmKeys<'_> {
+    /// Stores (or replaces) a user's key for a provider; `created_at` survives replacement.
+    pub async fn put(
+        &self,
+        user: &UserId,
+        new: &NewLlmKey,
+        now: i64,
+    ) -> Result<StoredLlmKey, StoreError> {
+        let validated_at =
+            (new.status == KeyStatus::Valid).then(|| new.test.as_ref().map_or(now, |t| t.at));
+        let changes = Changes::default()
+            .set("entity", Attr::S("llm-key".into()))
+            .set("provider", Attr::S(new.provider.to_string()))
+            .set("sealed", sealed_attr(&new.sealed))
+            .set("preview", Attr::S(new.preview.clone()))
+            .set("status", Attr::S(new.status.as_str().into()))
+            .set_opt("last_validated_at", validated_at.map(Attr::N))
+            .set("updated_at", Attr::N(now))
+            .set_if_missing("created_at", Attr::N(now))
+            .remove("last_used_at");
+        let item = self
+            .0
+            .update(
+                &key(user, new.provider),
+                test_changes(changes, new.test.as_ref()),
+                None,
+            )
+            .await?;
+        parse(&item)
+    }
+
+    pub async fn get(
+        &self,
+        user: &UserId,
+        provider: Provider,
+    ) -> Result<Option<StoredLlmKey>, StoreError> {
+        self.0
+            .get(&key(user, provider))
+            .await?
+            .as_ref()
+            .map(parse)
+            .transpose()
+    }
+
+    /// Every key of a user, in one query.
+    pub async fn list(&self, user: &UserId) -> Result<Vec<StoredLlmKey>, StoreError> {
+        let page = self
+            .0
+            .query(
+                &Query::partition(Index::Table, user_pk(user))
+                    .prefix(PREFIX)
+                    .limit(100),
+            )
+            .await?;
+        page.items.iter().map(parse).collect()
+    }
+
+    /// Records a re-validation of the stored key; `None` when the key was deleted meanwhile.
+    pub async fn record_test(
+        &self,
+        user: &UserId,
+        provider: Provider,
+        status: KeyStatus,
+        test: &TestResult,
+    ) -> Result<Option<StoredLlmKey>, StoreError> {
+        let mut changes = Changes::default().set("status", Attr::S(status.as_str().into()));
+        if status == KeyStatus::Valid {
+            changes = changes.set("last_validated_at", Attr::N(test.at));
+        }
+        match self
+            .0
+            .update(
+                &key(user, provider),
+                test_changes(changes, Some(test)),
+                Some(Condition::Present),
+            )
+            .await
+        {
+            Ok(item) => parse(&item).map(Some),
+            Err(StoreError::ConditionFailed { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Marks the key used, at most once per `min_interval` seconds (to spare writes). Returns
+    /// whether a write happened.
+    pub async fn touch_last_used(
+        &self,
+        user: &UserId,
+        provider: Provider,
+        now: i64,
+        min_interval: i64,
+    ) -> Result<bool, StoreError> {
+        let when = Condition::All(vec![
+            Condition::Present,
+            Condition::MissingOrBelow("last_used_at", now - min_interval + 1),
+        ]);
+        let changes = Changes::default().set("last_used_at", Attr::N(now));
+        match self
+            .0
+            .update(&key(user, provider), changes, Some(when))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(StoreError::ConditionFailed { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes one key; returns whether there was one.
+    pub async fn delete(&self, user: &UserId, provider: Provider) -> Result<bool, StoreError> {
+        Ok(self.0.delete(&key(user, provider), None).await?.is_some())
+    }
+
+    /// Deletes every key of a user at once; returns how many there were.
+    pub async fn delete_all(&self, user: &UserId) -> Result<usize, StoreError> {
+        let keys = self.list(user).await?;
+        let writes: Vec<Write> = keys
+            .iter()
+            .map(|k| Write::Delete {
+                key: key(user, k.provider),
+                when: None,
+            })
+            .collect();
+        self.0.transact(writes).await?;
+        Ok(keys.len())
+    }
+}
+
+fn parse(item: &Item) -> Result<StoredLlmKey, StoreError> {
+    let provider = item
+        .s("provider")?
+        .parse()
+        .map_err(|_| StoreError::Corrupt("unknown provider".into()))?;
+    let last_test = match item.get("test_ok") {
+        None => None,
+        Some(_) => Some(TestResult {
+            ok: item.bool("test_ok")?,
+            message: item.s("test_message")?.to_owned(),
+            at: item.n("test_at")?,
+        }),
+    };
+    Ok(StoredLlmKey {
+        provider,
+        sealed: sealed_from(item.b("sealed")?)?,
+        preview: item.s("preview")?.to_owned(),
+        status: KeyStatus::parse(item.s("status")?)?,
+        last_validated_at: item.opt_n("last_validated_at")?,
+        last_test,
+        last_used_at: item.opt_n("last_used_at")?,
+        created_at: item.n("created_at")?,
+        updated_at: item.n("updated_at")?,
+    })
+}

@@ -1,0 +1,120 @@
+//! Storage at the domain level: users, LLM keys, OAuth connections, one-time states, Stripe events
+//! with the credit ledger, and audit entries, all in one single table.
+//!
+//! Handlers see only the repositories ([`Store::users`], [`Store::llm_keys`], …). Each repository
+//! is written once over the [`table::Table`] primitives, which two adapters implement: DynamoDB
+//! ([`DynamoTable`]) and an embedded SQLite file ([`EmbeddedTable`]) for local mode. The key schema
+//! is documented in `docs/storage.md`.
+
+mod audit;
+mod credits;
+mod dynamo;
+mod embedded;
+mod llm_keys;
+mod oauth;
+mod states;
+pub mod table;
+mod users;
+
+use std::sync::Arc;
+
+pub use audit::{Actor, Audit, AuditEntry};
+pub use credits::{Account, Applied, CreditChange, Credits, LedgerEntry, LedgerKind, OnceKey};
+pub use dynamo::{DynamoTable, create_table};
+pub use embedded::EmbeddedTable;
+pub use llm_keys::{KeyStatus, LlmKeys, NewLlmKey, StoredLlmKey, TestResult};
+pub use oauth::{ConnectionStatus, OAuthConnection, OAuthConnections};
+pub use states::{OneTimeState, StatePurpose, States};
+pub use table::{Cursor, Table, now_epoch};
+pub use users::{ProfileUpdate, UserProfile, Users};
+
+use crate::crypto::Sealed;
+use crate::model::UserId;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A write's condition did not hold; `failed` lists the failing writes of a transaction.
+    #[error("condition not met")]
+    ConditionFailed { failed: Vec<usize> },
+    /// Another transaction was changing the same items; retrying helps.
+    #[error("conflicting concurrent transaction")]
+    Conflict,
+    #[error("the store is throttling requests")]
+    Throttled,
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored data is malformed: {0}")]
+    Corrupt(String),
+    /// A request the store refused as invalid: a bug in keyward, never user input.
+    #[error("invalid store request: {0}")]
+    Invalid(String),
+}
+
+/// A page of domain records and the opaque cursor of the next page.
+#[derive(Debug, Clone)]
+pub struct Listing<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+/// keyward's storage: cheap to clone, shared by every handler.
+#[derive(Clone)]
+pub struct Store {
+    table: Arc<dyn Table>,
+}
+
+impl Store {
+    pub fn new(table: Arc<dyn Table>) -> Self {
+        Self { table }
+    }
+
+    pub fn backend(&self) -> &'static str {
+        self.table.backend()
+    }
+
+    pub fn users(&self) -> Users<'_> {
+        Users(self.table.as_ref())
+    }
+
+    pub fn llm_keys(&self) -> LlmKeys<'_> {
+        LlmKeys(self.table.as_ref())
+    }
+
+    pub fn oauth_connections(&self) -> OAuthConnections<'_> {
+        OAuthConnections(self.table.as_ref())
+    }
+
+    pub fn states(&self) -> States<'_> {
+        States(self.table.as_ref())
+    }
+
+    pub fn credits(&self) -> Credits<'_> {
+        Credits(self.table.as_ref())
+    }
+
+    pub fn audit(&self) -> Audit<'_> {
+        Audit(self.table.as_ref())
+    }
+}
+
+/// The partition holding everything of one user.
+fn user_pk(user: &UserId) -> String {
+    format!("USER#{user}")
+}
+
+fn sealed_attr(sealed: &Sealed) -> table::Attr {
+    table::Attr::B(sealed.to_bytes())
+}
+
+fn sealed_from(bytes: &[u8]) -> Result<Sealed, StoreError> {
+    Sealed::from_bytes(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// A random identifier for ledger and audit entries (64 bits, hex).
+fn random_id() -> String {
+    hex::encode(rand::random::<[u8; 8]>())
+}
+
+fn user_from(raw: &str) -> Result<UserId, StoreError> {
+    UserId::parse(raw).map_err(|e| StoreError::Corrupt(e.to_string()))
+}

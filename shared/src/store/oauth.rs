@@ -1,0 +1,123 @@
+//! Connected Google accounts: sealed tokens, granted scopes and the connection's state.
+//!
+//! Every save carries a version, so concurrent refreshers cannot overwrite each other: a save
+//! succeeds only over the version it read.
+
+use super::table::{Attr, Changes, Condition, Item, Key, Table};
+use super::{StoreError, sealed_attr, sealed_from, user_from, user_pk};
+use crate::crypto::Sealed;
+use crate::model::UserId;
+
+const GOOGLE: &str = "OAUTH#google";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionStatus {
+    Connected,
+    /// Google refused the refresh token; only the user reconnecting helps.
+    ReconnectRequired,
+}
+
+impl ConnectionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connected => "connected",
+            Self::ReconnectRequired => "reconnect_required",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct OAuthConnection {
+    pub user: UserId,
+    pub email: String,
+    pub scopes: Vec<String>,
+    pub refresh_token: Option<Sealed>,
+    pub access_token: Sealed,
+    pub access_expires_at: i64,
+    pub status: ConnectionStatus,
+    pub connected_at: i64,
+    pub last_refreshed_at: Option<i64>,
+    /// Bumped by every save.
+    pub version: i64,
+}
+
+pub struct OAuthConnections<'a>(pub(super) &'a dyn Table);
+
+fn key(user: &UserId) -> Key {
+    Key::new(user_pk(user), GOOGLE)
+}
+
+impl OAuthConnections<'_> {
+    pub async fn get(&self, user: &UserId) -> Result<Option<OAuthConnection>, StoreError> {
+        self.0
+            .get(&key(user))
+            .await?
+            .as_ref()
+            .map(parse)
+            .transpose()
+    }
+
+    /// Saves `connection` as version `read_version + 1` if the stored one is still `read_version`
+    /// (`None`: a new connection, replacing whatever was there). Returns the saved connection, or
+    /// `None` when another writer got there first.
+    pub async fn save(
+        &self,
+        connection: &OAuthConnection,
+        read_version: Option<i64>,
+    ) -> Result<Option<OAuthConnection>, StoreError> {
+        let version = read_version.map_or(1, |v| v + 1);
+        let changes = Changes::default()
+            .set("entity", Attr::S("oauth-connection".into()))
+            .set("user_id", Attr::S(connection.user.to_string()))
+            .set("email", Attr::S(connection.email.clone()))
+            .set("scopes", Attr::L(connection.scopes.clone()))
+            .set_opt(
+                "refresh_token",
+                connection.refresh_token.as_ref().map(sealed_attr),
+            )
+            .set("access_token", sealed_attr(&connection.access_token))
+            .set("access_expires_at", Attr::N(connection.access_expires_at))
+            .set("status", Attr::S(connection.status.as_str().into()))
+            .set("connected_at", Attr::N(connection.connected_at))
+            .set_opt(
+                "last_refreshed_at",
+                connection.last_refreshed_at.map(Attr::N),
+            )
+            .set("version", Attr::N(version));
+        let when = read_version.map(|v| Condition::Equals("version", Attr::N(v)));
+        match self.0.update(&key(&connection.user), changes, when).await {
+            Ok(item) => parse(&item).map(Some),
+            Err(StoreError::ConditionFailed { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes the connection; returns whether there was one.
+    pub async fn delete(&self, user: &UserId) -> Result<bool, StoreError> {
+        Ok(self.0.delete(&key(user), None).await?.is_some())
+    }
+}
+
+fn parse(item: &Item) -> Result<OAuthConnection, StoreError> {
+    let status = match item.s("status")? {
+        "connected" => ConnectionStatus::Connected,
+        "reconnect_required" => ConnectionStatus::ReconnectRequired,
+        other => {
+            return Err(StoreError::Corrupt(format!(
+                "unknown connection status `{other}`"
+            )));
+        }
+    };
+    Ok(OAuthConnection {
+        user: user_from(item.s("user_id")?)?,
+        email: item.s("email")?.to_owned(),
+        scopes: item.list("scopes")?.to_vec(),
+        refresh_token: item.opt_b("refresh_token")?.map(sealed_from).transpose()?,
+        access_token: sealed_from(item.b("access_token")?)?,
+        access_expires_at: item.n("access_expires_at")?,
+        status,
+        connected_at: item.n("connected_at")?,
+        last_refreshed_at: item.opt_n("last_refreshed_at")?,
+        version: item.n("version")?,
+    })
+}

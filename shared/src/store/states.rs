@@ -1,0 +1,87 @@
+//! One-time states of OAuth redirects (Auth0 sign-in, Google connect): created with a TTL,
+//! consumed atomically exactly once. Only a hash of the state value is stored.
+
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+
+use super::table::{Attr, Condition, Item, Key, Table};
+use super::{StoreError, user_from};
+use crate::model::UserId;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatePurpose {
+    Auth0Login,
+    GoogleConnect,
+}
+
+impl StatePurpose {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Auth0Login => "auth0-login",
+            Self::GoogleConnect => "google-connect",
+        }
+    }
+}
+
+/// What a redirect's state stands for. `Debug` redacts the PKCE verifier.
+#[derive(Debug, Clone)]
+pub struct OneTimeState {
+    pub purpose: StatePurpose,
+    /// The user who started the flow, when one was signed in.
+    pub user: Option<UserId>,
+    pub return_to: Option<String>,
+    pub pkce_verifier: SecretString,
+    pub expires_at: i64,
+}
+
+pub struct States<'a>(pub(super) &'a dyn Table);
+
+fn key(state: &str) -> Key {
+    let digest = hex::encode(Sha256::digest(state.as_bytes()));
+    Key::new(format!("STATE#{digest}"), "STATE")
+}
+
+impl States<'_> {
+    /// Stores a new state. A collision with a live state (practically impossible for 128-bit
+    /// random values) is refused rather than overwritten.
+    pub async fn create(&self, state: &str, record: &OneTimeState) -> Result<(), StoreError> {
+        let item = Item::new(&key(state))
+            .with("entity", Attr::S("state".into()))
+            .with("purpose", Attr::S(record.purpose.as_str().into()))
+            .with_opt(
+                "user_id",
+                record.user.as_ref().map(|u| Attr::S(u.to_string())),
+            )
+            .with_opt("return_to", record.return_to.clone().map(Attr::S))
+            .with(
+                "pkce_verifier",
+                Attr::S(record.pkce_verifier.expose_secret().to_owned()),
+            )
+            .with(super::table::EXPIRES_AT, Attr::N(record.expires_at));
+        self.0.put(item, Some(Condition::Absent)).await
+    }
+
+    /// Takes a state for `purpose` exactly once: the first caller gets it, every later one (and any
+    /// caller after expiry, or with a state made for another purpose) gets `None`.
+    pub async fn consume(
+        &self,
+        state: &str,
+        purpose: StatePurpose,
+    ) -> Result<Option<OneTimeState>, StoreError> {
+        let when = Condition::All(vec![
+            Condition::Present,
+            Condition::Equals("purpose", Attr::S(purpose.as_str().into())),
+        ]);
+        match self.0.delete(&key(state), Some(when)).await {
+            Ok(Some(item)) => Ok(Some(OneTimeState {
+                purpose,
+                user: item.opt_s("user_id")?.map(user_from).transpose()?,
+                return_to: item.opt_s("return_to")?.map(str::to_owned),
+                pkce_verifier: SecretString::from(item.s("pkce_verifier")?.to_owned()),
+                expires_at: item.n(super::table::EXPIRES_AT)?,
+            })),
+            Ok(None) | Err(StoreError::ConditionFailed { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,370 @@
+//! The single-table primitives both storage adapters implement (DynamoDB, embedded SQLite).
+//!
+//! Domain repositories are written once on top of this, so both backends share one key schema and
+//! one set of semantics: items live under `pk`/`sk`, one GSI (`gsi1pk`/`gsi1sk`), and an item whose
+//! `expires_at` (epoch seconds) has passed is absent on every read and condition, whether or not the
+//! backend has deleted it yet.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::StoreError;
+
+pub const PK: &str = "pk";
+pub const SK: &str = "sk";
+pub const GSI1PK: &str = "gsi1pk";
+pub const GSI1SK: &str = "gsi1sk";
+pub const EXPIRES_AT: &str = "expires_at";
+pub const GSI1: &str = "gsi1";
+
+/// An attribute value; the subset of DynamoDB's types keyward uses. Serialized as DynamoDB JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Attr {
+    S(String),
+    N(i64),
+    B(#[serde(with = "base64_bytes")] Vec<u8>),
+    #[serde(rename = "BOOL")]
+    Bool(bool),
+    /// A list of strings (DynamoDB `L` of `S`).
+    L(Vec<String>),
+}
+
+mod base64_bytes {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        STANDARD
+            .decode(String::deserialize(d)?)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A stored item: named attributes, including the key attributes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Item(pub BTreeMap<String, Attr>);
+
+impl Item {
+    pub fn new(key: &Key) -> Self {
+        Item::default()
+            .with(PK, Attr::S(key.pk.clone()))
+            .with(SK, Attr::S(key.sk.clone()))
+    }
+
+    pub fn with(mut self, name: &str, value: Attr) -> Self {
+        self.0.insert(name.to_owned(), value);
+        self
+    }
+
+    pub fn with_opt(self, name: &str, value: Option<Attr>) -> Self {
+        match value {
+            Some(v) => self.with(name, v),
+            None => self,
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Attr> {
+        self.0.get(name)
+    }
+
+    pub fn key(&self) -> Result<Key, StoreError> {
+        Ok(Key {
+            pk: self.s(PK)?.to_owned(),
+            sk: self.s(SK)?.to_owned(),
+        })
+    }
+
+    pub fn s(&self, name: &str) -> Result<&str, StoreError> {
+        self.opt_s(name)?.ok_or_else(|| missing(name))
+    }
+
+    pub fn opt_s(&self, name: &str) -> Result<Option<&str>, StoreError> {
+        match self.0.get(name) {
+            None => Ok(None),
+            Some(Attr::S(v)) => Ok(Some(v)),
+            Some(_) => Err(wrong_type(name)),
+        }
+    }
+
+    pub fn n(&self, name: &str) -> Result<i64, StoreError> {
+        self.opt_n(name)?.ok_or_else(|| missing(name))
+    }
+
+    pub fn opt_n(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        match self.0.get(name) {
+            None => Ok(None),
+            Some(Attr::N(v)) => Ok(Some(*v)),
+            Some(_) => Err(wrong_type(name)),
+        }
+    }
+
+    pub fn b(&self, name: &str) -> Result<&[u8], StoreError> {
+        self.opt_b(name)?.ok_or_else(|| missing(name))
+    }
+
+    pub fn opt_b(&self, name: &str) -> Result<Option<&[u8]>, StoreError> {
+        match self.0.get(name) {
+            None => Ok(None),
+            Some(Attr::B(v)) => Ok(Some(v)),
+            Some(_) => Err(wrong_type(name)),
+        }
+    }
+
+    pub fn bool(&self, name: &str) -> Result<bool, StoreError> {
+        match self.0.get(name) {
+            None => Err(missing(name)),
+            Some(Attr::Bool(v)) => Ok(*v),
+            Some(_) => Err(wrong_type(name)),
+        }
+    }
+
+    pub fn list(&self, name: &str) -> Result<&[String], StoreError> {
+        match self.0.get(name) {
+            None => Err(missing(name)),
+            Some(Attr::L(v)) => Ok(v),
+            Some(_) => Err(wrong_type(name)),
+        }
+    }
+
+    /// Whether the item is live at `now` (no `expires_at`, or one still in the future).
+    pub fn is_live(&self, now: i64) -> bool {
+        !matches!(self.0.get(EXPIRES_AT), Some(Attr::N(at)) if *at <= now)
+    }
+}
+
+fn missing(name: &str) -> StoreError {
+    StoreError::Corrupt(format!("attribute `{name}` is missing"))
+}
+
+fn wrong_type(name: &str) -> StoreError {
+    StoreError::Corrupt(format!("attribute `{name}` has the wrong type"))
+}
+
+/// The primary key of an item.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Key {
+    pub pk: String,
+    pub sk: String,
+}
+
+impl Key {
+    pub fn new(pk: impl Into<String>, sk: impl Into<String>) -> Self {
+        Self {
+            pk: pk.into(),
+            sk: sk.into(),
+        }
+    }
+}
+
+/// A condition on the current state of one item, checked atomically with the write it guards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Condition {
+    /// No live item has this key.
+    Absent,
+    /// A live item has this key.
+    Present,
+    /// The attribute exists and equals the value.
+    Equals(&'static str, Attr),
+    /// The attribute is a number at least this large.
+    AtLeast(&'static str, i64),
+    /// The attribute is missing or a number below this.
+    MissingOrBelow(&'static str, i64),
+    All(Vec<Condition>),
+}
+
+/// Attribute changes of an update; an update creates the item when none exists.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub set: Vec<(&'static str, Attr)>,
+    /// Set only when the attribute is missing (e.g. `created_at`).
+    pub set_if_missing: Vec<(&'static str, Attr)>,
+    /// Add to a number attribute (a missing one counts as 0).
+    pub add: Vec<(&'static str, i64)>,
+    pub remove: Vec<&'static str>,
+}
+
+impl Changes {
+    pub fn set(mut self, name: &'static str, value: Attr) -> Self {
+        self.set.push((name, value));
+        self
+    }
+
+    pub fn set_opt(self, name: &'static str, value: Option<Attr>) -> Self {
+        match value {
+            Some(v) => self.set(name, v),
+            None => self.remove(name),
+        }
+    }
+
+    pub fn set_if_missing(mut self, name: &'static str, value: Attr) -> Self {
+        self.set_if_missing.push((name, value));
+        self
+    }
+
+    pub fn add(mut self, name: &'static str, amount: i64) -> Self {
+        self.add.push((name, amount));
+        self
+    }
+
+    pub fn remove(mut self, name: &'static str) -> Self {
+        self.remove.push(name);
+        self
+    }
+}
+
+/// One write of a transaction.
+#[derive(Debug, Clone)]
+pub enum Write {
+    Put {
+        item: Item,
+        when: Option<Condition>,
+    },
+    Update {
+        key: Key,
+        changes: Changes,
+        when: Option<Condition>,
+    },
+    Delete {
+        key: Key,
+        when: Option<Condition>,
+    },
+    Check {
+        key: Key,
+        when: Condition,
+    },
+}
+
+impl Write {
+    pub fn key(&self) -> Result<Key, StoreError> {
+        match self {
+            Write::Put { item, .. } => item.key(),
+            Write::Update { key, .. } | Write::Delete { key, .. } | Write::Check { key, .. } => {
+                Ok(key.clone())
+            }
+        }
+    }
+}
+
+/// Which key a query runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Index {
+    Table,
+    Gsi1,
+}
+
+/// Items of one partition, optionally with a sort-key prefix, in sort-key order.
+#[derive(Debug, Clone)]
+pub struct Query {
+    pub index: Index,
+    pub partition: String,
+    pub sort_prefix: Option<String>,
+    pub ascending: bool,
+    pub limit: u32,
+    pub start_after: Option<Cursor>,
+}
+
+impl Query {
+    pub fn partition(index: Index, partition: impl Into<String>) -> Self {
+        Self {
+            index,
+            partition: partition.into(),
+            sort_prefix: None,
+            ascending: true,
+            limit: 100,
+            start_after: None,
+        }
+    }
+
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.sort_prefix = Some(prefix.into());
+        self
+    }
+
+    pub fn descending(mut self) -> Self {
+        self.ascending = false;
+        self
+    }
+
+    pub fn limit(mut self, limit: u32) -> Self {
+        self.limit = limit.max(1);
+        self
+    }
+
+    pub fn after(mut self, cursor: Option<Cursor>) -> Self {
+        self.start_after = cursor;
+        self
+    }
+}
+
+/// Where a page ended: the key attributes of its last item (DynamoDB's `LastEvaluatedKey`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor(pub BTreeMap<String, String>);
+
+impl Cursor {
+    /// Opaque, URL-safe form for clients.
+    pub fn encode(&self) -> String {
+        use base64::Engine;
+        let json = serde_json::to_vec(&self.0).unwrap_or_default();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+    }
+
+    /// Parses a client's cursor for a query on `partition`; a cursor for another partition is refused
+    /// so a client cannot page into someone else's items.
+    pub fn decode(raw: &str, index: Index, partition: &str) -> Option<Self> {
+        use base64::Engine;
+        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(raw)
+            .ok()?;
+        let map: BTreeMap<String, String> = serde_json::from_slice(&json).ok()?;
+        let partition_attr = match index {
+            Index::Table => PK,
+            Index::Gsi1 => GSI1PK,
+        };
+        (map.get(partition_attr).map(String::as_str) == Some(partition) && map.contains_key(SK))
+            .then_some(Self(map))
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub items: Vec<Item>,
+    pub next: Option<Cursor>,
+}
+
+/// A storage backend holding keyward's single table.
+#[async_trait]
+pub trait Table: Send + Sync {
+    /// A strongly consistent read; expired items are absent.
+    async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError>;
+    async fn put(&self, item: Item, when: Option<Condition>) -> Result<(), StoreError>;
+    /// Applies `changes` and returns the item as it is afterwards.
+    async fn update(
+        &self,
+        key: &Key,
+        changes: Changes,
+        when: Option<Condition>,
+    ) -> Result<Item, StoreError>;
+    /// Deletes the item and returns it if it was live.
+    async fn delete(&self, key: &Key, when: Option<Condition>) -> Result<Option<Item>, StoreError>;
+    async fn query(&self, query: &Query) -> Result<Page, StoreError>;
+    /// All writes or none. At most 100, each on a different item.
+    async fn transact(&self, writes: Vec<Write>) -> Result<(), StoreError>;
+    /// A short name for health output and logs: `dynamodb` or `embedded`.
+    fn backend(&self) -> &'static str;
+}
+
+/// The current time in epoch seconds, as stored in `expires_at` and every timestamp.
+pub fn now_epoch() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
