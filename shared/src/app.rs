@@ -61,35 +61,18 @@ impl AppState {
     /// Builds the state for `config`; AWS clients come from the standard AWS configuration chain.
     pub async fn from_config(config: Config) -> Result<Self, InitError> {
         let aws = match config.mode {
-            Mode::Aws { .. } => {
-                Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await)
-            }
+            Mode::Aws { .. } => Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await),
             Mode::Local { .. } => None,
         };
         Self::with_aws(config, aws.as_ref())
     }
 
     /// Builds the state with a given AWS configuration (tests inject endpoints and interceptors).
-    pub fn with_aws(
-        config: Config,
-        aws: Option<&aws_config::SdkConfig>,
-    ) -> Result<Self, InitError> {
+    pub fn with_aws(config: Config, aws: Option<&aws_config::SdkConfig>) -> Result<Self, InitError> {
         let (store, provider): (Store, Arc<dyn KeyProvider>) = match (&config.mode, aws) {
-            (
-                Mode::Aws {
-                    table_name,
-                    kms_key_id,
-                },
-                Some(aws),
-            ) => (
-                Store::new(Arc::new(DynamoTable::new(
-                    aws_sdk_dynamodb::Client::new(aws),
-                    table_name,
-                ))),
-                Arc::new(KmsKeyProvider::new(
-                    aws_sdk_kms::Client::new(aws),
-                    kms_key_id,
-                )),
+            (Mode::Aws { table_name, kms_key_id }, Some(aws)) => (
+                Store::new(Arc::new(DynamoTable::new(aws_sdk_dynamodb::Client::new(aws), table_name))),
+                Arc::new(KmsKeyProvider::new(aws_sdk_kms::Client::new(aws), kms_key_id)),
             ),
             (Mode::Aws { .. }, None) => {
                 return Err(InitError::Config(ConfigError {
@@ -147,15 +130,10 @@ where
 
 /// The Lambda request id and API Gateway's route template of a request.
 fn request_labels(req: &Request) -> (String, String) {
-    let lambda_id = req
-        .lambda_context_ref()
-        .map(|c| c.request_id.clone())
-        .filter(|id| !id.is_empty());
+    let lambda_id = req.lambda_context_ref().map(|c| c.request_id.clone()).filter(|id| !id.is_empty());
     match req.request_context_ref() {
         Some(RequestContext::ApiGatewayV2(ctx)) => (
-            lambda_id
-                .or_else(|| ctx.request_id.clone())
-                .unwrap_or_default(),
+            lambda_id.or_else(|| ctx.request_id.clone()).unwrap_or_default(),
             ctx.route_key.clone().unwrap_or_default(),
         ),
         _ => (lambda_id.unwrap_or_default(), String::new()),
@@ -179,12 +157,6 @@ pub fn health(state: &AppState, function: &str) -> Response<Body> {
     };
     json_response(
         StatusCode::OK,
-        &Health {
-            status: "ok",
-            function,
-            mode,
-            store: state.store.backend(),
-            version: env!("CARGO_PKG_VERSION"),
-        },
+        &Health { status: "ok", function, mode, store: state.store.backend(), version: env!("CARGO_PKG_VERSION") },
     )
 }

@@ -25,10 +25,7 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn new(var: &'static str, problem: impl Into<String>) -> Self {
-        Self {
-            var,
-            problem: problem.into(),
-        }
+        Self { var, problem: problem.into() }
     }
 }
 
@@ -36,10 +33,7 @@ impl ConfigError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
     /// DynamoDB, KMS and Secrets Manager (real AWS, or moto through `AWS_ENDPOINT_URL`).
-    Aws {
-        table_name: String,
-        kms_key_id: String,
-    },
+    Aws { table_name: String, kms_key_id: String },
     /// Embedded file-backed store and a local master key, all kept in `data_dir`.
     Local { data_dir: PathBuf },
 }
@@ -76,10 +70,7 @@ impl Config {
             },
             Some("local") => local_mode(&get),
             None if get("AWS_LAMBDA_FUNCTION_NAME").is_some() => {
-                return Err(ConfigError::new(
-                    "KEYWARD_MODE",
-                    "must be set (aws or local) inside Lambda",
-                ));
+                return Err(ConfigError::new("KEYWARD_MODE", "must be set (aws or local) inside Lambda"));
             }
             None => local_mode(&get),
             Some(_) => return Err(ConfigError::new("KEYWARD_MODE", "must be `aws` or `local`")),
@@ -90,27 +81,18 @@ impl Config {
             Some(v) => v,
             None if local => format!("{SANDBOX_BASE_URL}/auth0/"),
             None => {
-                return Err(ConfigError::new(
-                    "KEYWARD_AUTH0_ISSUER",
-                    "required in aws mode",
-                ));
+                return Err(ConfigError::new("KEYWARD_AUTH0_ISSUER", "required in aws mode"));
             }
         };
         let issuer_url = endpoint_url("KEYWARD_AUTH0_ISSUER", &issuer)?;
         if !issuer.ends_with('/') {
-            return Err(ConfigError::new(
-                "KEYWARD_AUTH0_ISSUER",
-                "must end with `/`, as Auth0 issuers do",
-            ));
+            return Err(ConfigError::new("KEYWARD_AUTH0_ISSUER", "must end with `/`, as Auth0 issuers do"));
         }
         let audience = match get("KEYWARD_AUTH0_AUDIENCE") {
             Some(v) => v,
             None if local => LOCAL_AUDIENCE.to_owned(),
             None => {
-                return Err(ConfigError::new(
-                    "KEYWARD_AUTH0_AUDIENCE",
-                    "required in aws mode",
-                ));
+                return Err(ConfigError::new("KEYWARD_AUTH0_AUDIENCE", "required in aws mode"));
             }
         };
         let jwks_url = match get("KEYWARD_AUTH0_JWKS_URL") {
@@ -121,28 +103,24 @@ impl Config {
         };
 
         let internal_principals = match get("KEYWARD_INTERNAL_PRINCIPALS") {
-            Some(v) => InternalPrincipals::from_json(&v)
-                .map_err(|e| ConfigError::new("KEYWARD_INTERNAL_PRINCIPALS", e))?,
+            Some(v) => {
+                InternalPrincipals::from_json(&v).map_err(|e| ConfigError::new("KEYWARD_INTERNAL_PRINCIPALS", e))?
+            }
             None => InternalPrincipals::default(),
         };
 
         let ttl_secs = match get("KEYWARD_DATA_KEY_CACHE_TTL_SECS") {
-            Some(v) => v.parse::<u64>().ok().filter(|s| *s <= 300).ok_or_else(|| {
-                ConfigError::new(
-                    "KEYWARD_DATA_KEY_CACHE_TTL_SECS",
-                    "must be 0 to 300 seconds",
-                )
-            })?,
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|s| *s <= 300)
+                .ok_or_else(|| ConfigError::new("KEYWARD_DATA_KEY_CACHE_TTL_SECS", "must be 0 to 300 seconds"))?,
             None => 300,
         };
 
         Ok(Self {
             mode,
-            tokens: TokenSettings {
-                issuer,
-                audience,
-                jwks_url,
-            },
+            tokens: TokenSettings { issuer, audience, jwks_url },
             internal_principals,
             data_key_cache_ttl: Duration::from_secs(ttl_secs),
         })
@@ -150,15 +128,10 @@ impl Config {
 }
 
 fn local_mode(get: &impl Fn(&str) -> Option<String>) -> Mode {
-    Mode::Local {
-        data_dir: get("KEYWARD_DATA_DIR").map_or_else(|| PathBuf::from(".keyward"), PathBuf::from),
-    }
+    Mode::Local { data_dir: get("KEYWARD_DATA_DIR").map_or_else(|| PathBuf::from(".keyward"), PathBuf::from) }
 }
 
-fn required(
-    get: &impl Fn(&str) -> Option<String>,
-    var: &'static str,
-) -> Result<String, ConfigError> {
+fn required(get: &impl Fn(&str) -> Option<String>, var: &'static str) -> Result<String, ConfigError> {
     get(var).ok_or_else(|| ConfigError::new(var, "required in aws mode"))
 }
 
@@ -168,10 +141,7 @@ pub fn endpoint_url(var: &'static str, raw: &str) -> Result<Url, ConfigError> {
     match url.scheme() {
         "https" => Ok(url),
         "http" if is_loopback(&url) => Ok(url),
-        "http" => Err(ConfigError::new(
-            var,
-            "http is allowed only for loopback hosts; use https",
-        )),
+        "http" => Err(ConfigError::new(var, "http is allowed only for loopback hosts; use https")),
         _ => Err(ConfigError::new(var, "must be an https URL")),
     }
 }
@@ -192,10 +162,7 @@ mod tests {
     use super::*;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -210,43 +177,21 @@ mod tests {
     #[test]
     fn local_mode_needs_no_settings() {
         let c = config(&[]).unwrap();
-        assert_eq!(
-            c.mode,
-            Mode::Local {
-                data_dir: PathBuf::from(".keyward")
-            }
-        );
-        assert_eq!(
-            c.tokens.jwks_url.as_str(),
-            "http://127.0.0.1:8701/auth0/.well-known/jwks.json"
-        );
+        assert_eq!(c.mode, Mode::Local { data_dir: PathBuf::from(".keyward") });
+        assert_eq!(c.tokens.jwks_url.as_str(), "http://127.0.0.1:8701/auth0/.well-known/jwks.json");
         assert_eq!(c.data_key_cache_ttl, Duration::from_secs(300));
     }
 
     #[test]
     fn aws_mode_reads_every_setting() {
         let c = config(&AWS).unwrap();
-        assert_eq!(
-            c.mode,
-            Mode::Aws {
-                table_name: "keyward".into(),
-                kms_key_id: "alias/keyward".into()
-            }
-        );
-        assert_eq!(
-            c.tokens.jwks_url.as_str(),
-            "https://tenant.eu.auth0.com/.well-known/jwks.json"
-        );
+        assert_eq!(c.mode, Mode::Aws { table_name: "keyward".into(), kms_key_id: "alias/keyward".into() });
+        assert_eq!(c.tokens.jwks_url.as_str(), "https://tenant.eu.auth0.com/.well-known/jwks.json");
     }
 
     #[test]
     fn each_missing_aws_setting_is_named() {
-        for skip in [
-            "KEYWARD_TABLE_NAME",
-            "KEYWARD_KMS_KEY_ID",
-            "KEYWARD_AUTH0_ISSUER",
-            "KEYWARD_AUTH0_AUDIENCE",
-        ] {
+        for skip in ["KEYWARD_TABLE_NAME", "KEYWARD_KMS_KEY_ID", "KEYWARD_AUTH0_ISSUER", "KEYWARD_AUTH0_AUDIENCE"] {
             let vars: Vec<_> = AWS.iter().copied().filter(|(k, _)| *k != skip).collect();
             let err = config(&vars).unwrap_err();
             assert_eq!(err.var, skip);
@@ -282,20 +227,10 @@ mod tests {
 
     #[test]
     fn loopback_http_is_allowed_for_stand_ins() {
-        for ok in [
-            "http://127.0.0.1:9/x",
-            "http://localhost:9/",
-            "http://[::1]:9/",
-            "https://example.com/",
-        ] {
+        for ok in ["http://127.0.0.1:9/x", "http://localhost:9/", "http://[::1]:9/", "https://example.com/"] {
             assert!(endpoint_url("V", ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "http://10.0.0.1/",
-            "http://example.com/",
-            "file:///etc/passwd",
-            "gopher://x",
-        ] {
+        for bad in ["http://10.0.0.1/", "http://example.com/", "file:///etc/passwd", "gopher://x"] {
             assert!(endpoint_url("V", bad).is_err(), "{bad}");
         }
     }

@@ -35,18 +35,10 @@ pub enum ApiError {
     #[error("{detail}")]
     Unprocessable { code: &'static str, detail: String },
     #[error("{detail}")]
-    TooManyRequests {
-        code: &'static str,
-        detail: String,
-        retry_after_secs: u64,
-    },
+    TooManyRequests { code: &'static str, detail: String, retry_after_secs: u64 },
     /// A dependency (AWS, an identity provider) is down or throttling; retrying later helps.
     #[error("{detail}")]
-    Unavailable {
-        code: &'static str,
-        detail: String,
-        retry_after_secs: u64,
-    },
+    Unavailable { code: &'static str, detail: String, retry_after_secs: u64 },
     /// A bug or an unexpected state. The reason is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -68,24 +60,15 @@ struct Problem<'a> {
 
 impl ApiError {
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::BadRequest {
-            code,
-            detail: detail.into(),
-        }
+        Self::BadRequest { code, detail: detail.into() }
     }
 
     pub fn not_found(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::NotFound {
-            code,
-            detail: detail.into(),
-        }
+        Self::NotFound { code, detail: detail.into() }
     }
 
     pub fn forbidden(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::Forbidden {
-            code,
-            detail: detail.into(),
-        }
+        Self::Forbidden { code, detail: detail.into() }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -122,12 +105,9 @@ impl ApiError {
     pub fn into_response(self) -> Response<Body> {
         let status = self.status();
         let retry_after = match &self {
-            Self::TooManyRequests {
-                retry_after_secs, ..
+            Self::TooManyRequests { retry_after_secs, .. } | Self::Unavailable { retry_after_secs, .. } => {
+                Some(*retry_after_secs)
             }
-            | Self::Unavailable {
-                retry_after_secs, ..
-            } => Some(*retry_after_secs),
             _ => None,
         };
         let detail = match &self {
@@ -161,9 +141,7 @@ impl ApiError {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         if let Self::Unauthorized { code, .. } = &self {
-            let challenge = format!(
-                "Bearer realm=\"keyward\", error=\"invalid_token\", error_description=\"{code}\""
-            );
+            let challenge = format!("Bearer realm=\"keyward\", error=\"invalid_token\", error_description=\"{code}\"");
             if let Ok(value) = HeaderValue::from_str(&challenge) {
                 headers.insert(header::WWW_AUTHENTICATE, value);
             }
@@ -207,16 +185,10 @@ impl From<AuthError> for ApiError {
                 detail: err.to_string(),
                 retry_after_secs: 5,
             },
-            AuthError::NoServiceIdentity
-            | AuthError::PrincipalNotAllowed
-            | AuthError::GrantMissing => Self::Forbidden {
-                code: err.code(),
-                detail: err.to_string(),
-            },
-            _ => Self::Unauthorized {
-                code: err.code(),
-                detail: err.to_string(),
-            },
+            AuthError::NoServiceIdentity | AuthError::PrincipalNotAllowed | AuthError::GrantMissing => {
+                Self::Forbidden { code: err.code(), detail: err.to_string() }
+            }
+            _ => Self::Unauthorized { code: err.code(), detail: err.to_string() },
         }
     }
 }
@@ -224,17 +196,10 @@ impl From<AuthError> for ApiError {
 /// Parses a JSON request body into `T`, strictly: `application/json`, at most [`MAX_BODY_BYTES`],
 /// valid UTF-8, valid JSON of the right shape. Errors never quote the body (it may hold a secret).
 pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let essence = content_type.split(';').next().unwrap_or("").trim();
     if !essence.eq_ignore_ascii_case("application/json") {
-        return Err(ApiError::bad_request(
-            "unsupported_content_type",
-            "Send the request body as application/json.",
-        ));
+        return Err(ApiError::bad_request("unsupported_content_type", "Send the request body as application/json."));
     }
     let bytes: &[u8] = match req.body() {
         Body::Empty => b"",
@@ -245,14 +210,10 @@ pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
     if bytes.len() > MAX_BODY_BYTES {
         return Err(ApiError::PayloadTooLarge);
     }
-    let text = std::str::from_utf8(bytes).map_err(|_| {
-        ApiError::bad_request("invalid_utf8", "The request body is not valid UTF-8.")
-    })?;
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| ApiError::bad_request("invalid_utf8", "The request body is not valid UTF-8."))?;
     if text.trim().is_empty() {
-        return Err(ApiError::bad_request(
-            "missing_body",
-            "This request needs a JSON body.",
-        ));
+        return Err(ApiError::bad_request("missing_body", "This request needs a JSON body."));
     }
     let mut de = serde_json::Deserializer::from_str(text);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| body_shape_error(&e))?;
@@ -277,11 +238,7 @@ fn body_shape_error(err: &serde_path_to_error::Error<serde_json::Error>) -> ApiE
             // An unknown field's name is the client's text (it could be a pasted key): name only
             // the object that holds it.
             let segments: Vec<String> = err.path().iter().map(ToString::to_string).collect();
-            let known = if unknown {
-                &segments[..segments.len().saturating_sub(1)]
-            } else {
-                &segments[..]
-            };
+            let known = if unknown { &segments[..segments.len().saturating_sub(1)] } else { &segments[..] };
             let path = known.join(".");
             if path.is_empty() {
                 format!("The request body does not match this endpoint: {what}.")
@@ -297,11 +254,7 @@ fn body_shape_error(err: &serde_path_to_error::Error<serde_json::Error>) -> ApiE
 fn syntax_error(err: &serde_json::Error) -> ApiError {
     ApiError::bad_request(
         "invalid_body",
-        format!(
-            "The request body is not valid JSON (line {}, column {}).",
-            err.line(),
-            err.column()
-        ),
+        format!("The request body is not valid JSON (line {}, column {}).", err.line(), err.column()),
     )
 }
 
@@ -312,10 +265,7 @@ pub fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response<Bo
             let mut response = Response::new(Body::Text(body));
             *response.status_mut() = status;
             let headers = response.headers_mut();
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             response
         }
@@ -347,9 +297,7 @@ mod tests {
     }
 
     fn request(content_type: Option<&str>, body: Body) -> Request {
-        let mut builder = HttpRequest::builder()
-            .method("PUT")
-            .uri("/me/llm-keys/openai");
+        let mut builder = HttpRequest::builder().method("PUT").uri("/me/llm-keys/openai");
         if let Some(ct) = content_type {
             builder = builder.header("content-type", ct);
         }
@@ -359,21 +307,13 @@ mod tests {
     fn problem(err: ApiError) -> (u16, serde_json::Value) {
         let response = err.into_response();
         assert_eq!(response.headers()["content-type"], PROBLEM_JSON);
-        let Body::Text(text) = response.body() else {
-            panic!("problem body is text")
-        };
-        (
-            response.status().as_u16(),
-            serde_json::from_str(text).unwrap(),
-        )
+        let Body::Text(text) = response.body() else { panic!("problem body is text") };
+        (response.status().as_u16(), serde_json::from_str(text).unwrap())
     }
 
     #[test]
     fn accepts_json_with_charset() {
-        let req = request(
-            Some("application/json; charset=utf-8"),
-            Body::from(r#"{"apiKey":"sk-1"}"#),
-        );
+        let req = request(Some("application/json; charset=utf-8"), Body::from(r#"{"apiKey":"sk-1"}"#));
         let parsed: PutKey = json_body(&req).unwrap();
         assert_eq!(parsed.api_key, "sk-1");
     }
@@ -382,65 +322,21 @@ mod tests {
     fn bad_bodies_are_400_or_413_and_never_echo_values() {
         let secret = "sk-PLANTED-never-echo";
         let cases: Vec<(Option<&str>, Body, u16, &str)> = vec![
-            (
-                Some("text/plain"),
-                Body::from(format!(r#"{{"apiKey":"{secret}"}}"#)),
-                400,
-                "unsupported_content_type",
-            ),
+            (Some("text/plain"), Body::from(format!(r#"{{"apiKey":"{secret}"}}"#)), 400, "unsupported_content_type"),
             (None, Body::from("{}"), 400, "unsupported_content_type"),
             (Some("application/json"), Body::Empty, 400, "missing_body"),
-            (
-                Some("application/json"),
-                Body::from(vec![b'{', 0xff, b'}']),
-                400,
-                "invalid_utf8",
-            ),
-            (
-                Some("application/json"),
-                Body::from(format!(r#"{{"apiKey":"{secret}""#)),
-                400,
-                "invalid_body",
-            ),
-            (
-                Some("application/json"),
-                Body::from(format!(r#"{{"apiKey":["{secret}"]}}"#)),
-                400,
-                "invalid_body",
-            ),
-            (
-                Some("application/json"),
-                Body::from(format!(r#"{{"apiKey":"x","{secret}":1}}"#)),
-                400,
-                "invalid_body",
-            ),
-            (
-                Some("application/json"),
-                Body::from(format!(r#"{{"apiKey":"x"}} {secret}"#)),
-                400,
-                "invalid_body",
-            ),
-            (
-                Some("application/json"),
-                Body::from("{}"),
-                400,
-                "invalid_body",
-            ),
-            (
-                Some("application/json"),
-                Body::from(" ".repeat(MAX_BODY_BYTES + 1)),
-                413,
-                "payload_too_large",
-            ),
+            (Some("application/json"), Body::from(vec![b'{', 0xff, b'}']), 400, "invalid_utf8"),
+            (Some("application/json"), Body::from(format!(r#"{{"apiKey":"{secret}""#)), 400, "invalid_body"),
+            (Some("application/json"), Body::from(format!(r#"{{"apiKey":["{secret}"]}}"#)), 400, "invalid_body"),
+            (Some("application/json"), Body::from(format!(r#"{{"apiKey":"x","{secret}":1}}"#)), 400, "invalid_body"),
+            (Some("application/json"), Body::from(format!(r#"{{"apiKey":"x"}} {secret}"#)), 400, "invalid_body"),
+            (Some("application/json"), Body::from("{}"), 400, "invalid_body"),
+            (Some("application/json"), Body::from(" ".repeat(MAX_BODY_BYTES + 1)), 413, "payload_too_large"),
         ];
         for (ct, body, status, code) in cases {
             let err = json_body::<PutKey>(&request(ct, body)).unwrap_err();
             let (got_status, json) = problem(err);
-            assert_eq!(
-                (got_status, json["code"].as_str().unwrap()),
-                (status, code),
-                "{json}"
-            );
+            assert_eq!((got_status, json["code"].as_str().unwrap()), (status, code), "{json}");
             assert!(!json.to_string().contains("PLANTED"), "{json}");
             assert_eq!(json["status"], status);
         }
@@ -450,16 +346,13 @@ mod tests {
     fn deep_json_is_a_400_not_a_crash() {
         let deep = "[".repeat(10_000) + &"]".repeat(10_000);
         let body = format!(r#"{{"apiKey":{deep}}}"#);
-        let err =
-            json_body::<PutKey>(&request(Some("application/json"), Body::from(body))).unwrap_err();
+        let err = json_body::<PutKey>(&request(Some("application/json"), Body::from(body))).unwrap_err();
         assert_eq!(err.status(), StatusCode::BAD_REQUEST);
     }
 
     #[test]
     fn internal_errors_hide_their_reason() {
-        let (status, json) = problem(ApiError::Internal(
-            "table keyward-prod missing attribute sk".into(),
-        ));
+        let (status, json) = problem(ApiError::Internal("table keyward-prod missing attribute sk".into()));
         assert_eq!(status, 500);
         assert!(!json["detail"].as_str().unwrap().contains("keyward-prod"));
         assert_eq!(json["code"], "internal_error");
@@ -468,19 +361,12 @@ mod tests {
 
     #[test]
     fn throttling_sets_retry_after_and_unauthorized_sets_a_challenge() {
-        let response = ApiError::TooManyRequests {
-            code: "rate_limited",
-            detail: "slow".into(),
-            retry_after_secs: 42,
-        }
-        .into_response();
+        let response = ApiError::TooManyRequests { code: "rate_limited", detail: "slow".into(), retry_after_secs: 42 }
+            .into_response();
         assert_eq!(response.headers()["retry-after"], "42");
         let response = ApiError::from(AuthError::Expired).into_response();
         assert_eq!(response.status(), 401);
         let challenge = response.headers()["www-authenticate"].to_str().unwrap();
-        assert!(
-            challenge.starts_with("Bearer realm=\"keyward\""),
-            "{challenge}"
-        );
+        assert!(challenge.starts_with("Bearer realm=\"keyward\""), "{challenge}");
     }
 }

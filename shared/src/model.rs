@@ -47,12 +47,7 @@ mod tests {
 
     #[test]
     fn accepts_auth0_subjects() {
-        for sub in [
-            "auth0|64f1c2",
-            "google-oauth2|1234567890",
-            "email|a.b+c@example.com",
-            "x",
-        ] {
+        for sub in ["auth0|64f1c2", "google-oauth2|1234567890", "email|a.b+c@example.com", "x"] {
             assert_eq!(UserId::parse(sub).unwrap().as_str(), sub);
         }
     }

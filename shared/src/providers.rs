@@ -20,13 +20,8 @@ pub enum Provider {
 pub struct UnknownProvider;
 
 impl Provider {
-    pub const ALL: [Provider; 5] = [
-        Provider::Google,
-        Provider::OpenAi,
-        Provider::Anthropic,
-        Provider::Perplexity,
-        Provider::Zai,
-    ];
+    pub const ALL: [Provider; 5] =
+        [Provider::Google, Provider::OpenAi, Provider::Anthropic, Provider::Perplexity, Provider::Zai];
 
     pub fn slug(self) -> &'static str {
         match self {
@@ -54,10 +49,7 @@ impl FromStr for Provider {
 
     /// Exact lowercase slugs only: `OpenAI`, ` openai` or `openai/../x` are not providers.
     fn from_str(raw: &str) -> Result<Self, Self::Err> {
-        Provider::ALL
-            .into_iter()
-            .find(|p| p.slug() == raw)
-            .ok_or(UnknownProvider)
+        Provider::ALL.into_iter().find(|p| p.slug() == raw).ok_or(UnknownProvider)
     }
 }
 
@@ -80,14 +72,7 @@ mod tests {
 
     #[test]
     fn near_misses_are_unknown() {
-        for raw in [
-            "OpenAI",
-            " openai",
-            "openai/",
-            "openai/../zai",
-            "",
-            "gemini%00",
-        ] {
+        for raw in ["OpenAI", " openai", "openai/", "openai/../zai", "", "gemini%00"] {
             assert_eq!(raw.parse::<Provider>(), Err(UnknownProvider), "{raw:?}");
         }
     }

@@ -11,11 +11,7 @@ pub fn filter_from_env() -> EnvFilter {
     let directive = std::env::var("RUST_LOG")
         .ok()
         .filter(|v| !v.trim().is_empty())
-        .or_else(|| {
-            std::env::var("AWS_LAMBDA_LOG_LEVEL")
-                .ok()
-                .map(|level| lambda_level(&level).to_owned())
-        })
+        .or_else(|| std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().map(|level| lambda_level(&level).to_owned()))
         .unwrap_or_else(|| "info".to_owned());
     EnvFilter::try_new(&directive).unwrap_or_else(|_| EnvFilter::new("info"))
 }

@@ -1,1 +1,153 @@
+//! Test harness shared by the workspace's integration tests: a moto server speaking the real AWS
+//! protocols, a fresh table or KMS key per test, both store backends, and AWS call counting.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_dynamodb::config::Credentials;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use keyward::store::{DynamoTable, EmbeddedTable, Store, create_table};
+
+/// The moto server's URL, from `KEYWARD_TEST_MOTO_URL`: the test command (`scripts/test`) starts one
+/// serialized server (`infra/moto/serve.py`) on a free loopback port for all test binaries.
+pub fn moto_url() -> String {
+    match std::env::var("KEYWARD_TEST_MOTO_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => panic!("KEYWARD_TEST_MOTO_URL is not set: run the tests with `scripts/test`, which starts moto"),
+    }
+}
+
+/// An AWS configuration pointed at moto with dummy credentials.
+pub async fn aws() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(moto_url())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "keyward-tests"))
+        .load()
+        .await
+}
+
+/// A name no other test uses.
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}-{}", hex(rand::random::<[u8; 6]>()))
+}
+
+fn hex(bytes: [u8; 6]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A fresh DynamoDB table on moto, deleted when dropped.
+pub struct TestTable {
+    pub name: String,
+    pub client: aws_sdk_dynamodb::Client,
+}
+
+impl TestTable {
+    pub async fn new() -> Self {
+        let client = aws_sdk_dynamodb::Client::new(&aws().await);
+        let name = unique_name("keyward-test");
+        create_table(&client, &name).await.expect("create table on moto");
+        Self { name, client }
+    }
+
+    pub fn store(&self) -> Store {
+        Store::new(Arc::new(DynamoTable::new(self.client.clone(), &self.name)))
+    }
+}
+
+impl Drop for TestTable {
+    fn drop(&mut self) {
+        let (client, name) = (self.client.clone(), self.name.clone());
+        // Drop cannot await; a short-lived runtime on its own thread deletes the table.
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                let _ = rt.block_on(client.delete_table().table_name(name).send());
+            }
+        })
+        .join();
+    }
+}
+
+/// A store on one of the two backends, with whatever keeps it alive.
+pub enum TestStore {
+    Embedded(Store, tempfile::TempDir),
+    Dynamo(Store, TestTable),
+}
+
+impl TestStore {
+    pub fn embedded() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let table = EmbeddedTable::open(dir.path()).expect("open embedded store");
+        Self::Embedded(Store::new(Arc::new(table)), dir)
+    }
+
+    pub async fn dynamo() -> Self {
+        let table = TestTable::new().await;
+        Self::Dynamo(table.store(), table)
+    }
+
+    pub fn store(&self) -> &Store {
+        match self {
+            Self::Embedded(store, _) | Self::Dynamo(store, _) => store,
+        }
+    }
+}
+
+/// Creates a symmetric KMS key on moto and returns its id.
+pub async fn kms_key(client: &aws_sdk_kms::Client) -> String {
+    let out = client.create_key().description("keyward test key").send().await.expect("create KMS key on moto");
+    out.key_metadata().map(|m| m.key_id().to_owned()).expect("key id")
+}
+
+/// Counts AWS operations by `Service.Operation`, as an SDK interceptor sees them.
+#[derive(Debug, Clone, Default)]
+pub struct CallCounter(Arc<Mutex<BTreeMap<String, usize>>>);
+
+impl CallCounter {
+    pub fn counts(&self) -> BTreeMap<String, usize> {
+        self.0.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    pub fn count(&self, operation: &str) -> usize {
+        self.counts().get(operation).copied().unwrap_or(0)
+    }
+
+    pub fn reset(&self) {
+        if let Ok(mut m) = self.0.lock() {
+            m.clear();
+        }
+    }
+}
+
+impl Intercept for CallCounter {
+    fn name(&self) -> &'static str {
+        "CallCounter"
+    }
+
+    /// Runs once per attempt on the wire, so SDK retries count too.
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        // Both DynamoDB and KMS (and Secrets Manager) speak awsJson: `X-Amz-Target: Service.Operation`.
+        let target = context.request().headers().get("x-amz-target").unwrap_or("unknown.unknown");
+        let (service, operation) = target.split_once('.').unwrap_or(("unknown", target));
+        let service = match service {
+            "TrentService" => "KMS",
+            s if s.starts_with("DynamoDB") => "DynamoDB",
+            "secretsmanager" => "SecretsManager",
+            other => other,
+        };
+        if let Ok(mut m) = self.0.lock() {
+            *m.entry(format!("{service}.{operation}")).or_default() += 1;
+        }
+        Ok(())
+    }
+}

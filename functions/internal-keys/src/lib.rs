@@ -14,9 +14,7 @@ pub const FUNCTION: &str = "internal-keys";
 
 /// Serves one request of this function's routes.
 pub async fn handle(state: Arc<AppState>, req: Request) -> Response<Body> {
-    route(&state, &req)
-        .await
-        .unwrap_or_else(ApiError::into_response)
+    route(&state, &req).await.unwrap_or_else(ApiError::into_response)
 }
 
 async fn route(state: &AppState, req: &Request) -> Result<Response<Body>, ApiError> {

@@ -39,7 +39,9 @@ pub struct Claims {
 
 #[derive(Deserialize)]
 struct RawClaims {
-    sub: String,
+    // Optional here so a token without `sub` is reported as a missing claim, not as malformed.
+    #[serde(default)]
+    sub: Option<String>,
     #[serde(default)]
     email: Option<String>,
     #[serde(default)]
@@ -58,6 +60,7 @@ pub struct TokenVerifier {
     settings: TokenSettings,
     http: reqwest::Client,
     validation: Validation,
+    refetch_interval: Duration,
     cache: RwLock<KeyCache>,
 }
 
@@ -69,25 +72,19 @@ impl TokenVerifier {
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.validate_nbf = true;
         validation.leeway = LEEWAY_SECS;
-        let cache = RwLock::new(KeyCache {
-            keys: HashMap::new(),
-            fetched_at: None,
-            last_attempt: None,
-        });
-        Self {
-            settings,
-            http,
-            validation,
-            cache,
-        }
+        let cache = RwLock::new(KeyCache { keys: HashMap::new(), fetched_at: None, last_attempt: None });
+        Self { settings, http, validation, refetch_interval: REFETCH_INTERVAL, cache }
+    }
+
+    /// Changes the least time between refetches forced by unknown `kid`s (default one minute).
+    pub fn with_refetch_interval(mut self, interval: Duration) -> Self {
+        self.refetch_interval = interval;
+        self
     }
 
     /// Verifies the `Authorization: Bearer …` token of a request.
     pub async fn verify_request(&self, req: &Request) -> Result<Claims, AuthError> {
-        let header = req
-            .headers()
-            .get(AUTHORIZATION)
-            .ok_or(AuthError::MissingToken)?;
+        let header = req.headers().get(AUTHORIZATION).ok_or(AuthError::MissingToken)?;
         let value = header.to_str().map_err(|_| AuthError::Malformed)?;
         let token = match value.split_once(' ') {
             Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
@@ -104,26 +101,21 @@ impl TokenVerifier {
         if header.alg != Algorithm::RS256 {
             return Err(AuthError::WrongAlgorithm);
         }
-        let kid = header
-            .kid
-            .filter(|k| is_plain_kid(k))
-            .ok_or(AuthError::UnknownKey)?;
+        let kid = header.kid.filter(|k| is_plain_kid(k)).ok_or(AuthError::UnknownKey)?;
         let key = self.key(&kid).await?;
-        let data = jsonwebtoken::decode::<RawClaims>(token, &key, &self.validation).map_err(
-            |e| match e.kind() {
-                ErrorKind::InvalidSignature => AuthError::BadSignature,
-                ErrorKind::ExpiredSignature => AuthError::Expired,
-                ErrorKind::ImmatureSignature => AuthError::NotYetValid,
-                ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
-                ErrorKind::InvalidAudience => AuthError::WrongAudience,
-                ErrorKind::InvalidAlgorithm => AuthError::WrongAlgorithm,
-                ErrorKind::MissingRequiredClaim(_) => AuthError::MissingClaim,
-                _ => AuthError::Malformed,
-            },
-        )?;
+        let data = jsonwebtoken::decode::<RawClaims>(token, &key, &self.validation).map_err(|e| match e.kind() {
+            ErrorKind::InvalidSignature => AuthError::BadSignature,
+            ErrorKind::ExpiredSignature => AuthError::Expired,
+            ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+            ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
+            ErrorKind::InvalidAudience => AuthError::WrongAudience,
+            ErrorKind::InvalidAlgorithm => AuthError::WrongAlgorithm,
+            ErrorKind::MissingRequiredClaim(_) => AuthError::MissingClaim,
+            _ => AuthError::Malformed,
+        })?;
         let claims = data.claims;
         Ok(Claims {
-            user: UserId::parse(&claims.sub).map_err(|_| AuthError::MissingClaim)?,
+            user: claims.sub.as_deref().and_then(|sub| UserId::parse(sub).ok()).ok_or(AuthError::MissingClaim)?,
             email: claims.email,
             email_verified: claims.email_verified,
             scope: claims.scope,
@@ -147,11 +139,7 @@ impl TokenVerifier {
         }
         // Fresh keys are refetched for a new `kid` at most once a minute; stale ones (or none) every
         // few seconds while the identity provider is failing.
-        let pause = if fresh {
-            REFETCH_INTERVAL
-        } else {
-            RETRY_INTERVAL
-        };
+        let pause = if fresh { self.refetch_interval } else { RETRY_INTERVAL.min(self.refetch_interval) };
         let may_fetch = cache.last_attempt.is_none_or(|at| at.elapsed() >= pause);
         if may_fetch {
             cache.last_attempt = Some(Instant::now());
@@ -169,14 +157,9 @@ impl TokenVerifier {
     }
 
     async fn fetch(&self) -> Result<HashMap<String, DecodingKey>, ()> {
-        let response = self
-            .http
-            .get(self.settings.jwks_url.clone())
-            .send()
-            .await
-            .map_err(|e| {
-                tracing::warn!(error = %e, "JWKS fetch failed");
-            })?;
+        let response = self.http.get(self.settings.jwks_url.clone()).send().await.map_err(|e| {
+            tracing::warn!(error = %e, "JWKS fetch failed");
+        })?;
         if !response.status().is_success() {
             tracing::warn!(status = response.status().as_u16(), "JWKS fetch refused");
             return Err(());
@@ -188,17 +171,8 @@ impl TokenVerifier {
             .keys
             .iter()
             .filter(|jwk| matches!(jwk.algorithm, AlgorithmParameters::RSA(_)))
-            .filter(|jwk| {
-                jwk.common
-                    .public_key_use
-                    .as_ref()
-                    .is_none_or(|u| *u == PublicKeyUse::Signature)
-            })
-            .filter(|jwk| {
-                jwk.common
-                    .key_algorithm
-                    .is_none_or(|a| a == KeyAlgorithm::RS256)
-            })
+            .filter(|jwk| jwk.common.public_key_use.as_ref().is_none_or(|u| *u == PublicKeyUse::Signature))
+            .filter(|jwk| jwk.common.key_algorithm.is_none_or(|a| a == KeyAlgorithm::RS256))
             .filter_map(|jwk| Some((jwk.common.key_id.clone()?, DecodingKey::from_jwk(jwk).ok()?)))
             .collect();
         tracing::debug!(keys = keys.len(), "JWKS fetched");
@@ -208,9 +182,5 @@ impl TokenVerifier {
 
 /// A `kid` worth looking up: short and plain (RFC 8725 §3.10), never a path or a query.
 fn is_plain_kid(kid: &str) -> bool {
-    !kid.is_empty()
-        && kid.len() <= 128
-        && kid
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    !kid.is_empty() && kid.len() <= 128 && kid.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }

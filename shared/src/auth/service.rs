@@ -30,11 +30,7 @@ impl Grant {
             other => other
                 .parse::<Provider>()
                 .map(|p| vec![Grant::LlmKey(p)])
-                .map_err(|_| {
-                    format!(
-                        "unknown grant `{other}` (a provider, llm-keys:*, google-oauth or credits)"
-                    )
-                }),
+                .map_err(|_| format!("unknown grant `{other}` (a provider, llm-keys:*, google-oauth or credits)")),
         }
     }
 }
@@ -56,10 +52,7 @@ impl Principal {
         let [prefix, partition, service, region, account, resource] = parts.as_slice() else {
             return None;
         };
-        if *prefix != "arn"
-            || !region.is_empty()
-            || account.len() != 12
-            || !account.chars().all(|c| c.is_ascii_digit())
+        if *prefix != "arn" || !region.is_empty() || account.len() != 12 || !account.chars().all(|c| c.is_ascii_digit())
         {
             return None;
         }
@@ -72,11 +65,7 @@ impl Principal {
             }
             _ => return None,
         };
-        Some(Self {
-            partition: (*partition).to_owned(),
-            account: (*account).to_owned(),
-            identity,
-        })
+        Some(Self { partition: (*partition).to_owned(), account: (*account).to_owned(), identity })
     }
 }
 
@@ -87,12 +76,11 @@ pub struct InternalPrincipals(HashMap<Principal, BTreeSet<Grant>>);
 impl InternalPrincipals {
     /// Parses `{"arn:aws:iam::123456789012:role/notes-service": ["openai", "anthropic"], …}`.
     pub fn from_json(raw: &str) -> Result<Self, String> {
-        let map: HashMap<String, Vec<String>> = serde_json::from_str(raw)
-            .map_err(|_| "must be a JSON object of principal ARN to grant list".to_owned())?;
+        let map: HashMap<String, Vec<String>> =
+            serde_json::from_str(raw).map_err(|_| "must be a JSON object of principal ARN to grant list".to_owned())?;
         let mut principals = HashMap::new();
         for (arn, grants) in map {
-            let principal = Principal::parse(&arn)
-                .ok_or_else(|| format!("`{arn}` is not an IAM role or user ARN"))?;
+            let principal = Principal::parse(&arn).ok_or_else(|| format!("`{arn}` is not an IAM role or user ARN"))?;
             let mut set = BTreeSet::new();
             for grant in grants {
                 set.extend(Grant::parse_all(&grant)?);
@@ -106,20 +94,14 @@ impl InternalPrincipals {
     /// without API Gateway's IAM authorization) or a principal not on the list is refused.
     pub fn caller(&self, req: &Request) -> Result<ServiceCaller, AuthError> {
         let arn = match req.request_context_ref() {
-            Some(RequestContext::ApiGatewayV2(ctx)) => ctx
-                .authorizer
-                .as_ref()
-                .and_then(|a| a.iam.as_ref())
-                .and_then(|iam| iam.user_arn.clone()),
+            Some(RequestContext::ApiGatewayV2(ctx)) => {
+                ctx.authorizer.as_ref().and_then(|a| a.iam.as_ref()).and_then(|iam| iam.user_arn.clone())
+            }
             _ => None,
         }
         .ok_or(AuthError::NoServiceIdentity)?;
         let principal = Principal::parse(&arn).ok_or(AuthError::PrincipalNotAllowed)?;
-        let grants = self
-            .0
-            .get(&principal)
-            .ok_or(AuthError::PrincipalNotAllowed)?
-            .clone();
+        let grants = self.0.get(&principal).ok_or(AuthError::PrincipalNotAllowed)?.clone();
         Ok(ServiceCaller { arn, grants })
     }
 }
@@ -138,11 +120,7 @@ impl ServiceCaller {
     }
 
     pub fn require(&self, grant: Grant) -> Result<(), AuthError> {
-        if self.may(grant) {
-            Ok(())
-        } else {
-            Err(AuthError::GrantMissing)
-        }
+        if self.may(grant) { Ok(()) } else { Err(AuthError::GrantMissing) }
     }
 }
 
@@ -174,23 +152,14 @@ mod tests {
     fn role_sessions_match_their_role_and_get_its_grants() {
         let list = InternalPrincipals::from_json(LIST).unwrap();
         let caller = list
-            .caller(&request_with_arn(Some(
-                "arn:aws:sts::123456789012:assumed-role/notes/lambda-session",
-            )))
+            .caller(&request_with_arn(Some("arn:aws:sts::123456789012:assumed-role/notes/lambda-session")))
             .unwrap();
         assert!(caller.may(Grant::LlmKey(Provider::OpenAi)));
         assert!(!caller.may(Grant::LlmKey(Provider::Zai)));
         assert!(!caller.may(Grant::Credits));
-        assert_eq!(
-            caller.require(Grant::GoogleOAuth),
-            Err(AuthError::GrantMissing)
-        );
+        assert_eq!(caller.require(Grant::GoogleOAuth), Err(AuthError::GrantMissing));
 
-        let ops = list
-            .caller(&request_with_arn(Some(
-                "arn:aws:iam::123456789012:user/ops",
-            )))
-            .unwrap();
+        let ops = list.caller(&request_with_arn(Some("arn:aws:iam::123456789012:user/ops"))).unwrap();
         assert!(Provider::ALL.into_iter().all(|p| ops.may(Grant::LlmKey(p))));
         assert!(ops.may(Grant::Credits));
     }
@@ -200,30 +169,14 @@ mod tests {
         let list = InternalPrincipals::from_json(LIST).unwrap();
         let cases = [
             (None, AuthError::NoServiceIdentity),
-            (
-                Some("arn:aws:sts::999999999999:assumed-role/notes/s"),
-                AuthError::PrincipalNotAllowed,
-            ),
-            (
-                Some("arn:aws:sts::123456789012:assumed-role/other/s"),
-                AuthError::PrincipalNotAllowed,
-            ),
-            (
-                Some("arn:aws-cn:iam::123456789012:user/ops"),
-                AuthError::PrincipalNotAllowed,
-            ),
-            (
-                Some("arn:aws:iam::123456789012:user/ops/../notes"),
-                AuthError::PrincipalNotAllowed,
-            ),
+            (Some("arn:aws:sts::999999999999:assumed-role/notes/s"), AuthError::PrincipalNotAllowed),
+            (Some("arn:aws:sts::123456789012:assumed-role/other/s"), AuthError::PrincipalNotAllowed),
+            (Some("arn:aws-cn:iam::123456789012:user/ops"), AuthError::PrincipalNotAllowed),
+            (Some("arn:aws:iam::123456789012:user/ops/../notes"), AuthError::PrincipalNotAllowed),
             (Some("not an arn"), AuthError::PrincipalNotAllowed),
         ];
         for (arn, expected) in cases {
-            assert_eq!(
-                list.caller(&request_with_arn(arn)).unwrap_err(),
-                expected,
-                "{arn:?}"
-            );
+            assert_eq!(list.caller(&request_with_arn(arn)).unwrap_err(), expected, "{arn:?}");
         }
     }
 

@@ -17,19 +17,12 @@ pub struct KmsKeyProvider {
 
 impl KmsKeyProvider {
     pub fn new(client: Client, key_id: impl Into<String>) -> Self {
-        Self {
-            client,
-            key_id: key_id.into(),
-        }
+        Self { client, key_id: key_id.into() }
     }
 }
 
 fn context_map(context: &EncryptionContext) -> std::collections::HashMap<String, String> {
-    context
-        .kms_pairs()
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect()
+    context.kms_pairs().into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
 
 /// Sorts KMS failures: authentication failures are refusals, throttling and outages are retryable,
@@ -37,9 +30,9 @@ fn context_map(context: &EncryptionContext) -> std::collections::HashMap<String,
 fn classify<E: ProvideErrorMetadata, R>(err: SdkError<E, R>) -> CryptoError {
     match &err {
         SdkError::ServiceError(service) => match service.err().code() {
-            Some(
-                "InvalidCiphertextException" | "IncorrectKeyException" | "AccessDeniedException",
-            ) => CryptoError::Refused,
+            Some("InvalidCiphertextException" | "IncorrectKeyException" | "AccessDeniedException") => {
+                CryptoError::Refused
+            }
             Some(
                 code @ ("ThrottlingException"
                 | "KMSInternalException"
@@ -66,10 +59,7 @@ impl KeyProvider for KmsKeyProvider {
         &self.key_id
     }
 
-    async fn generate(
-        &self,
-        context: &EncryptionContext,
-    ) -> Result<(DataKey, Vec<u8>), CryptoError> {
+    async fn generate(&self, context: &EncryptionContext) -> Result<(DataKey, Vec<u8>), CryptoError> {
         let out = self
             .client
             .generate_data_key()
@@ -79,28 +69,17 @@ impl KeyProvider for KmsKeyProvider {
             .send()
             .await
             .map_err(classify)?;
-        let wrapped = out
-            .ciphertext_blob()
-            .map(|b| b.as_ref().to_vec())
-            .unwrap_or_default();
-        let mut plain =
-            zeroize::Zeroizing::new(out.plaintext.map(Blob::into_inner).unwrap_or_default());
-        let key = DataKey::from_slice(&mut plain).ok_or_else(|| {
-            CryptoError::KeyProvider("KMS returned a data key that is not 256 bits".into())
-        })?;
+        let wrapped = out.ciphertext_blob().map(|b| b.as_ref().to_vec()).unwrap_or_default();
+        let mut plain = zeroize::Zeroizing::new(out.plaintext.map(Blob::into_inner).unwrap_or_default());
+        let key = DataKey::from_slice(&mut plain)
+            .ok_or_else(|| CryptoError::KeyProvider("KMS returned a data key that is not 256 bits".into()))?;
         if wrapped.is_empty() {
-            return Err(CryptoError::KeyProvider(
-                "KMS returned no wrapped data key".into(),
-            ));
+            return Err(CryptoError::KeyProvider("KMS returned no wrapped data key".into()));
         }
         Ok((key, wrapped))
     }
 
-    async fn unwrap(
-        &self,
-        wrapped: &[u8],
-        context: &EncryptionContext,
-    ) -> Result<DataKey, CryptoError> {
+    async fn unwrap(&self, wrapped: &[u8], context: &EncryptionContext) -> Result<DataKey, CryptoError> {
         let out = self
             .client
             .decrypt()
@@ -110,8 +89,7 @@ impl KeyProvider for KmsKeyProvider {
             .send()
             .await
             .map_err(classify)?;
-        let mut plain =
-            zeroize::Zeroizing::new(out.plaintext.map(Blob::into_inner).unwrap_or_default());
+        let mut plain = zeroize::Zeroizing::new(out.plaintext.map(Blob::into_inner).unwrap_or_default());
         DataKey::from_slice(&mut plain).ok_or(CryptoError::Refused)
     }
 }

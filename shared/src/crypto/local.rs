@@ -11,10 +11,7 @@ use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use super::{
-    CryptoError, EncryptionContext, FORMAT_VERSION, KeyProvider, KeyProviderKind, NONCE_LEN,
-    random_nonce,
-};
+use super::{CryptoError, EncryptionContext, FORMAT_VERSION, KeyProvider, KeyProviderKind, NONCE_LEN, random_nonce};
 use crate::secret::DataKey;
 
 pub struct LocalKeyProvider {
@@ -27,18 +24,13 @@ impl LocalKeyProvider {
 
     /// Opens `dir/master.key`, creating it (and `dir`) on first run.
     pub fn open_or_create(dir: &Path) -> Result<Self, CryptoError> {
-        let io = |what: &str, e: std::io::Error| {
-            CryptoError::KeyProvider(format!("{what} {}: {e}", dir.display()))
-        };
+        let io = |what: &str, e: std::io::Error| CryptoError::KeyProvider(format!("{what} {}: {e}", dir.display()));
         std::fs::create_dir_all(dir).map_err(|e| io("cannot create", e))?;
         let path = dir.join(Self::FILE_NAME);
         if !path.exists() {
             create_key_file(dir, &path).map_err(|e| io("cannot write master key in", e))?;
         }
-        let mode = std::fs::metadata(&path)
-            .map_err(|e| io("cannot read master key in", e))?
-            .permissions()
-            .mode();
+        let mode = std::fs::metadata(&path).map_err(|e| io("cannot read master key in", e))?.permissions().mode();
         if mode & 0o077 != 0 {
             return Err(CryptoError::KeyProvider(format!(
                 "{} is readable by other users (mode {:o}); run chmod 600 on it",
@@ -46,19 +38,14 @@ impl LocalKeyProvider {
                 mode & 0o777
             )));
         }
-        let mut bytes =
-            Zeroizing::new(std::fs::read(&path).map_err(|e| io("cannot read master key in", e))?);
-        let master = DataKey::from_slice(&mut bytes).ok_or_else(|| {
-            CryptoError::KeyProvider(format!("{} is not a 32-byte key", path.display()))
-        })?;
+        let mut bytes = Zeroizing::new(std::fs::read(&path).map_err(|e| io("cannot read master key in", e))?);
+        let master = DataKey::from_slice(&mut bytes)
+            .ok_or_else(|| CryptoError::KeyProvider(format!("{} is not a 32-byte key", path.display())))?;
         Ok(Self::from_master(master))
     }
 
     pub fn from_master(master: DataKey) -> Self {
-        let fingerprint = Sha256::new()
-            .chain_update(b"keyward-local-key-id")
-            .chain_update(master.expose())
-            .finalize();
+        let fingerprint = Sha256::new().chain_update(b"keyward-local-key-id").chain_update(master.expose()).finalize();
         let key_id = format!("local:{}", hex::encode(&fingerprint[..8]));
         Self { master, key_id }
     }
@@ -71,18 +58,10 @@ impl LocalKeyProvider {
 /// Writes a fresh key to a temporary file and links it into place, so a concurrent first run never
 /// reads a half-written key and never replaces one that already exists.
 fn create_key_file(dir: &Path, path: &PathBuf) -> std::io::Result<()> {
-    let tmp = dir.join(format!(
-        ".{}.{}",
-        LocalKeyProvider::FILE_NAME,
-        std::process::id()
-    ));
+    let tmp = dir.join(format!(".{}.{}", LocalKeyProvider::FILE_NAME, std::process::id()));
     let mut key = Zeroizing::new([0u8; 32]);
     rand::fill(&mut key[..]);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
     file.write_all(&key[..])?;
     file.sync_all()?;
     let linked = std::fs::hard_link(&tmp, path);
@@ -103,31 +82,18 @@ impl KeyProvider for LocalKeyProvider {
         &self.key_id
     }
 
-    async fn generate(
-        &self,
-        context: &EncryptionContext,
-    ) -> Result<(DataKey, Vec<u8>), CryptoError> {
+    async fn generate(&self, context: &EncryptionContext) -> Result<(DataKey, Vec<u8>), CryptoError> {
         let data_key = DataKey::random();
         let nonce = random_nonce();
         let aad = context.aad(FORMAT_VERSION, KeyProviderKind::Local);
         let wrapped = self
             .cipher()
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: data_key.expose(),
-                    aad: &aad,
-                },
-            )
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: data_key.expose(), aad: &aad })
             .map_err(|_| CryptoError::KeyProvider("wrapping the data key failed".into()))?;
         Ok((data_key, [nonce.as_slice(), &wrapped].concat()))
     }
 
-    async fn unwrap(
-        &self,
-        wrapped: &[u8],
-        context: &EncryptionContext,
-    ) -> Result<DataKey, CryptoError> {
+    async fn unwrap(&self, wrapped: &[u8], context: &EncryptionContext) -> Result<DataKey, CryptoError> {
         if wrapped.len() < NONCE_LEN {
             return Err(CryptoError::Malformed);
         }
@@ -135,13 +101,7 @@ impl KeyProvider for LocalKeyProvider {
         let aad = context.aad(FORMAT_VERSION, KeyProviderKind::Local);
         let mut plain = Zeroizing::new(
             self.cipher()
-                .decrypt(
-                    Nonce::from_slice(nonce),
-                    Payload {
-                        msg: ciphertext,
-                        aad: &aad,
-                    },
-                )
+                .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad: &aad })
                 .map_err(|_| CryptoError::Refused)?,
         );
         DataKey::from_slice(&mut plain).ok_or(CryptoError::Refused)

@@ -96,11 +96,7 @@ pub struct EncryptionContext {
 
 impl EncryptionContext {
     pub fn new(user: &UserId, purpose: Purpose, name: impl Into<String>) -> Self {
-        Self {
-            user: user.clone(),
-            purpose,
-            name: name.into(),
-        }
+        Self { user: user.clone(), purpose, name: name.into() }
     }
 
     /// The KMS `EncryptionContext` map (key policies can require these keys).
@@ -117,11 +113,7 @@ impl EncryptionContext {
     pub fn aad(&self, version: u8, provider: KeyProviderKind) -> Vec<u8> {
         let mut out = b"keyward/sealed".to_vec();
         out.extend_from_slice(&[version, provider.tag()]);
-        for field in [
-            self.purpose.as_str(),
-            self.user.as_str(),
-            self.name.as_str(),
-        ] {
+        for field in [self.purpose.as_str(), self.user.as_str(), self.name.as_str()] {
             out.extend_from_slice(&(field.len() as u32).to_be_bytes());
             out.extend_from_slice(field.as_bytes());
         }
@@ -135,15 +127,8 @@ pub trait KeyProvider: Send + Sync {
     fn kind(&self) -> KeyProviderKind;
     /// The one key this provider wraps under; records naming another key are refused.
     fn key_id(&self) -> &str;
-    async fn generate(
-        &self,
-        context: &EncryptionContext,
-    ) -> Result<(DataKey, Vec<u8>), CryptoError>;
-    async fn unwrap(
-        &self,
-        wrapped: &[u8],
-        context: &EncryptionContext,
-    ) -> Result<DataKey, CryptoError>;
+    async fn generate(&self, context: &EncryptionContext) -> Result<(DataKey, Vec<u8>), CryptoError>;
+    async fn unwrap(&self, wrapped: &[u8], context: &EncryptionContext) -> Result<DataKey, CryptoError>;
 }
 
 /// Seals and opens secrets, caching unwrapped data keys briefly so warm reads make no key-service call.
@@ -170,26 +155,15 @@ impl Envelope {
         self.provider.as_ref()
     }
 
-    pub async fn seal(
-        &self,
-        plaintext: &[u8],
-        context: &EncryptionContext,
-    ) -> Result<Sealed, CryptoError> {
+    pub async fn seal(&self, plaintext: &[u8], context: &EncryptionContext) -> Result<Sealed, CryptoError> {
         let kind = self.provider.kind();
         let (data_key, wrapped_key) = self.provider.generate(context).await?;
         let nonce = random_nonce();
         let aad = context.aad(FORMAT_VERSION, kind);
         let ciphertext = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(data_key.expose()))
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: &aad,
-                },
-            )
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: &aad })
             .map_err(|_| CryptoError::KeyProvider("AES-GCM encryption failed".into()))?;
-        self.cache
-            .insert(cache_key(&wrapped_key, &aad), Arc::new(data_key));
+        self.cache.insert(cache_key(&wrapped_key, &aad), Arc::new(data_key));
         Ok(Sealed {
             version: FORMAT_VERSION,
             provider: kind,
@@ -200,11 +174,7 @@ impl Envelope {
         })
     }
 
-    pub async fn open(
-        &self,
-        sealed: &Sealed,
-        context: &EncryptionContext,
-    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    pub async fn open(&self, sealed: &Sealed, context: &EncryptionContext) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         if sealed.provider != self.provider.kind() || sealed.key_id != self.provider.key_id() {
             return Err(CryptoError::ForeignKey(sealed.key_id.clone()));
         }
@@ -219,23 +189,13 @@ impl Envelope {
             }
         };
         Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(data_key.expose()))
-            .decrypt(
-                Nonce::from_slice(&sealed.nonce),
-                Payload {
-                    msg: &sealed.ciphertext,
-                    aad: &aad,
-                },
-            )
+            .decrypt(Nonce::from_slice(&sealed.nonce), Payload { msg: &sealed.ciphertext, aad: &aad })
             .map(Zeroizing::new)
             .map_err(|_| CryptoError::Refused)
     }
 
     /// Opens a sealed UTF-8 secret (a key or token).
-    pub async fn open_text(
-        &self,
-        sealed: &Sealed,
-        context: &EncryptionContext,
-    ) -> Result<SecretString, CryptoError> {
+    pub async fn open_text(&self, sealed: &Sealed, context: &EncryptionContext) -> Result<SecretString, CryptoError> {
         let bytes = self.open(sealed, context).await?;
         let text = std::str::from_utf8(&bytes).map_err(|_| CryptoError::Malformed)?;
         Ok(SecretString::from(text.to_owned()))

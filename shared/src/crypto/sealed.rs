@@ -34,9 +34,8 @@ impl std::fmt::Debug for Sealed {
 
 impl Sealed {
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(
-            8 + self.key_id.len() + self.wrapped_key.len() + NONCE_LEN + self.ciphertext.len(),
-        );
+        let mut out =
+            Vec::with_capacity(8 + self.key_id.len() + self.wrapped_key.len() + NONCE_LEN + self.ciphertext.len());
         out.extend_from_slice(MAGIC);
         out.push(self.version);
         out.push(self.provider.tag());
@@ -60,28 +59,15 @@ impl Sealed {
         if version != FORMAT_VERSION {
             return Err(CryptoError::UnsupportedVersion(version));
         }
-        let provider =
-            KeyProviderKind::from_tag(reader.take(1)?[0]).ok_or(CryptoError::Malformed)?;
-        let key_id = std::str::from_utf8(reader.prefixed()?)
-            .map_err(|_| CryptoError::Malformed)?
-            .to_owned();
+        let provider = KeyProviderKind::from_tag(reader.take(1)?[0]).ok_or(CryptoError::Malformed)?;
+        let key_id = std::str::from_utf8(reader.prefixed()?).map_err(|_| CryptoError::Malformed)?.to_owned();
         let wrapped_key = reader.prefixed()?.to_vec();
-        let nonce: [u8; NONCE_LEN] = reader
-            .take(NONCE_LEN)?
-            .try_into()
-            .map_err(|_| CryptoError::Malformed)?;
+        let nonce: [u8; NONCE_LEN] = reader.take(NONCE_LEN)?.try_into().map_err(|_| CryptoError::Malformed)?;
         let ciphertext = reader.0.to_vec();
         if key_id.is_empty() || wrapped_key.is_empty() || ciphertext.len() < TAG_LEN {
             return Err(CryptoError::Malformed);
         }
-        Ok(Self {
-            version,
-            provider,
-            key_id,
-            wrapped_key,
-            nonce,
-            ciphertext,
-        })
+        Ok(Self { version, provider, key_id, wrapped_key, nonce, ciphertext })
     }
 }
 
@@ -98,11 +84,7 @@ impl<'a> Reader<'a> {
     }
 
     fn prefixed(&mut self) -> Result<&'a [u8], CryptoError> {
-        let len = u16::from_be_bytes(
-            self.take(2)?
-                .try_into()
-                .map_err(|_| CryptoError::Malformed)?,
-        );
+        let len = u16::from_be_bytes(self.take(2)?.try_into().map_err(|_| CryptoError::Malformed)?);
         self.take(usize::from(len))
     }
 }

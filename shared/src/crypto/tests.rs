@@ -17,17 +17,10 @@ impl KeyProvider for Counting {
     fn key_id(&self) -> &str {
         self.inner.key_id()
     }
-    async fn generate(
-        &self,
-        context: &EncryptionContext,
-    ) -> Result<(DataKey, Vec<u8>), CryptoError> {
+    async fn generate(&self, context: &EncryptionContext) -> Result<(DataKey, Vec<u8>), CryptoError> {
         self.inner.generate(context).await
     }
-    async fn unwrap(
-        &self,
-        wrapped: &[u8],
-        context: &EncryptionContext,
-    ) -> Result<DataKey, CryptoError> {
+    async fn unwrap(&self, wrapped: &[u8], context: &EncryptionContext) -> Result<DataKey, CryptoError> {
         self.unwraps.fetch_add(1, Ordering::SeqCst);
         self.inner.unwrap(wrapped, context).await
     }
@@ -60,10 +53,7 @@ async fn round_trip_through_bytes() {
     let decoded = Sealed::from_bytes(&sealed.to_bytes()).unwrap();
     assert_eq!(decoded, sealed);
     assert_eq!(&env.open(&decoded, &alice).await.unwrap()[..], SECRET);
-    assert!(
-        !sealed.to_bytes().windows(8).any(|w| w == &SECRET[..8]),
-        "plaintext visible in the record"
-    );
+    assert!(!sealed.to_bytes().windows(8).any(|w| w == &SECRET[..8]), "plaintext visible in the record");
 }
 
 #[tokio::test]
@@ -92,11 +82,7 @@ async fn every_single_byte_flip_is_refused() {
             Err(_) => None,
             Ok(record) => env.open(&record, &alice).await.ok(),
         };
-        assert!(
-            outcome.is_none(),
-            "flip at byte {i} of {} was accepted",
-            bytes.len()
-        );
+        assert!(outcome.is_none(), "flip at byte {i} of {} was accepted", bytes.len());
         refused += 1;
     }
     assert_eq!(refused, bytes.len());
@@ -142,17 +128,9 @@ async fn another_users_or_providers_context_is_refused() {
         ctx("auth0|alice", Purpose::LlmKey, "anthropic"),
         ctx("auth0|alice", Purpose::GoogleOAuth, "openai"),
     ] {
-        assert!(
-            matches!(env.open(&sealed, &other).await, Err(CryptoError::Refused)),
-            "{other:?}"
-        );
+        assert!(matches!(env.open(&sealed, &other).await, Err(CryptoError::Refused)), "{other:?}");
         // Also with no cache at all: the wrapped key itself is bound to the context.
-        assert!(
-            uncached(Arc::new(local()))
-                .open(&sealed, &other)
-                .await
-                .is_err()
-        );
+        assert!(uncached(Arc::new(local())).open(&sealed, &other).await.is_err());
     }
 }
 
@@ -166,10 +144,7 @@ async fn contexts_are_unambiguous() {
 
 #[tokio::test]
 async fn warm_opens_make_no_provider_call() {
-    let counting = Arc::new(Counting {
-        inner: local(),
-        unwraps: AtomicUsize::new(0),
-    });
+    let counting = Arc::new(Counting { inner: local(), unwraps: AtomicUsize::new(0) });
     let writer = Envelope::new(counting.clone(), Duration::from_secs(300));
     let alice = ctx("auth0|alice", Purpose::LlmKey, "openai");
     let sealed = writer.seal(SECRET, &alice).await.unwrap();
@@ -190,17 +165,12 @@ async fn records_from_another_key_or_version_are_refused() {
     let alice = ctx("auth0|alice", Purpose::LlmKey, "openai");
     let sealed = env.seal(SECRET, &alice).await.unwrap();
     let other = envelope(local());
-    assert!(matches!(
-        other.open(&sealed, &alice).await,
-        Err(CryptoError::ForeignKey(_))
-    ));
+    assert!(matches!(other.open(&sealed, &alice).await, Err(CryptoError::ForeignKey(_))));
 
     let mut bytes = sealed.to_bytes();
     for version in [0u8, 2, 255] {
         bytes[2] = version;
-        assert!(
-            matches!(Sealed::from_bytes(&bytes), Err(CryptoError::UnsupportedVersion(v)) if v == version)
-        );
+        assert!(matches!(Sealed::from_bytes(&bytes), Err(CryptoError::UnsupportedVersion(v)) if v == version));
     }
 }
 
@@ -230,24 +200,15 @@ async fn master_key_file_is_created_once_with_mode_0600() {
     let dir = tempfile::tempdir().unwrap();
     let first = LocalKeyProvider::open_or_create(dir.path()).unwrap();
     let path = dir.path().join(LocalKeyProvider::FILE_NAME);
-    assert_eq!(
-        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     let again = LocalKeyProvider::open_or_create(dir.path()).unwrap();
     assert_eq!(first.key_id(), again.key_id());
 
     // A record sealed before a restart opens after it.
     let alice = ctx("auth0|alice", Purpose::LlmKey, "openai");
     let sealed = envelope(first).seal(SECRET, &alice).await.unwrap();
-    assert_eq!(
-        &envelope(again).open(&sealed, &alice).await.unwrap()[..],
-        SECRET
-    );
+    assert_eq!(&envelope(again).open(&sealed, &alice).await.unwrap()[..], SECRET);
 
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    assert!(
-        LocalKeyProvider::open_or_create(dir.path()).is_err(),
-        "a world-readable key is refused"
-    );
+    assert!(LocalKeyProvider::open_or_create(dir.path()).is_err(), "a world-readable key is refused");
 }

@@ -58,11 +58,7 @@ impl Audit<'_> {
     ) -> Result<Listing<AuditEntry>, StoreError> {
         let partition = user_pk(user);
         let after = cursor.and_then(|c| Cursor::decode(c, Index::Table, &partition));
-        let query = Query::partition(Index::Table, partition)
-            .prefix(PREFIX)
-            .descending()
-            .limit(limit)
-            .after(after);
+        let query = Query::partition(Index::Table, partition).prefix(PREFIX).descending().limit(limit).after(after);
         let page = self.0.query(&query).await?;
         Ok(Listing {
             items: page.items.iter().map(parse).collect::<Result<_, _>>()?,

@@ -7,9 +7,7 @@
 
 use std::time::Duration;
 
-use super::table::{
-    Attr, Changes, Condition, Cursor, EXPIRES_AT, Index, Item, Key, Query, Table, Write,
-};
+use super::table::{Attr, Changes, Condition, Cursor, EXPIRES_AT, Index, Item, Key, Query, Table, Write, now_epoch};
 use super::{Listing, StoreError, random_id, user_pk};
 use crate::model::UserId;
 
@@ -39,16 +37,10 @@ impl LedgerKind {
     }
 
     fn parse(raw: &str) -> Result<Self, StoreError> {
-        [
-            Self::Purchase,
-            Self::Allowance,
-            Self::Refund,
-            Self::Consume,
-            Self::Adjustment,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == raw)
-        .ok_or_else(|| StoreError::Corrupt(format!("unknown ledger kind `{raw}`")))
+        [Self::Purchase, Self::Allowance, Self::Refund, Self::Consume, Self::Adjustment]
+            .into_iter()
+            .find(|k| k.as_str() == raw)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown ledger kind `{raw}`")))
     }
 }
 
@@ -105,7 +97,9 @@ impl OnceKey {
         Item::new(&self.key())
             .with("entity", Attr::S("once".into()))
             .with("at", Attr::N(at))
-            .with(EXPIRES_AT, Attr::N(at + self.retention().as_secs() as i64))
+            // Retention runs from when the marker is written, not from the event's own time: a late
+            // replay of an old event must still find its marker.
+            .with(EXPIRES_AT, Attr::N(now_epoch() + self.retention().as_secs() as i64))
             .with_opt("ledger_id", ledger.map(|l| Attr::S(l.id.clone())))
             .with_opt("balance_after", ledger.map(|l| Attr::N(l.balance_after)))
     }
@@ -137,29 +131,19 @@ impl Credits<'_> {
     pub async fn account(&self, user: &UserId) -> Result<Account, StoreError> {
         match self.0.get(&Key::new(user_pk(user), ACCOUNT)).await? {
             None => Ok(Account::default()),
-            Some(item) => Ok(Account {
-                balance: item.n("balance")?,
-                version: item.n("version")?,
-            }),
+            Some(item) => Ok(Account { balance: item.n("balance")?, version: item.n("version")? }),
         }
     }
 
     /// Applies `change` once for all of `once`, atomically with its ledger entry.
-    pub async fn apply(
-        &self,
-        user: &UserId,
-        change: &CreditChange,
-        once: &[OnceKey],
-    ) -> Result<Applied, StoreError> {
+    pub async fn apply(&self, user: &UserId, change: &CreditChange, once: &[OnceKey]) -> Result<Applied, StoreError> {
         for attempt in 0..MAX_ATTEMPTS {
             let account = self.account(user).await?;
             let balance_after = account.balance + change.amount;
             if balance_after < 0 && change.amount < 0 && change.kind != LedgerKind::Refund {
                 return match self.first_used(once).await? {
                     Some(duplicate) => Ok(duplicate),
-                    None => Ok(Applied::Insufficient {
-                        balance: account.balance,
-                    }),
+                    None => Ok(Applied::Insufficient { balance: account.balance }),
                 };
             }
             let entry = LedgerEntry {
@@ -182,26 +166,19 @@ impl Credits<'_> {
                         v => Condition::Equals("version", Attr::N(v)),
                     }),
                 },
-                Write::Put {
-                    item: ledger_item(user, &entry),
-                    when: Some(Condition::Absent),
-                },
+                Write::Put { item: ledger_item(user, &entry), when: Some(Condition::Absent) },
             ];
-            writes.extend(once.iter().map(|k| Write::Put {
-                item: k.marker(change.at, Some(&entry)),
-                when: Some(Condition::Absent),
-            }));
+            writes.extend(
+                once.iter()
+                    .map(|k| Write::Put { item: k.marker(change.at, Some(&entry)), when: Some(Condition::Absent) }),
+            );
             match self.0.transact(writes).await {
                 Ok(()) => return Ok(Applied::Applied(entry)),
                 Err(StoreError::ConditionFailed { failed }) if failed.iter().any(|i| *i >= 2) => {
                     let key = &once[failed.iter().find(|i| **i >= 2).copied().unwrap_or(2) - 2];
-                    return Ok(Applied::Duplicate {
-                        balance_after: self.marker_balance(key).await?,
-                    });
+                    return Ok(Applied::Duplicate { balance_after: self.marker_balance(key).await? });
                 }
-                Err(StoreError::ConditionFailed { .. } | StoreError::Conflict) => {
-                    backoff(attempt).await
-                }
+                Err(StoreError::ConditionFailed { .. } | StoreError::Conflict) => backoff(attempt).await,
                 Err(e) => return Err(e),
             }
         }
@@ -211,11 +188,7 @@ impl Credits<'_> {
     /// Marks `key` used without a balance change (e.g. a Stripe event keyward ignores). Returns
     /// false if it was used already.
     pub async fn mark_once(&self, key: &OnceKey, at: i64) -> Result<bool, StoreError> {
-        match self
-            .0
-            .put(key.marker(at, None), Some(Condition::Absent))
-            .await
-        {
+        match self.0.put(key.marker(at, None), Some(Condition::Absent)).await {
             Ok(()) => Ok(true),
             Err(StoreError::ConditionFailed { .. }) => Ok(false),
             Err(e) => Err(e),
@@ -231,18 +204,10 @@ impl Credits<'_> {
     ) -> Result<Listing<LedgerEntry>, StoreError> {
         let partition = user_pk(user);
         let after = cursor.and_then(|c| Cursor::decode(c, Index::Table, &partition));
-        let query = Query::partition(Index::Table, partition)
-            .prefix(LEDGER)
-            .descending()
-            .limit(limit)
-            .after(after);
+        let query = Query::partition(Index::Table, partition).prefix(LEDGER).descending().limit(limit).after(after);
         let page = self.0.query(&query).await?;
         Ok(Listing {
-            items: page
-                .items
-                .iter()
-                .map(parse_entry)
-                .collect::<Result<_, _>>()?,
+            items: page.items.iter().map(parse_entry).collect::<Result<_, _>>()?,
             next: page.next.map(|c| c.encode()),
         })
     }
@@ -250,9 +215,7 @@ impl Credits<'_> {
     async fn first_used(&self, once: &[OnceKey]) -> Result<Option<Applied>, StoreError> {
         for key in once {
             if self.0.get(&key.key()).await?.is_some() {
-                return Ok(Some(Applied::Duplicate {
-                    balance_after: self.marker_balance(key).await?,
-                }));
+                return Ok(Some(Applied::Duplicate { balance_after: self.marker_balance(key).await? }));
             }
         }
         Ok(None)
@@ -273,17 +236,14 @@ async fn backoff(attempt: u32) {
 }
 
 fn ledger_item(user: &UserId, entry: &LedgerEntry) -> Item {
-    Item::new(&Key::new(
-        user_pk(user),
-        format!("{LEDGER}{:012}#{}", entry.at, entry.id),
-    ))
-    .with("entity", Attr::S("ledger".into()))
-    .with("ledger_id", Attr::S(entry.id.clone()))
-    .with("kind", Attr::S(entry.kind.as_str().into()))
-    .with("amount", Attr::N(entry.amount))
-    .with("balance_after", Attr::N(entry.balance_after))
-    .with("source", Attr::S(entry.source.clone()))
-    .with("at", Attr::N(entry.at))
+    Item::new(&Key::new(user_pk(user), format!("{LEDGER}{:012}#{}", entry.at, entry.id)))
+        .with("entity", Attr::S("ledger".into()))
+        .with("ledger_id", Attr::S(entry.id.clone()))
+        .with("kind", Attr::S(entry.kind.as_str().into()))
+        .with("amount", Attr::N(entry.amount))
+        .with("balance_after", Attr::N(entry.balance_after))
+        .with("source", Attr::S(entry.source.clone()))
+        .with("at", Attr::N(entry.at))
 }
 
 fn parse_entry(item: &Item) -> Result<LedgerEntry, StoreError> {

@@ -5,19 +5,20 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, GlobalSecondaryIndex,
-    KeySchemaElement, KeyType, Projection, ProjectionType, Put, ReturnValue, ScalarAttributeType,
-    TimeToLiveSpecification, TransactWriteItem, Update,
+    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, Projection, ProjectionType, Put, ReturnValue, ScalarAttributeType, TimeToLiveSpecification,
+    TransactWriteItem, Update,
 };
 
 use super::StoreError;
 use super::table::{
-    Attr, Changes, Condition, Cursor, EXPIRES_AT, GSI1, GSI1PK, GSI1SK, Index, Item, Key, PK, Page,
-    Query, SK, Table, Write, now_epoch,
+    Attr, Changes, Condition, Cursor, EXPIRES_AT, GSI1, GSI1PK, GSI1SK, Index, Item, Key, PK, Page, Query, SK, Table,
+    Write, now_epoch,
 };
 
 #[derive(Clone)]
@@ -28,37 +29,21 @@ pub struct DynamoTable {
 
 impl DynamoTable {
     pub fn new(client: Client, table_name: impl Into<String>) -> Self {
-        Self {
-            client,
-            table_name: table_name.into(),
-        }
+        Self { client, table_name: table_name.into() }
     }
 }
 
 /// Creates keyward's table (on-demand, the GSI, TTL on `expires_at`): the same schema as
 /// `template.yaml`, for moto and local bootstrap.
 pub async fn create_table(client: &Client, table_name: &str) -> Result<(), StoreError> {
-    let attr = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-    };
-    let key = |name: &str, kind: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-    };
+    let attr =
+        |name: &str| AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build();
+    let key = |name: &str, kind: KeyType| KeySchemaElement::builder().attribute_name(name).key_type(kind).build();
     let gsi = GlobalSecondaryIndex::builder()
         .index_name(GSI1)
         .key_schema(key(GSI1PK, KeyType::Hash).map_err(invalid)?)
         .key_schema(key(GSI1SK, KeyType::Range).map_err(invalid)?)
-        .projection(
-            Projection::builder()
-                .projection_type(ProjectionType::All)
-                .build(),
-        )
+        .projection(Projection::builder().projection_type(ProjectionType::All).build())
         .build()
         .map_err(invalid)?;
     client
@@ -79,11 +64,7 @@ pub async fn create_table(client: &Client, table_name: &str) -> Result<(), Store
         .update_time_to_live()
         .table_name(table_name)
         .time_to_live_specification(
-            TimeToLiveSpecification::builder()
-                .enabled(true)
-                .attribute_name(EXPIRES_AT)
-                .build()
-                .map_err(invalid)?,
+            TimeToLiveSpecification::builder().enabled(true).attribute_name(EXPIRES_AT).build().map_err(invalid)?,
         )
         .send()
         .await
@@ -112,11 +93,9 @@ fn from_av(name: &str, value: &AttributeValue) -> Result<Attr, StoreError> {
         AttributeValue::N(n) => Attr::N(n.parse().map_err(|_| corrupt())?),
         AttributeValue::B(b) => Attr::B(b.as_ref().to_vec()),
         AttributeValue::Bool(b) => Attr::Bool(*b),
-        AttributeValue::L(list) => Attr::L(
-            list.iter()
-                .map(|v| v.as_s().cloned().map_err(|_| corrupt()))
-                .collect::<Result<_, _>>()?,
-        ),
+        AttributeValue::L(list) => {
+            Attr::L(list.iter().map(|v| v.as_s().cloned().map_err(|_| corrupt())).collect::<Result<_, _>>()?)
+        }
         _ => return Err(corrupt()),
     })
 }
@@ -126,10 +105,7 @@ fn to_map(item: &Item) -> HashMap<String, AttributeValue> {
 }
 
 fn from_map(map: &HashMap<String, AttributeValue>) -> Result<Item, StoreError> {
-    map.iter()
-        .map(|(k, v)| Ok((k.clone(), from_av(k, v)?)))
-        .collect::<Result<_, _>>()
-        .map(Item)
+    map.iter().map(|(k, v)| Ok((k.clone(), from_av(k, v)?))).collect::<Result<_, _>>().map(Item)
 }
 
 fn key_map(key: &Key) -> HashMap<String, AttributeValue> {
@@ -162,39 +138,25 @@ impl Expr {
     fn condition(&mut self, condition: &Condition, now: i64) -> String {
         match condition {
             Condition::Absent => {
-                let (pk, exp, now) = (
-                    self.name(PK),
-                    self.name(EXPIRES_AT),
-                    self.value(AttributeValue::N(now.to_string())),
-                );
+                let (pk, exp, now) =
+                    (self.name(PK), self.name(EXPIRES_AT), self.value(AttributeValue::N(now.to_string())));
                 format!("(attribute_not_exists({pk}) OR {exp} <= {now})")
             }
             Condition::Present => {
-                let (pk, exp, now) = (
-                    self.name(PK),
-                    self.name(EXPIRES_AT),
-                    self.value(AttributeValue::N(now.to_string())),
-                );
-                format!(
-                    "(attribute_exists({pk}) AND (attribute_not_exists({exp}) OR {exp} > {now}))"
-                )
+                let (pk, exp, now) =
+                    (self.name(PK), self.name(EXPIRES_AT), self.value(AttributeValue::N(now.to_string())));
+                format!("(attribute_exists({pk}) AND (attribute_not_exists({exp}) OR {exp} > {now}))")
             }
             Condition::Equals(name, value) => {
                 let (n, v) = (self.name(name), self.value(to_av(value)));
                 format!("{n} = {v}")
             }
             Condition::AtLeast(name, bound) => {
-                let (n, v) = (
-                    self.name(name),
-                    self.value(AttributeValue::N(bound.to_string())),
-                );
+                let (n, v) = (self.name(name), self.value(AttributeValue::N(bound.to_string())));
                 format!("{n} >= {v}")
             }
             Condition::MissingOrBelow(name, bound) => {
-                let (n, v) = (
-                    self.name(name),
-                    self.value(AttributeValue::N(bound.to_string())),
-                );
+                let (n, v) = (self.name(name), self.value(AttributeValue::N(bound.to_string())));
                 format!("(attribute_not_exists({n}) OR {n} < {v})")
             }
             Condition::All(parts) => {
@@ -223,10 +185,7 @@ impl Expr {
                 .add
                 .iter()
                 .map(|(name, amount)| {
-                    let (n, v) = (
-                        self.name(name),
-                        self.value(AttributeValue::N(amount.to_string())),
-                    );
+                    let (n, v) = (self.name(name), self.value(AttributeValue::N(amount.to_string())));
                     format!("{n} {v}")
                 })
                 .collect();
@@ -249,20 +208,19 @@ impl Expr {
 }
 
 /// Maps an SDK failure to the store's outcome. Throttling reaches here only after the SDK's retries.
-fn classify<E: ProvideErrorMetadata, R>(err: SdkError<E, R>) -> StoreError {
+fn classify<E: ProvideErrorMetadata>(err: SdkError<E, HttpResponse>) -> StoreError {
     match &err {
         SdkError::ServiceError(service) => match service.err().code() {
-            Some("ConditionalCheckFailedException") => {
-                StoreError::ConditionFailed { failed: vec![0] }
+            Some("ConditionalCheckFailedException") => StoreError::ConditionFailed { failed: vec![0] },
+            Some("ProvisionedThroughputExceededException" | "ThrottlingException" | "RequestLimitExceeded") => {
+                StoreError::Throttled
             }
-            Some(
-                "ProvisionedThroughputExceededException"
-                | "ThrottlingException"
-                | "RequestLimitExceeded",
-            ) => StoreError::Throttled,
             Some("TransactionConflictException") => StoreError::Conflict,
             Some("InternalServerError" | "ServiceUnavailable") => {
                 StoreError::Unavailable(service.err().code().unwrap_or_default().to_owned())
+            }
+            _ if service.raw().status().is_server_error() => {
+                StoreError::Unavailable(format!("DynamoDB answered {}", service.raw().status().as_u16()))
             }
             code => StoreError::Invalid(format!(
                 "{}: {}",
@@ -277,10 +235,8 @@ fn classify<E: ProvideErrorMetadata, R>(err: SdkError<E, R>) -> StoreError {
     }
 }
 
-fn classify_transaction<R>(err: SdkError<TransactWriteItemsError, R>) -> StoreError {
-    if let Some(TransactWriteItemsError::TransactionCanceledException(cancel)) =
-        err.as_service_error()
-    {
+fn classify_transaction(err: SdkError<TransactWriteItemsError, HttpResponse>) -> StoreError {
+    if let Some(TransactWriteItemsError::TransactionCanceledException(cancel)) = err.as_service_error() {
         let reasons = cancel.cancellation_reasons();
         let failed: Vec<usize> = reasons
             .iter()
@@ -291,12 +247,7 @@ fn classify_transaction<R>(err: SdkError<TransactWriteItemsError, R>) -> StoreEr
         if !failed.is_empty() {
             return StoreError::ConditionFailed { failed };
         }
-        if reasons.iter().any(|r| {
-            matches!(
-                r.code(),
-                Some("ThrottlingError" | "ProvisionedThroughputExceeded")
-            )
-        }) {
+        if reasons.iter().any(|r| matches!(r.code(), Some("ThrottlingError" | "ProvisionedThroughputExceeded"))) {
             return StoreError::Throttled;
         }
         return StoreError::Conflict;
@@ -317,11 +268,7 @@ impl Table for DynamoTable {
             .await
             .map_err(classify)?;
         let now = now_epoch();
-        out.item
-            .as_ref()
-            .map(from_map)
-            .transpose()
-            .map(|item| item.filter(|i| i.is_live(now)))
+        out.item.as_ref().map(from_map).transpose().map(|item| item.filter(|i| i.is_live(now)))
     }
 
     async fn put(&self, item: Item, when: Option<Condition>) -> Result<(), StoreError> {
@@ -340,12 +287,7 @@ impl Table for DynamoTable {
         Ok(())
     }
 
-    async fn update(
-        &self,
-        key: &Key,
-        changes: Changes,
-        when: Option<Condition>,
-    ) -> Result<Item, StoreError> {
+    async fn update(&self, key: &Key, changes: Changes, when: Option<Condition>) -> Result<Item, StoreError> {
         let mut expr = Expr::default();
         let update = expr.update(&changes);
         let condition = when.map(|c| expr.condition(&c, now_epoch()));
@@ -362,11 +304,7 @@ impl Table for DynamoTable {
             .send()
             .await
             .map_err(classify)?;
-        from_map(
-            out.attributes
-                .as_ref()
-                .ok_or_else(|| StoreError::Corrupt("update returned no item".into()))?,
-        )
+        from_map(out.attributes.as_ref().ok_or_else(|| StoreError::Corrupt("update returned no item".into()))?)
     }
 
     async fn delete(&self, key: &Key, when: Option<Condition>) -> Result<Option<Item>, StoreError> {
@@ -385,11 +323,7 @@ impl Table for DynamoTable {
             .send()
             .await
             .map_err(classify)?;
-        out.attributes
-            .as_ref()
-            .map(from_map)
-            .transpose()
-            .map(|item| item.filter(|i| i.is_live(now)))
+        out.attributes.as_ref().map(from_map).transpose().map(|item| item.filter(|i| i.is_live(now)))
     }
 
     async fn query(&self, query: &Query) -> Result<Page, StoreError> {
@@ -398,29 +332,16 @@ impl Table for DynamoTable {
             Index::Table => (PK, SK),
             Index::Gsi1 => (GSI1PK, GSI1SK),
         };
-        let (pk, partition) = (
-            expr.name(pk_name),
-            expr.value(AttributeValue::S(query.partition.clone())),
-        );
+        let (pk, partition) = (expr.name(pk_name), expr.value(AttributeValue::S(query.partition.clone())));
         let mut key_condition = format!("{pk} = {partition}");
         if let Some(prefix) = &query.sort_prefix {
-            let (sk, prefix) = (
-                expr.name(sk_name),
-                expr.value(AttributeValue::S(prefix.clone())),
-            );
+            let (sk, prefix) = (expr.name(sk_name), expr.value(AttributeValue::S(prefix.clone())));
             key_condition.push_str(&format!(" AND begins_with({sk}, {prefix})"));
         }
-        let (exp, now) = (
-            expr.name(EXPIRES_AT),
-            expr.value(AttributeValue::N(now_epoch().to_string())),
-        );
+        let (exp, now) = (expr.name(EXPIRES_AT), expr.value(AttributeValue::N(now_epoch().to_string())));
         let filter = format!("attribute_not_exists({exp}) OR {exp} > {now}");
         let start = query.start_after.as_ref().map(|cursor| {
-            cursor
-                .0
-                .iter()
-                .map(|(k, v)| (k.clone(), AttributeValue::S(v.clone())))
-                .collect::<HashMap<_, _>>()
+            cursor.0.iter().map(|(k, v)| (k.clone(), AttributeValue::S(v.clone()))).collect::<HashMap<_, _>>()
         });
         let out = self
             .client
@@ -438,11 +359,7 @@ impl Table for DynamoTable {
             .send()
             .await
             .map_err(classify)?;
-        let items = out
-            .items()
-            .iter()
-            .map(from_map)
-            .collect::<Result<Vec<_>, _>>()?;
+        let items = out.items().iter().map(from_map).collect::<Result<Vec<_>, _>>()?;
         let next = out
             .last_evaluated_key
             .map(|key| {

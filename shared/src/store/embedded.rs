@@ -14,8 +14,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::StoreError;
 use super::table::{
-    Attr, Changes, Condition, Cursor, EXPIRES_AT, GSI1PK, GSI1SK, Index, Item, Key, PK, Page,
-    Query, SK, Table, Write, now_epoch,
+    Attr, Changes, Condition, Cursor, EXPIRES_AT, GSI1PK, GSI1SK, Index, Item, Key, PK, Page, Query, SK, Table, Write,
+    now_epoch,
 };
 
 #[derive(Clone)]
@@ -38,9 +38,7 @@ const SCHEMA: &str = "
 
 fn db_err(err: rusqlite::Error) -> StoreError {
     match err.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
-            StoreError::Throttled
-        }
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => StoreError::Throttled,
         _ => StoreError::Unavailable(format!("embedded store: {err}")),
     }
 }
@@ -50,19 +48,14 @@ impl EmbeddedTable {
 
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
-        })?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
         let conn = Connection::open(dir.join(Self::FILE_NAME)).map_err(db_err)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(db_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(db_err)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(db_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(db_err)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(db_err)?;
         conn.execute_batch(SCHEMA).map_err(db_err)?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
     }
 
     async fn with_conn<T: Send + 'static>(
@@ -71,9 +64,7 @@ impl EmbeddedTable {
     ) -> Result<T, StoreError> {
         let conn = Arc::clone(&self.conn);
         tokio::task::spawn_blocking(move || {
-            let mut guard = conn
-                .lock()
-                .map_err(|_| StoreError::Unavailable("embedded store lock poisoned".into()))?;
+            let mut guard = conn.lock().map_err(|_| StoreError::Unavailable("embedded store lock poisoned".into()))?;
             work(&mut guard)
         })
         .await
@@ -84,17 +75,10 @@ impl EmbeddedTable {
 /// The stored item under `key`, live or expired (conditions and updates see it as DynamoDB does).
 fn load(conn: &Connection, key: &Key) -> Result<Option<Item>, StoreError> {
     let body: Option<String> = conn
-        .query_row(
-            "SELECT body FROM items WHERE pk = ?1 AND sk = ?2",
-            params![key.pk, key.sk],
-            |row| row.get(0),
-        )
+        .query_row("SELECT body FROM items WHERE pk = ?1 AND sk = ?2", params![key.pk, key.sk], |row| row.get(0))
         .optional()
         .map_err(db_err)?;
-    body.map(|b| {
-        serde_json::from_str(&b).map_err(|e| StoreError::Corrupt(format!("stored item: {e}")))
-    })
-    .transpose()
+    body.map(|b| serde_json::from_str(&b).map_err(|e| StoreError::Corrupt(format!("stored item: {e}")))).transpose()
 }
 
 fn store(conn: &Connection, item: &Item) -> Result<(), StoreError> {
@@ -110,11 +94,7 @@ fn store(conn: &Connection, item: &Item) -> Result<(), StoreError> {
 }
 
 fn remove(conn: &Connection, key: &Key) -> Result<(), StoreError> {
-    conn.execute(
-        "DELETE FROM items WHERE pk = ?1 AND sk = ?2",
-        params![key.pk, key.sk],
-    )
-    .map_err(db_err)?;
+    conn.execute("DELETE FROM items WHERE pk = ?1 AND sk = ?2", params![key.pk, key.sk]).map_err(db_err)?;
     Ok(())
 }
 
@@ -146,9 +126,7 @@ fn apply_changes(existing: Option<Item>, key: &Key, changes: &Changes) -> Result
         item.0.insert((*name).to_owned(), value.clone());
     }
     for (name, value) in &changes.set_if_missing {
-        item.0
-            .entry((*name).to_owned())
-            .or_insert_with(|| value.clone());
+        item.0.entry((*name).to_owned()).or_insert_with(|| value.clone());
     }
     for (name, amount) in &changes.add {
         let current = item.opt_n(name)?.unwrap_or(0);
@@ -162,21 +140,14 @@ fn apply_changes(existing: Option<Item>, key: &Key, changes: &Changes) -> Result
 
 fn condition_of(write: &Write) -> Option<&Condition> {
     match write {
-        Write::Put { when, .. } | Write::Update { when, .. } | Write::Delete { when, .. } => {
-            when.as_ref()
-        }
+        Write::Put { when, .. } | Write::Update { when, .. } | Write::Delete { when, .. } => when.as_ref(),
         Write::Check { when, .. } => Some(when),
     }
 }
 
 /// Applies one write whose condition has been checked against `current`; returns the item as it
 /// was (for deletes) or is afterwards (for updates).
-fn apply(
-    conn: &Connection,
-    write: &Write,
-    current: Option<Item>,
-    now: i64,
-) -> Result<Option<Item>, StoreError> {
+fn apply(conn: &Connection, write: &Write, current: Option<Item>, now: i64) -> Result<Option<Item>, StoreError> {
     Ok(match write {
         Write::Put { item, .. } => {
             store(conn, item)?;
@@ -197,31 +168,19 @@ fn apply(
 
 /// Runs writes atomically: all conditions hold and all writes land, or nothing changes.
 fn run(conn: &mut Connection, writes: &[Write]) -> Result<Vec<Option<Item>>, StoreError> {
-    let keys = writes
-        .iter()
-        .map(Write::key)
-        .collect::<Result<Vec<_>, _>>()?;
+    let keys = writes.iter().map(Write::key).collect::<Result<Vec<_>, _>>()?;
     if keys.iter().collect::<HashSet<_>>().len() != keys.len() {
-        return Err(StoreError::Invalid(
-            "a transaction touches one item twice".into(),
-        ));
+        return Err(StoreError::Invalid("a transaction touches one item twice".into()));
     }
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(db_err)?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
     let now = now_epoch();
-    let currents = keys
-        .iter()
-        .map(|key| load(&tx, key))
-        .collect::<Result<Vec<_>, _>>()?;
+    let currents = keys.iter().map(|key| load(&tx, key)).collect::<Result<Vec<_>, _>>()?;
     // Like DynamoDB, report every failed condition, not just the first.
     let failed: Vec<usize> = writes
         .iter()
         .zip(&currents)
         .enumerate()
-        .filter(|(_, (write, current))| {
-            condition_of(write).is_some_and(|c| !holds(c, current.as_ref(), now))
-        })
+        .filter(|(_, (write, current))| condition_of(write).is_some_and(|c| !holds(c, current.as_ref(), now)))
         .map(|(index, _)| index)
         .collect();
     if !failed.is_empty() {
@@ -244,21 +203,14 @@ fn single(conn: &mut Connection, write: Write) -> Result<Option<Item>, StoreErro
 impl Table for EmbeddedTable {
     async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError> {
         let key = key.clone();
-        self.with_conn(move |conn| Ok(load(conn, &key)?.filter(|i| i.is_live(now_epoch()))))
-            .await
+        self.with_conn(move |conn| Ok(load(conn, &key)?.filter(|i| i.is_live(now_epoch())))).await
     }
 
     async fn put(&self, item: Item, when: Option<Condition>) -> Result<(), StoreError> {
-        self.with_conn(move |conn| single(conn, Write::Put { item, when }).map(|_| ()))
-            .await
+        self.with_conn(move |conn| single(conn, Write::Put { item, when }).map(|_| ())).await
     }
 
-    async fn update(
-        &self,
-        key: &Key,
-        changes: Changes,
-        when: Option<Condition>,
-    ) -> Result<Item, StoreError> {
+    async fn update(&self, key: &Key, changes: Changes, when: Option<Condition>) -> Result<Item, StoreError> {
         let key = key.clone();
         self.with_conn(move |conn| {
             single(conn, Write::Update { key, changes, when })?
@@ -269,8 +221,7 @@ impl Table for EmbeddedTable {
 
     async fn delete(&self, key: &Key, when: Option<Condition>) -> Result<Option<Item>, StoreError> {
         let key = key.clone();
-        self.with_conn(move |conn| single(conn, Write::Delete { key, when }))
-            .await
+        self.with_conn(move |conn| single(conn, Write::Delete { key, when })).await
     }
 
     async fn query(&self, query: &Query) -> Result<Page, StoreError> {
@@ -280,12 +231,9 @@ impl Table for EmbeddedTable {
 
     async fn transact(&self, writes: Vec<Write>) -> Result<(), StoreError> {
         if writes.len() > 100 {
-            return Err(StoreError::Invalid(
-                "a transaction holds at most 100 writes".into(),
-            ));
+            return Err(StoreError::Invalid("a transaction holds at most 100 writes".into()));
         }
-        self.with_conn(move |conn| run(conn, &writes).map(|_| ()))
-            .await
+        self.with_conn(move |conn| run(conn, &writes).map(|_| ())).await
     }
 
     fn backend(&self) -> &'static str {
@@ -301,9 +249,7 @@ fn run_query(conn: &Connection, query: &Query) -> Result<Page, StoreError> {
     let order = if query.ascending { "ASC" } else { "DESC" };
     let cmp = if query.ascending { ">" } else { "<" };
     // Rows are ordered by (sort key, pk, sk) so GSI pages, whose sort keys may repeat, are stable.
-    let mut sql = format!(
-        "SELECT body FROM items WHERE {part_col} = ?1 AND substr({sort_col}, 1, length(?2)) = ?2"
-    );
+    let mut sql = format!("SELECT body FROM items WHERE {part_col} = ?1 AND substr({sort_col}, 1, length(?2)) = ?2");
     let cursor = query.start_after.as_ref().map(|c| {
         let get = |k: &str| c.0.get(k).cloned().unwrap_or_default();
         (get(sort_col), get(PK), get(SK))
@@ -311,56 +257,31 @@ fn run_query(conn: &Connection, query: &Query) -> Result<Page, StoreError> {
     if cursor.is_some() {
         sql.push_str(&format!(" AND ({sort_col}, pk, sk) {cmp} (?3, ?4, ?5)"));
     }
-    sql.push_str(&format!(
-        " ORDER BY {sort_col} {order}, pk {order}, sk {order} LIMIT ?6"
-    ));
+    sql.push_str(&format!(" ORDER BY {sort_col} {order}, pk {order}, sk {order} LIMIT ?6"));
     let prefix = query.sort_prefix.clone().unwrap_or_default();
     let (c_sort, c_pk, c_sk) = cursor.unwrap_or_default();
     let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
     let bodies = stmt
-        .query_map(
-            params![
-                query.partition,
-                prefix,
-                c_sort,
-                c_pk,
-                c_sk,
-                i64::from(query.limit) + 1
-            ],
-            |row| row.get::<_, String>(0),
-        )
+        .query_map(params![query.partition, prefix, c_sort, c_pk, c_sk, i64::from(query.limit) + 1], |row| {
+            row.get::<_, String>(0)
+        })
         .map_err(db_err)?
         .collect::<Result<Vec<_>, _>>()
         .map_err(db_err)?;
     let mut scanned: Vec<Item> = bodies
         .iter()
-        .map(|b| {
-            serde_json::from_str(b).map_err(|e| StoreError::Corrupt(format!("stored item: {e}")))
-        })
+        .map(|b| serde_json::from_str(b).map_err(|e| StoreError::Corrupt(format!("stored item: {e}"))))
         .collect::<Result<_, _>>()?;
     // As in DynamoDB, the limit counts items read before the expiry filter, and a full page has a cursor.
     let more = scanned.len() > query.limit as usize;
     scanned.truncate(query.limit as usize);
-    let next = if more {
-        scanned
-            .last()
-            .map(|last| cursor_of(last, query.index))
-            .transpose()?
-    } else {
-        None
-    };
+    let next = if more { scanned.last().map(|last| cursor_of(last, query.index)).transpose()? } else { None };
     let now = now_epoch();
-    Ok(Page {
-        items: scanned.into_iter().filter(|i| i.is_live(now)).collect(),
-        next,
-    })
+    Ok(Page { items: scanned.into_iter().filter(|i| i.is_live(now)).collect(), next })
 }
 
 fn cursor_of(item: &Item, index: Index) -> Result<Cursor, StoreError> {
-    let mut map = BTreeMap::from([
-        (PK.to_owned(), item.s(PK)?.to_owned()),
-        (SK.to_owned(), item.s(SK)?.to_owned()),
-    ]);
+    let mut map = BTreeMap::from([(PK.to_owned(), item.s(PK)?.to_owned()), (SK.to_owned(), item.s(SK)?.to_owned())]);
     if index == Index::Gsi1 {
         map.insert(GSI1PK.to_owned(), item.s(GSI1PK)?.to_owned());
         map.insert(GSI1SK.to_owned(), item.s(GSI1SK)?.to_owned());

@@ -81,14 +81,8 @@ fn test_changes(changes: Changes, test: Option<&TestResult>) -> Changes {
 
 impl LlmKeys<'_> {
     /// Stores (or replaces) a user's key for a provider; `created_at` survives replacement.
-    pub async fn put(
-        &self,
-        user: &UserId,
-        new: &NewLlmKey,
-        now: i64,
-    ) -> Result<StoredLlmKey, StoreError> {
-        let validated_at =
-            (new.status == KeyStatus::Valid).then(|| new.test.as_ref().map_or(now, |t| t.at));
+    pub async fn put(&self, user: &UserId, new: &NewLlmKey, now: i64) -> Result<StoredLlmKey, StoreError> {
+        let validated_at = (new.status == KeyStatus::Valid).then(|| new.test.as_ref().map_or(now, |t| t.at));
         let changes = Changes::default()
             .set("entity", Attr::S("llm-key".into()))
             .set("provider", Attr::S(new.provider.to_string()))
@@ -99,40 +93,17 @@ impl LlmKeys<'_> {
             .set("updated_at", Attr::N(now))
             .set_if_missing("created_at", Attr::N(now))
             .remove("last_used_at");
-        let item = self
-            .0
-            .update(
-                &key(user, new.provider),
-                test_changes(changes, new.test.as_ref()),
-                None,
-            )
-            .await?;
+        let item = self.0.update(&key(user, new.provider), test_changes(changes, new.test.as_ref()), None).await?;
         parse(&item)
     }
 
-    pub async fn get(
-        &self,
-        user: &UserId,
-        provider: Provider,
-    ) -> Result<Option<StoredLlmKey>, StoreError> {
-        self.0
-            .get(&key(user, provider))
-            .await?
-            .as_ref()
-            .map(parse)
-            .transpose()
+    pub async fn get(&self, user: &UserId, provider: Provider) -> Result<Option<StoredLlmKey>, StoreError> {
+        self.0.get(&key(user, provider)).await?.as_ref().map(parse).transpose()
     }
 
     /// Every key of a user, in one query.
     pub async fn list(&self, user: &UserId) -> Result<Vec<StoredLlmKey>, StoreError> {
-        let page = self
-            .0
-            .query(
-                &Query::partition(Index::Table, user_pk(user))
-                    .prefix(PREFIX)
-                    .limit(100),
-            )
-            .await?;
+        let page = self.0.query(&Query::partition(Index::Table, user_pk(user)).prefix(PREFIX).limit(100)).await?;
         page.items.iter().map(parse).collect()
     }
 
@@ -148,15 +119,7 @@ impl LlmKeys<'_> {
         if status == KeyStatus::Valid {
             changes = changes.set("last_validated_at", Attr::N(test.at));
         }
-        match self
-            .0
-            .update(
-                &key(user, provider),
-                test_changes(changes, Some(test)),
-                Some(Condition::Present),
-            )
-            .await
-        {
+        match self.0.update(&key(user, provider), test_changes(changes, Some(test)), Some(Condition::Present)).await {
             Ok(item) => parse(&item).map(Some),
             Err(StoreError::ConditionFailed { .. }) => Ok(None),
             Err(e) => Err(e),
@@ -172,16 +135,10 @@ impl LlmKeys<'_> {
         now: i64,
         min_interval: i64,
     ) -> Result<bool, StoreError> {
-        let when = Condition::All(vec![
-            Condition::Present,
-            Condition::MissingOrBelow("last_used_at", now - min_interval + 1),
-        ]);
+        let when =
+            Condition::All(vec![Condition::Present, Condition::MissingOrBelow("last_used_at", now - min_interval + 1)]);
         let changes = Changes::default().set("last_used_at", Attr::N(now));
-        match self
-            .0
-            .update(&key(user, provider), changes, Some(when))
-            .await
-        {
+        match self.0.update(&key(user, provider), changes, Some(when)).await {
             Ok(_) => Ok(true),
             Err(StoreError::ConditionFailed { .. }) => Ok(false),
             Err(e) => Err(e),
@@ -196,23 +153,15 @@ impl LlmKeys<'_> {
     /// Deletes every key of a user at once; returns how many there were.
     pub async fn delete_all(&self, user: &UserId) -> Result<usize, StoreError> {
         let keys = self.list(user).await?;
-        let writes: Vec<Write> = keys
-            .iter()
-            .map(|k| Write::Delete {
-                key: key(user, k.provider),
-                when: None,
-            })
-            .collect();
+        let writes: Vec<Write> =
+            keys.iter().map(|k| Write::Delete { key: key(user, k.provider), when: None }).collect();
         self.0.transact(writes).await?;
         Ok(keys.len())
     }
 }
 
 fn parse(item: &Item) -> Result<StoredLlmKey, StoreError> {
-    let provider = item
-        .s("provider")?
-        .parse()
-        .map_err(|_| StoreError::Corrupt("unknown provider".into()))?;
+    let provider = item.s("provider")?.parse().map_err(|_| StoreError::Corrupt("unknown provider".into()))?;
     let last_test = match item.get("test_ok") {
         None => None,
         Some(_) => Some(TestResult {

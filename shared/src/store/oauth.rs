@@ -49,12 +49,7 @@ fn key(user: &UserId) -> Key {
 
 impl OAuthConnections<'_> {
     pub async fn get(&self, user: &UserId) -> Result<Option<OAuthConnection>, StoreError> {
-        self.0
-            .get(&key(user))
-            .await?
-            .as_ref()
-            .map(parse)
-            .transpose()
+        self.0.get(&key(user)).await?.as_ref().map(parse).transpose()
     }
 
     /// Saves `connection` as version `read_version + 1` if the stored one is still `read_version`
@@ -71,18 +66,12 @@ impl OAuthConnections<'_> {
             .set("user_id", Attr::S(connection.user.to_string()))
             .set("email", Attr::S(connection.email.clone()))
             .set("scopes", Attr::L(connection.scopes.clone()))
-            .set_opt(
-                "refresh_token",
-                connection.refresh_token.as_ref().map(sealed_attr),
-            )
+            .set_opt("refresh_token", connection.refresh_token.as_ref().map(sealed_attr))
             .set("access_token", sealed_attr(&connection.access_token))
             .set("access_expires_at", Attr::N(connection.access_expires_at))
             .set("status", Attr::S(connection.status.as_str().into()))
             .set("connected_at", Attr::N(connection.connected_at))
-            .set_opt(
-                "last_refreshed_at",
-                connection.last_refreshed_at.map(Attr::N),
-            )
+            .set_opt("last_refreshed_at", connection.last_refreshed_at.map(Attr::N))
             .set("version", Attr::N(version));
         let when = read_version.map(|v| Condition::Equals("version", Attr::N(v)));
         match self.0.update(&key(&connection.user), changes, when).await {
@@ -103,9 +92,7 @@ fn parse(item: &Item) -> Result<OAuthConnection, StoreError> {
         "connected" => ConnectionStatus::Connected,
         "reconnect_required" => ConnectionStatus::ReconnectRequired,
         other => {
-            return Err(StoreError::Corrupt(format!(
-                "unknown connection status `{other}`"
-            )));
+            return Err(StoreError::Corrupt(format!("unknown connection status `{other}`")));
         }
     };
     Ok(OAuthConnection {

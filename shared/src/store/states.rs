@@ -48,30 +48,18 @@ impl States<'_> {
         let item = Item::new(&key(state))
             .with("entity", Attr::S("state".into()))
             .with("purpose", Attr::S(record.purpose.as_str().into()))
-            .with_opt(
-                "user_id",
-                record.user.as_ref().map(|u| Attr::S(u.to_string())),
-            )
+            .with_opt("user_id", record.user.as_ref().map(|u| Attr::S(u.to_string())))
             .with_opt("return_to", record.return_to.clone().map(Attr::S))
-            .with(
-                "pkce_verifier",
-                Attr::S(record.pkce_verifier.expose_secret().to_owned()),
-            )
+            .with("pkce_verifier", Attr::S(record.pkce_verifier.expose_secret().to_owned()))
             .with(super::table::EXPIRES_AT, Attr::N(record.expires_at));
         self.0.put(item, Some(Condition::Absent)).await
     }
 
     /// Takes a state for `purpose` exactly once: the first caller gets it, every later one (and any
     /// caller after expiry, or with a state made for another purpose) gets `None`.
-    pub async fn consume(
-        &self,
-        state: &str,
-        purpose: StatePurpose,
-    ) -> Result<Option<OneTimeState>, StoreError> {
-        let when = Condition::All(vec![
-            Condition::Present,
-            Condition::Equals("purpose", Attr::S(purpose.as_str().into())),
-        ]);
+    pub async fn consume(&self, state: &str, purpose: StatePurpose) -> Result<Option<OneTimeState>, StoreError> {
+        let when =
+            Condition::All(vec![Condition::Present, Condition::Equals("purpose", Attr::S(purpose.as_str().into()))]);
         match self.0.delete(&key(state), Some(when)).await {
             Ok(Some(item)) => Ok(Some(OneTimeState {
                 purpose,

@@ -41,9 +41,7 @@ mod base64_bytes {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        STANDARD
-            .decode(String::deserialize(d)?)
-            .map_err(serde::de::Error::custom)
+        STANDARD.decode(String::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
 
@@ -54,9 +52,7 @@ pub struct Item(pub BTreeMap<String, Attr>);
 
 impl Item {
     pub fn new(key: &Key) -> Self {
-        Item::default()
-            .with(PK, Attr::S(key.pk.clone()))
-            .with(SK, Attr::S(key.sk.clone()))
+        Item::default().with(PK, Attr::S(key.pk.clone())).with(SK, Attr::S(key.sk.clone()))
     }
 
     pub fn with(mut self, name: &str, value: Attr) -> Self {
@@ -76,10 +72,7 @@ impl Item {
     }
 
     pub fn key(&self) -> Result<Key, StoreError> {
-        Ok(Key {
-            pk: self.s(PK)?.to_owned(),
-            sk: self.s(SK)?.to_owned(),
-        })
+        Ok(Key { pk: self.s(PK)?.to_owned(), sk: self.s(SK)?.to_owned() })
     }
 
     pub fn s(&self, name: &str) -> Result<&str, StoreError> {
@@ -157,10 +150,7 @@ pub struct Key {
 
 impl Key {
     pub fn new(pk: impl Into<String>, sk: impl Into<String>) -> Self {
-        Self {
-            pk: pk.into(),
-            sk: sk.into(),
-        }
+        Self { pk: pk.into(), sk: sk.into() }
     }
 }
 
@@ -223,32 +213,17 @@ impl Changes {
 /// One write of a transaction.
 #[derive(Debug, Clone)]
 pub enum Write {
-    Put {
-        item: Item,
-        when: Option<Condition>,
-    },
-    Update {
-        key: Key,
-        changes: Changes,
-        when: Option<Condition>,
-    },
-    Delete {
-        key: Key,
-        when: Option<Condition>,
-    },
-    Check {
-        key: Key,
-        when: Condition,
-    },
+    Put { item: Item, when: Option<Condition> },
+    Update { key: Key, changes: Changes, when: Option<Condition> },
+    Delete { key: Key, when: Option<Condition> },
+    Check { key: Key, when: Condition },
 }
 
 impl Write {
     pub fn key(&self) -> Result<Key, StoreError> {
         match self {
             Write::Put { item, .. } => item.key(),
-            Write::Update { key, .. } | Write::Delete { key, .. } | Write::Check { key, .. } => {
-                Ok(key.clone())
-            }
+            Write::Update { key, .. } | Write::Delete { key, .. } | Write::Check { key, .. } => Ok(key.clone()),
         }
     }
 }
@@ -273,14 +248,7 @@ pub struct Query {
 
 impl Query {
     pub fn partition(index: Index, partition: impl Into<String>) -> Self {
-        Self {
-            index,
-            partition: partition.into(),
-            sort_prefix: None,
-            ascending: true,
-            limit: 100,
-            start_after: None,
-        }
+        Self { index, partition: partition.into(), sort_prefix: None, ascending: true, limit: 100, start_after: None }
     }
 
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
@@ -320,16 +288,13 @@ impl Cursor {
     /// so a client cannot page into someone else's items.
     pub fn decode(raw: &str, index: Index, partition: &str) -> Option<Self> {
         use base64::Engine;
-        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(raw)
-            .ok()?;
+        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw).ok()?;
         let map: BTreeMap<String, String> = serde_json::from_slice(&json).ok()?;
         let partition_attr = match index {
             Index::Table => PK,
             Index::Gsi1 => GSI1PK,
         };
-        (map.get(partition_attr).map(String::as_str) == Some(partition) && map.contains_key(SK))
-            .then_some(Self(map))
+        (map.get(partition_attr).map(String::as_str) == Some(partition) && map.contains_key(SK)).then_some(Self(map))
     }
 }
 
@@ -346,12 +311,7 @@ pub trait Table: Send + Sync {
     async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError>;
     async fn put(&self, item: Item, when: Option<Condition>) -> Result<(), StoreError>;
     /// Applies `changes` and returns the item as it is afterwards.
-    async fn update(
-        &self,
-        key: &Key,
-        changes: Changes,
-        when: Option<Condition>,
-    ) -> Result<Item, StoreError>;
+    async fn update(&self, key: &Key, changes: Changes, when: Option<Condition>) -> Result<Item, StoreError>;
     /// Deletes the item and returns it if it was live.
     async fn delete(&self, key: &Key, when: Option<Condition>) -> Result<Option<Item>, StoreError>;
     async fn query(&self, query: &Query) -> Result<Page, StoreError>;
@@ -363,8 +323,5 @@ pub trait Table: Send + Sync {
 
 /// The current time in epoch seconds, as stored in `expires_at` and every timestamp.
 pub fn now_epoch() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or_default()
 }

@@ -31,11 +31,7 @@ pub struct Users<'a>(pub(super) &'a dyn Table);
 
 impl Users<'_> {
     /// Creates or refreshes a profile; `created_at` is kept from the first time.
-    pub async fn upsert(
-        &self,
-        update: &ProfileUpdate,
-        now: i64,
-    ) -> Result<UserProfile, StoreError> {
+    pub async fn upsert(&self, update: &ProfileUpdate, now: i64) -> Result<UserProfile, StoreError> {
         let changes = Changes::default()
             .set("entity", Attr::S("user".into()))
             .set("user_id", Attr::S(update.id.to_string()))
@@ -45,20 +41,12 @@ impl Users<'_> {
             .set_opt("picture", update.picture.clone().map(Attr::S))
             .set("last_login_at", Attr::N(now))
             .set_if_missing("created_at", Attr::N(now));
-        let item = self
-            .0
-            .update(&Key::new(user_pk(&update.id), PROFILE), changes, None)
-            .await?;
+        let item = self.0.update(&Key::new(user_pk(&update.id), PROFILE), changes, None).await?;
         parse(&item)
     }
 
     pub async fn get(&self, id: &UserId) -> Result<Option<UserProfile>, StoreError> {
-        self.0
-            .get(&Key::new(user_pk(id), PROFILE))
-            .await?
-            .as_ref()
-            .map(parse)
-            .transpose()
+        self.0.get(&Key::new(user_pk(id), PROFILE)).await?.as_ref().map(parse).transpose()
     }
 }
 

@@ -1,0 +1,60 @@
+"""moto's server, with every request handled atomically.
+
+`moto_server` serves requests on parallel threads, and moto's DynamoDB TransactWriteItems checks its
+conditions, writes, and on failure restores a deep copy of the whole table, all without a lock: two
+concurrent transactions can both pass a version check, and one request's rollback can erase
+another's committed write. Real DynamoDB serializes conditional writes per item. Handling one
+request at a time makes moto linearizable, so keyward's concurrency tests test keyward, not moto.
+
+Usage: python serve.py [-H HOST] [-p PORT]
+"""
+
+import argparse
+import sys
+import threading
+import traceback
+
+import flask
+
+from werkzeug.serving import run_simple
+
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+
+
+class Serialized:
+    """A WSGI app that runs the wrapped app for one request at a time, body included."""
+
+    def __init__(self, app):
+        self.app = app
+        self.lock = threading.Lock()
+
+    def __call__(self, environ, start_response):
+        with self.lock:
+            return list(self.app(environ, start_response))
+
+
+def log_exceptions():
+    """Writes the traceback of any exception moto turns into a 500 to stderr (Flask swallows it)."""
+    original = flask.Flask.handle_exception
+
+    def handle_exception(app, error):
+        sys.stderr.write("moto raised: " + "".join(traceback.format_exception(error)) + "\n")
+        sys.stderr.flush()
+        return original(app, error)
+
+    flask.Flask.handle_exception = handle_exception
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-H", "--host", default="127.0.0.1")
+    parser.add_argument("-p", "--port", type=int, default=5000)
+    args = parser.parse_args()
+    log_exceptions()
+    app = DomainDispatcherApplication(create_backend_app)
+    app.debug = True  # as moto_server sets it: tracebacks reach the log
+    run_simple(args.host, args.port, Serialized(app), threaded=True, request_handler=MotoRequestHandler)
+
+
+if __name__ == "__main__":
+    main()

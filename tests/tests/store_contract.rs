@@ -1,0 +1,368 @@
+//! One contract, two backends: every test here runs against the embedded SQLite store and against
+//! DynamoDB (moto's server through the real SDK), and both must behave identically.
+
+use std::sync::Arc;
+
+use keyward::crypto::{KeyProviderKind, Sealed};
+use keyward::model::UserId;
+use keyward::providers::Provider;
+use keyward::store::{
+    Actor, Applied, AuditEntry, ConnectionStatus, CreditChange, KeyStatus, LedgerKind, NewLlmKey, OAuthConnection,
+    OnceKey, OneTimeState, ProfileUpdate, StatePurpose, Store, StoreError, TestResult, now_epoch,
+};
+use keyward_tests::TestStore;
+use secrecy::{ExposeSecret, SecretString};
+
+/// Runs each named contract test on both backends.
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                let backend = keyward_tests::TestStore::embedded();
+                super::$name(backend.store()).await;
+            })*
+        }
+        mod dynamodb {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                let backend = keyward_tests::TestStore::dynamo().await;
+                super::$name(backend.store()).await;
+            })*
+        }
+    };
+}
+
+contract!(
+    profiles_keep_their_creation_time,
+    llm_keys_round_trip_and_replace,
+    llm_key_tests_and_deletes,
+    last_used_is_written_at_most_once_a_minute,
+    states_are_consumed_exactly_once,
+    expired_states_are_absent,
+    concurrent_consumers_of_one_state_get_it_once,
+    oauth_saves_are_version_guarded,
+    credits_apply_with_ledger_and_once_keys,
+    concurrent_consumes_never_overdraw,
+    audit_pages_newest_first,
+);
+
+fn user(name: &str) -> UserId {
+    UserId::parse(&format!("auth0|{name}")).unwrap()
+}
+
+fn sealed(tag: u8) -> Sealed {
+    Sealed {
+        version: 1,
+        provider: KeyProviderKind::Local,
+        key_id: "local:test".into(),
+        wrapped_key: vec![tag; 60],
+        nonce: [tag; 12],
+        ciphertext: vec![tag; 48],
+    }
+}
+
+async fn profiles_keep_their_creation_time(store: &Store) {
+    let alice = user("alice");
+    assert!(store.users().get(&alice).await.unwrap().is_none());
+    let update = ProfileUpdate {
+        id: alice.clone(),
+        email: Some("alice@example.com".into()),
+        email_verified: false,
+        name: Some("Alice".into()),
+        picture: None,
+    };
+    let first = store.users().upsert(&update, 1_000).await.unwrap();
+    assert_eq!((first.created_at, first.last_login_at), (1_000, 1_000));
+    let verified = ProfileUpdate { email_verified: true, name: None, ..update };
+    let second = store.users().upsert(&verified, 2_000).await.unwrap();
+    assert_eq!((second.created_at, second.last_login_at), (1_000, 2_000));
+    assert!(second.email_verified);
+    assert_eq!(second.name, None, "a field the sign-in no longer carries is cleared");
+    assert_eq!(store.users().get(&alice).await.unwrap(), Some(second));
+}
+
+fn new_key(provider: Provider, tag: u8) -> NewLlmKey {
+    NewLlmKey {
+        provider,
+        sealed: sealed(tag),
+        preview: "sk-p…wxyz".into(),
+        status: KeyStatus::Valid,
+        test: Some(TestResult { ok: true, message: "The key works.".into(), at: 500 }),
+    }
+}
+
+async fn llm_keys_round_trip_and_replace(store: &Store) {
+    let (alice, bob) = (user("alice"), user("bob"));
+    let keys = store.llm_keys();
+    keys.put(&alice, &new_key(Provider::OpenAi, 1), 1_000).await.unwrap();
+    keys.put(&alice, &new_key(Provider::Anthropic, 2), 1_000).await.unwrap();
+    keys.put(&bob, &new_key(Provider::OpenAi, 3), 1_000).await.unwrap();
+
+    let stored = keys.get(&alice, Provider::OpenAi).await.unwrap().unwrap();
+    assert_eq!(stored.sealed, sealed(1));
+    assert_eq!(stored.status, KeyStatus::Valid);
+    assert_eq!(stored.last_validated_at, Some(500));
+    assert_eq!(stored.last_test.as_ref().map(|t| t.message.as_str()), Some("The key works."));
+
+    let mut listed: Vec<Provider> = keys.list(&alice).await.unwrap().iter().map(|k| k.provider).collect();
+    listed.sort();
+    assert_eq!(listed, vec![Provider::OpenAi, Provider::Anthropic]);
+    assert_eq!(keys.list(&bob).await.unwrap().len(), 1, "users never see each other's keys");
+
+    let replaced = keys.put(&alice, &new_key(Provider::OpenAi, 9), 2_000).await.unwrap();
+    assert_eq!((replaced.created_at, replaced.updated_at), (1_000, 2_000));
+    assert_eq!(replaced.sealed, sealed(9));
+    assert!(keys.get(&alice, Provider::Zai).await.unwrap().is_none());
+}
+
+async fn llm_key_tests_and_deletes(store: &Store) {
+    let alice = user("alice");
+    let keys = store.llm_keys();
+    keys.put(&alice, &new_key(Provider::OpenAi, 1), 1_000).await.unwrap();
+    let failed = TestResult { ok: false, message: "Insufficient credits.".into(), at: 1_500 };
+    let after = keys.record_test(&alice, Provider::OpenAi, KeyStatus::Invalid, &failed).await.unwrap().unwrap();
+    assert_eq!(after.status, KeyStatus::Invalid);
+    assert_eq!(after.last_test, Some(failed.clone()));
+    assert_eq!(after.last_validated_at, Some(500), "a failed test keeps the last good validation time");
+    // Testing a key that is gone records nothing and does not resurrect it.
+    assert!(keys.record_test(&alice, Provider::Zai, KeyStatus::Valid, &failed).await.unwrap().is_none());
+    assert!(keys.get(&alice, Provider::Zai).await.unwrap().is_none());
+
+    assert!(keys.delete(&alice, Provider::OpenAi).await.unwrap());
+    assert!(!keys.delete(&alice, Provider::OpenAi).await.unwrap(), "deleting twice is harmless");
+    for p in [Provider::Google, Provider::Perplexity, Provider::Zai] {
+        keys.put(&alice, &new_key(p, 4), 1_000).await.unwrap();
+    }
+    assert_eq!(keys.delete_all(&alice).await.unwrap(), 3);
+    assert!(keys.list(&alice).await.unwrap().is_empty());
+    assert_eq!(keys.delete_all(&alice).await.unwrap(), 0);
+}
+
+async fn last_used_is_written_at_most_once_a_minute(store: &Store) {
+    let alice = user("alice");
+    let keys = store.llm_keys();
+    assert!(!keys.touch_last_used(&alice, Provider::OpenAi, 1_000, 60).await.unwrap(), "no key, no write");
+    keys.put(&alice, &new_key(Provider::OpenAi, 1), 1_000).await.unwrap();
+    assert!(keys.touch_last_used(&alice, Provider::OpenAi, 1_000, 60).await.unwrap());
+    assert!(!keys.touch_last_used(&alice, Provider::OpenAi, 1_030, 60).await.unwrap());
+    assert!(!keys.touch_last_used(&alice, Provider::OpenAi, 1_059, 60).await.unwrap());
+    assert!(keys.touch_last_used(&alice, Provider::OpenAi, 1_060, 60).await.unwrap());
+    assert_eq!(keys.get(&alice, Provider::OpenAi).await.unwrap().unwrap().last_used_at, Some(1_060));
+    assert!(keys.get(&alice, Provider::OpenAi).await.unwrap().is_some(), "touching never deletes");
+}
+
+fn state(purpose: StatePurpose, expires_at: i64) -> OneTimeState {
+    OneTimeState {
+        purpose,
+        user: Some(user("alice")),
+        return_to: Some("https://app.example.com/after".into()),
+        pkce_verifier: SecretString::from("verifier-0123456789-abcdefghijklmnopqrstuvwxyz-ABCDEFG"),
+        expires_at,
+    }
+}
+
+async fn states_are_consumed_exactly_once(store: &Store) {
+    let states = store.states();
+    let later = now_epoch() + 600;
+    states.create("state-one", &state(StatePurpose::Auth0Login, later)).await.unwrap();
+    let err = states.create("state-one", &state(StatePurpose::Auth0Login, later)).await.unwrap_err();
+    assert!(matches!(err, StoreError::ConditionFailed { .. }), "a live state is never overwritten");
+
+    assert!(states.consume("state-one", StatePurpose::GoogleConnect).await.unwrap().is_none(), "wrong purpose");
+    let taken = states.consume("state-one", StatePurpose::Auth0Login).await.unwrap().unwrap();
+    assert_eq!(taken.user, Some(user("alice")));
+    assert_eq!(taken.return_to.as_deref(), Some("https://app.example.com/after"));
+    assert!(taken.pkce_verifier.expose_secret().starts_with("verifier-"));
+    assert!(states.consume("state-one", StatePurpose::Auth0Login).await.unwrap().is_none(), "replay");
+    assert!(states.consume("never-issued", StatePurpose::Auth0Login).await.unwrap().is_none());
+}
+
+async fn expired_states_are_absent(store: &Store) {
+    let states = store.states();
+    states.create("stale", &state(StatePurpose::GoogleConnect, now_epoch() - 1)).await.unwrap();
+    assert!(states.consume("stale", StatePurpose::GoogleConnect).await.unwrap().is_none());
+    // An expired item the backend has not deleted yet does not block a new one with the same key.
+    states.create("stale", &state(StatePurpose::GoogleConnect, now_epoch() + 600)).await.unwrap();
+    assert!(states.consume("stale", StatePurpose::GoogleConnect).await.unwrap().is_some());
+}
+
+async fn concurrent_consumers_of_one_state_get_it_once(store: &Store) {
+    store.states().create("contested", &state(StatePurpose::Auth0Login, now_epoch() + 600)).await.unwrap();
+    let store = Arc::new(store.clone());
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.states().consume("contested", StatePurpose::Auth0Login).await.unwrap() })
+        })
+        .collect();
+    let mut winners = 0;
+    for task in tasks {
+        winners += usize::from(task.await.unwrap().is_some());
+    }
+    assert_eq!(winners, 1);
+}
+
+async fn oauth_saves_are_version_guarded(store: &Store) {
+    let alice = user("alice");
+    let connections = store.oauth_connections();
+    let connection = OAuthConnection {
+        user: alice.clone(),
+        email: "alice@gmail.com".into(),
+        scopes: vec!["https://www.googleapis.com/auth/calendar".into(), "openid".into()],
+        refresh_token: Some(sealed(1)),
+        access_token: sealed(2),
+        access_expires_at: 5_000,
+        status: ConnectionStatus::Connected,
+        connected_at: 1_000,
+        last_refreshed_at: None,
+        version: 0,
+    };
+    let saved = connections.save(&connection, None).await.unwrap().unwrap();
+    assert_eq!(saved.version, 1);
+    assert_eq!(saved.scopes, connection.scopes);
+
+    let refreshed = OAuthConnection { access_token: sealed(3), last_refreshed_at: Some(4_000), ..saved.clone() };
+    let v2 = connections.save(&refreshed, Some(1)).await.unwrap().unwrap();
+    assert_eq!(v2.version, 2);
+    // A second refresher that read version 1 loses and must re-read.
+    assert!(connections.save(&refreshed, Some(1)).await.unwrap().is_none());
+    let read = connections.get(&alice).await.unwrap().unwrap();
+    assert_eq!((read.version, read.access_token.clone(), read.refresh_token.clone()), (2, sealed(3), Some(sealed(1))));
+
+    assert!(connections.delete(&alice).await.unwrap());
+    assert!(!connections.delete(&alice).await.unwrap());
+    assert!(connections.get(&alice).await.unwrap().is_none());
+}
+
+fn change(kind: LedgerKind, amount: i64, source: &str, at: i64) -> CreditChange {
+    CreditChange { kind, amount, source: source.into(), at }
+}
+
+async fn credits_apply_with_ledger_and_once_keys(store: &Store) {
+    let alice = user("alice");
+    let credits = store.credits();
+    assert_eq!(credits.account(&alice).await.unwrap().balance, 0);
+
+    let purchase = change(LedgerKind::Purchase, 100, "evt_1", 1_000);
+    let once = [OnceKey::StripeEvent("evt_1".into()), OnceKey::StripeObject("cs_1".into())];
+    let Applied::Applied(entry) = credits.apply(&alice, &purchase, &once).await.unwrap() else { panic!("applied") };
+    assert_eq!(entry.balance_after, 100);
+
+    // The same event again, or another event for the same checkout session: no second effect.
+    assert_eq!(credits.apply(&alice, &purchase, &once).await.unwrap(), Applied::Duplicate { balance_after: Some(100) });
+    let other_event = [OnceKey::StripeEvent("evt_2".into()), OnceKey::StripeObject("cs_1".into())];
+    assert!(matches!(credits.apply(&alice, &purchase, &other_event).await.unwrap(), Applied::Duplicate { .. }));
+    assert_eq!(credits.account(&alice).await.unwrap().balance, 100);
+    assert!(credits.mark_once(&OnceKey::StripeEvent("evt_2".into()), 1_000).await.unwrap(), "evt_2 was rolled back");
+
+    let consume = change(LedgerKind::Consume, -30, "idem-1", 1_100);
+    let idem = [OnceKey::Idempotency(alice.clone(), "idem-1".into())];
+    assert!(
+        matches!(credits.apply(&alice, &consume, &idem).await.unwrap(), Applied::Applied(e) if e.balance_after == 70)
+    );
+    assert_eq!(credits.apply(&alice, &consume, &idem).await.unwrap(), Applied::Duplicate { balance_after: Some(70) });
+
+    let too_much = change(LedgerKind::Consume, -71, "idem-2", 1_200);
+    let idem2 = [OnceKey::Idempotency(alice.clone(), "idem-2".into())];
+    assert_eq!(credits.apply(&alice, &too_much, &idem2).await.unwrap(), Applied::Insufficient { balance: 70 });
+    // A refund clawback may take the balance below zero, and says so in the ledger.
+    let clawback = change(LedgerKind::Refund, -80, "re_1", 1_300);
+    let refund = [OnceKey::StripeObject("re_1".into())];
+    assert!(
+        matches!(credits.apply(&alice, &clawback, &refund).await.unwrap(), Applied::Applied(e) if e.balance_after == -10)
+    );
+
+    let ledger = credits.ledger(&alice, 50, None).await.unwrap();
+    let amounts: Vec<i64> = ledger.items.iter().map(|e| e.amount).collect();
+    assert_eq!(amounts, vec![-80, -30, 100], "newest first, one entry per applied change");
+    assert_eq!(amounts.iter().sum::<i64>(), credits.account(&alice).await.unwrap().balance);
+    assert!(!credits.mark_once(&OnceKey::StripeEvent("evt_1".into()), 2_000).await.unwrap());
+}
+
+async fn concurrent_consumes_never_overdraw(store: &Store) {
+    let alice = user("alice");
+    store.credits().apply(&alice, &change(LedgerKind::Purchase, 10, "evt_seed", 1), &[]).await.unwrap();
+    let store = Arc::new(store.clone());
+    let tasks: Vec<_> = (0..25)
+        .map(|i| {
+            let (store, alice) = (Arc::clone(&store), alice.clone());
+            tokio::spawn(async move {
+                let once = [OnceKey::Idempotency(alice.clone(), format!("c{i}"))];
+                store
+                    .credits()
+                    .apply(&alice, &change(LedgerKind::Consume, -1, &format!("c{i}"), 2), &once)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut applied = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Applied::Applied(_) => applied += 1,
+            Applied::Insufficient { balance } => assert_eq!(balance, 0),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(applied, 10);
+    let account = store.credits().account(&alice).await.unwrap();
+    assert_eq!(account.balance, 0);
+    let ledger = store.credits().ledger(&alice, 100, None).await.unwrap();
+    assert_eq!(ledger.items.len(), 11);
+    assert_eq!(ledger.items.iter().map(|e| e.amount).sum::<i64>(), 0);
+}
+
+async fn audit_pages_newest_first(store: &Store) {
+    let (alice, bob) = (user("alice"), user("bob"));
+    for (at, action) in [(1_000, "llm_key.put"), (2_000, "llm_key.test"), (3_000, "llm_key.delete")] {
+        let entry = AuditEntry {
+            at,
+            actor: Actor::User(alice.clone()),
+            action: action.into(),
+            target: Some("openai".into()),
+            outcome: "ok".into(),
+        };
+        store.audit().append(&alice, &entry).await.unwrap();
+    }
+    let service = AuditEntry {
+        at: 4_000,
+        actor: Actor::Service("arn:aws:sts::123456789012:assumed-role/notes/s".into()),
+        action: "llm_key.fetch".into(),
+        target: None,
+        outcome: "ok".into(),
+    };
+    store.audit().append(&bob, &service).await.unwrap();
+
+    let first = store.audit().list(&alice, 2, None).await.unwrap();
+    let actions: Vec<&str> = first.items.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, vec!["llm_key.delete", "llm_key.test"]);
+    let cursor = first.next.expect("a second page");
+    let second = store.audit().list(&alice, 2, Some(&cursor)).await.unwrap();
+    assert_eq!(second.items.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), vec!["llm_key.put"]);
+    // Alice's cursor cannot page through Bob's trail: it is ignored and Bob's own first page returns.
+    let bobs = store.audit().list(&bob, 2, Some(&cursor)).await.unwrap();
+    assert_eq!(bobs.items, vec![service]);
+}
+
+/// The embedded store keeps everything across a restart (it is a file, not a map in memory).
+#[tokio::test]
+async fn embedded_store_survives_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = user("alice");
+    {
+        let store = Store::new(Arc::new(keyward::store::EmbeddedTable::open(dir.path()).unwrap()));
+        store.llm_keys().put(&alice, &new_key(Provider::OpenAi, 7), 1_000).await.unwrap();
+        store.credits().apply(&alice, &change(LedgerKind::Purchase, 5, "evt", 1), &[]).await.unwrap();
+    }
+    let reopened = Store::new(Arc::new(keyward::store::EmbeddedTable::open(dir.path()).unwrap()));
+    assert_eq!(reopened.llm_keys().get(&alice, Provider::OpenAi).await.unwrap().unwrap().sealed, sealed(7));
+    assert_eq!(reopened.credits().account(&alice).await.unwrap().balance, 5);
+}
+
+/// Both backends report the name the health route shows.
+#[tokio::test]
+async fn backends_name_themselves() {
+    assert_eq!(TestStore::embedded().store().backend(), "embedded");
+    assert_eq!(TestStore::dynamo().await.store().backend(), "dynamodb");
+}
