@@ -1,0 +1,150 @@
+//! Planted secrets never reach a log line, an error body or a panic message, with everything
+//! (keyward and the AWS SDK) logging at TRACE while the code paths that handle them run.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use keyward::crypto::{EncryptionContext, Envelope, KeyProvider, KmsKeyProvider, Purpose};
+use keyward::http::{ApiError, json_body};
+use keyward::model::UserId;
+use keyward::providers::Provider;
+use keyward::secret::{ApiKey, RefreshToken};
+use keyward::store::{KeyStatus, NewLlmKey, TestResult};
+use keyward_tests::{TestStore, aws, kms_key};
+use tracing::Instrument;
+use tracing_subscriber::EnvFilter;
+
+const API_KEY: &str = "sk-proj-PLANTED0api0key0Zq81kY2w9x";
+const REFRESH: &str = "v1.PLANTED0refresh0token0MTIzNDU2";
+const BEARER: &str = "eyJhbGciOiJSUzI1NiIsImtpZCI6InRlc3Qta2V5LTEifQ.eyJQTEFOVEVEIjoiYmVhcmVyIn0.PLANTED0bearer0sig";
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn problem_body(err: ApiError) -> String {
+    match err.into_response().into_body() {
+        lambda_http::Body::Text(text) => text,
+        other => panic!("problem bodies are text, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn planted_secrets_never_reach_logs_errors_or_panics() {
+    let capture = Capture::default();
+    let sink = capture.clone();
+    keyward::telemetry::install(move || sink.clone(), EnvFilter::new("trace"));
+
+    let mut exposed: Vec<String> = vec![API_KEY.into(), REFRESH.into(), BEARER.into()];
+    let mut bodies = Vec::new();
+    let span = keyward::telemetry::request_span("req-redaction-1", "PUT /me/llm-keys/{provider}");
+    async {
+        let sdk = aws().await;
+        let kms = aws_sdk_kms::Client::new(&sdk);
+        let key_id = kms_key(&kms).await;
+        let provider = Arc::new(KmsKeyProvider::new(kms, &key_id));
+        let user = UserId::parse("auth0|alice").unwrap();
+        let context = EncryptionContext::new(&user, Purpose::LlmKey, "openai");
+
+        // A data key straight from KMS: its bytes, in every encoding, must stay out of the logs.
+        let (data_key, _) = provider.generate(&context).await.unwrap();
+        exposed.push(base64::engine::general_purpose::STANDARD.encode(data_key.expose()));
+        exposed.push(hex_lower(data_key.expose()));
+        tracing::debug!(?data_key, "generated");
+
+        let api_key = ApiKey::new(API_KEY);
+        let refresh = RefreshToken::new(REFRESH);
+        tracing::info!(?api_key, %refresh, "handling secrets");
+        let envelope = Envelope::new(provider.clone(), Duration::from_secs(300));
+        let sealed = envelope.seal(api_key.expose().as_bytes(), &context).await.unwrap();
+
+        let backend = TestStore::dynamo().await;
+        let new = NewLlmKey {
+            provider: Provider::OpenAi,
+            sealed: sealed.clone(),
+            preview: "sk-p…9x".into(),
+            status: KeyStatus::Valid,
+            test: Some(TestResult { ok: true, message: "The key works.".into(), at: 1 }),
+        };
+        let stored = backend.store().llm_keys().put(&user, &new, 1).await.unwrap();
+        tracing::debug!(?stored, "stored");
+        let opened = envelope.open(&stored.sealed, &context).await.unwrap();
+        assert_eq!(&opened[..], API_KEY.as_bytes());
+
+        // Error paths: the wrong owner, a cold cache (so KMS is asked), malformed and bad bodies.
+        let bob = EncryptionContext::new(&UserId::parse("auth0|bob").unwrap(), Purpose::LlmKey, "openai");
+        let cold = Envelope::new(provider, Duration::ZERO);
+        let refused = cold.open(&sealed, &bob).await.unwrap_err();
+        bodies.push(problem_body(ApiError::from(refused)));
+        for body in [
+            format!(r#"{{"apiKey": "{API_KEY}""#),
+            format!(r#"{{"apiKey": ["{API_KEY}"]}}"#),
+            format!(r#"{{"{API_KEY}": 1}}"#),
+        ] {
+            let request = lambda_http::http::Request::builder()
+                .header("content-type", "application/json")
+                .body(lambda_http::Body::from(body))
+                .unwrap();
+            #[derive(Debug, serde::Deserialize)]
+            #[serde(deny_unknown_fields)]
+            #[allow(dead_code)]
+            struct Put {
+                #[serde(rename = "apiKey")]
+                api_key: String,
+            }
+            bodies.push(problem_body(json_body::<Put>(&request).unwrap_err()));
+        }
+
+        // A bearer token that fails verification (no JWKS reachable) is never echoed.
+        let settings = keyward::config::TokenSettings {
+            issuer: "https://tenant.example.auth0.com/".into(),
+            audience: "https://api.keyward.dev".into(),
+            jwks_url: "http://127.0.0.1:9/.well-known/jwks.json".parse().unwrap(),
+        };
+        let verifier = keyward::auth::TokenVerifier::new(settings, reqwest::Client::new());
+        let rejected = verifier.verify(BEARER).await.unwrap_err();
+        tracing::warn!(?rejected, "token rejected");
+        bodies.push(problem_body(ApiError::from(rejected)));
+    }
+    .instrument(span)
+    .await;
+
+    // A panic that formats a secret shows only its redacted form.
+    let api_key = ApiKey::new(API_KEY);
+    let panic = std::panic::catch_unwind(|| panic!("could not use {api_key:?} / {api_key}")).unwrap_err();
+    let panic_message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(panic_message.contains("ApiKey(***)"), "{panic_message}");
+
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    // The capture really saw the paths above, including the SDK's own TRACE output and the span.
+    assert!(logs.lines().count() > 50, "too few log lines captured: {}", logs.lines().count());
+    assert!(logs.contains("\"level\":\"TRACE\""), "no TRACE lines captured");
+    assert!(logs.contains("aws_smithy"), "the AWS SDK's logs were not captured");
+    assert!(logs.contains("req-redaction-1") && logs.contains("PUT /me/llm-keys/{provider}"));
+    assert!(logs.contains("ApiKey(***)"), "the redacted key should appear where it was logged");
+    for secret in &exposed {
+        assert!(!logs.contains(secret.as_str()), "a planted secret reached the logs");
+        assert!(!panic_message.contains(secret.as_str()), "a planted secret reached a panic message");
+        for body in &bodies {
+            assert!(!body.contains(secret.as_str()), "a planted secret reached an error body: {body}");
+        }
+    }
+    for marker in ["PLANTED", "\"Plaintext\""] {
+        assert!(!logs.contains(marker), "`{marker}` reached the logs");
+    }
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
