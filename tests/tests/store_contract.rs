@@ -45,6 +45,7 @@ contract!(
     credits_apply_with_ledger_and_once_keys,
     concurrent_consumes_never_overdraw,
     audit_pages_newest_first,
+    stripe_customers_map_to_users_through_the_gsi,
 );
 
 fn user(name: &str) -> UserId {
@@ -365,4 +366,19 @@ async fn embedded_store_survives_restart() {
 async fn backends_name_themselves() {
     assert_eq!(TestStore::embedded().store().backend(), "embedded");
     assert_eq!(TestStore::dynamo().await.store().backend(), "dynamodb");
+}
+
+async fn stripe_customers_map_to_users_through_the_gsi(store: &Store) {
+    let (alice, bob) = (user("alice"), user("bob"));
+    let credits = store.credits();
+    assert_eq!(credits.user_for_customer("cus_A").await.unwrap(), None);
+    credits.link_customer("cus_A", &alice).await.unwrap();
+    credits.link_customer("cus_B", &bob).await.unwrap();
+    credits.link_customer("cus_A", &alice).await.unwrap();
+    assert_eq!(credits.user_for_customer("cus_A").await.unwrap(), Some(alice.clone()));
+    assert_eq!(credits.user_for_customer("cus_B").await.unwrap(), Some(bob));
+    // A user who changes Stripe customer keeps one mapping item, now found under the new id.
+    credits.link_customer("cus_A2", &alice).await.unwrap();
+    assert_eq!(credits.user_for_customer("cus_A2").await.unwrap(), Some(alice));
+    assert_eq!(credits.user_for_customer("cus_A").await.unwrap(), None);
 }

@@ -151,10 +151,6 @@ impl Envelope {
         Self { provider, cache }
     }
 
-    pub fn provider(&self) -> &dyn KeyProvider {
-        self.provider.as_ref()
-    }
-
     pub async fn seal(&self, plaintext: &[u8], context: &EncryptionContext) -> Result<Sealed, CryptoError> {
         let kind = self.provider.kind();
         let (data_key, wrapped_key) = self.provider.generate(context).await?;

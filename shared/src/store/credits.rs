@@ -7,12 +7,15 @@
 
 use std::time::Duration;
 
-use super::table::{Attr, Changes, Condition, Cursor, EXPIRES_AT, Index, Item, Key, Query, Table, Write, now_epoch};
-use super::{Listing, StoreError, random_id, user_pk};
+use super::table::{
+    Attr, Changes, Condition, Cursor, EXPIRES_AT, GSI1PK, GSI1SK, Index, Item, Key, Query, Table, Write, now_epoch,
+};
+use super::{Listing, StoreError, random_id, user_from, user_pk};
 use crate::model::UserId;
 
 const ACCOUNT: &str = "CREDITS";
 const LEDGER: &str = "LEDGER#";
+const STRIPE_CUSTOMER: &str = "STRIPE_CUSTOMER";
 /// Optimistic retries under contention before giving up with a retryable conflict.
 const MAX_ATTEMPTS: u32 = 64;
 
@@ -174,9 +177,14 @@ impl Credits<'_> {
             );
             match self.0.transact(writes).await {
                 Ok(()) => return Ok(Applied::Applied(entry)),
+                // Writes 0 and 1 are the balance and the ledger entry; a failure past them is a used once-key.
                 Err(StoreError::ConditionFailed { failed }) if failed.iter().any(|i| *i >= 2) => {
-                    let key = &once[failed.iter().find(|i| **i >= 2).copied().unwrap_or(2) - 2];
-                    return Ok(Applied::Duplicate { balance_after: self.marker_balance(key).await? });
+                    let key = failed.iter().find(|i| **i >= 2).and_then(|i| once.get(i - 2));
+                    let duplicate = match key {
+                        Some(key) => self.used(key).await?,
+                        None => None,
+                    };
+                    return Ok(duplicate.unwrap_or(Applied::Duplicate { balance_after: None }));
                 }
                 Err(StoreError::ConditionFailed { .. } | StoreError::Conflict) => backoff(attempt).await,
                 Err(e) => return Err(e),
@@ -193,6 +201,24 @@ impl Credits<'_> {
             Err(StoreError::ConditionFailed { .. }) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// Records which user a Stripe customer is (from `client_reference_id`/metadata of their events).
+    pub async fn link_customer(&self, customer: &str, user: &UserId) -> Result<(), StoreError> {
+        let item = Item::new(&Key::new(user_pk(user), STRIPE_CUSTOMER))
+            .with("entity", Attr::S("stripe-customer".into()))
+            .with("customer_id", Attr::S(customer.to_owned()))
+            .with("user_id", Attr::S(user.to_string()))
+            .with(GSI1PK, Attr::S(format!("{STRIPE_CUSTOMER}#{customer}")))
+            .with(GSI1SK, Attr::S(user_pk(user)));
+        self.0.put(item, None).await
+    }
+
+    /// The user a Stripe customer belongs to, through the GSI.
+    pub async fn user_for_customer(&self, customer: &str) -> Result<Option<UserId>, StoreError> {
+        let query = Query::partition(Index::Gsi1, format!("{STRIPE_CUSTOMER}#{customer}")).limit(1);
+        let page = self.0.query(&query).await?;
+        page.items.first().map(|item| user_from(item.s("user_id")?)).transpose()
     }
 
     /// A user's ledger, newest first.
@@ -212,18 +238,20 @@ impl Credits<'_> {
         })
     }
 
+    /// The answer for the first of `once` already used, if any.
     async fn first_used(&self, once: &[OnceKey]) -> Result<Option<Applied>, StoreError> {
         for key in once {
-            if self.0.get(&key.key()).await?.is_some() {
-                return Ok(Some(Applied::Duplicate { balance_after: self.marker_balance(key).await? }));
+            if let Some(duplicate) = self.used(key).await? {
+                return Ok(Some(duplicate));
             }
         }
         Ok(None)
     }
 
-    async fn marker_balance(&self, key: &OnceKey) -> Result<Option<i64>, StoreError> {
+    /// `Duplicate` with what the first application left, if `key`'s marker exists.
+    async fn used(&self, key: &OnceKey) -> Result<Option<Applied>, StoreError> {
         match self.0.get(&key.key()).await? {
-            Some(item) => item.opt_n("balance_after"),
+            Some(marker) => Ok(Some(Applied::Duplicate { balance_after: marker.opt_n("balance_after")? })),
             None => Ok(None),
         }
     }

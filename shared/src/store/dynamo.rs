@@ -10,9 +10,9 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, Projection, ProjectionType, Put, ReturnValue, ScalarAttributeType, TimeToLiveSpecification,
-    TransactWriteItem, Update,
+    AttributeDefinition, AttributeValue, BillingMode, Delete, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+    Projection, ProjectionType, Put, ReturnValue, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem,
+    Update,
 };
 
 use super::StoreError;
@@ -151,10 +151,6 @@ impl Expr {
                 let (n, v) = (self.name(name), self.value(to_av(value)));
                 format!("{n} = {v}")
             }
-            Condition::AtLeast(name, bound) => {
-                let (n, v) = (self.name(name), self.value(AttributeValue::N(bound.to_string())));
-                format!("{n} >= {v}")
-            }
             Condition::MissingOrBelow(name, bound) => {
                 let (n, v) = (self.name(name), self.value(AttributeValue::N(bound.to_string())));
                 format!("(attribute_not_exists({n}) OR {n} < {v})")
@@ -179,17 +175,6 @@ impl Expr {
         let mut clauses = Vec::new();
         if !set.is_empty() {
             clauses.push(format!("SET {}", set.join(", ")));
-        }
-        if !changes.add.is_empty() {
-            let adds: Vec<String> = changes
-                .add
-                .iter()
-                .map(|(name, amount)| {
-                    let (n, v) = (self.name(name), self.value(AttributeValue::N(amount.to_string())));
-                    format!("{n} {v}")
-                })
-                .collect();
-            clauses.push(format!("ADD {}", adds.join(", ")));
         }
         if !changes.remove.is_empty() {
             let removes: Vec<String> = changes.remove.iter().map(|name| self.name(name)).collect();
@@ -419,18 +404,6 @@ impl Table for DynamoTable {
                         .build()
                         .map_err(invalid)?;
                     TransactWriteItem::builder().delete(delete).build()
-                }
-                Write::Check { key, when } => {
-                    let condition = expr.condition(when, now);
-                    let check = ConditionCheck::builder()
-                        .table_name(&self.table_name)
-                        .set_key(Some(key_map(key)))
-                        .condition_expression(condition)
-                        .set_expression_attribute_names(expr.names())
-                        .set_expression_attribute_values(expr.values())
-                        .build()
-                        .map_err(invalid)?;
-                    TransactWriteItem::builder().condition_check(check).build()
                 }
             };
             items.push(item);

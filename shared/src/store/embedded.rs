@@ -100,17 +100,10 @@ fn remove(conn: &Connection, key: &Key) -> Result<(), StoreError> {
 
 /// Evaluates a condition against the stored item, as DynamoDB would.
 fn holds(condition: &Condition, item: Option<&Item>, now: i64) -> bool {
-    let number = |name: &str| {
-        item.and_then(|i| match i.get(name) {
-            Some(Attr::N(n)) => Some(*n),
-            _ => None,
-        })
-    };
     match condition {
         Condition::Absent => item.is_none_or(|i| !i.is_live(now)),
         Condition::Present => item.is_some_and(|i| i.is_live(now)),
         Condition::Equals(name, value) => item.and_then(|i| i.get(name)) == Some(value),
-        Condition::AtLeast(name, bound) => number(name).is_some_and(|n| n >= *bound),
         Condition::MissingOrBelow(name, bound) => match item.and_then(|i| i.get(name)) {
             None => true,
             Some(Attr::N(n)) => n < bound,
@@ -128,10 +121,6 @@ fn apply_changes(existing: Option<Item>, key: &Key, changes: &Changes) -> Result
     for (name, value) in &changes.set_if_missing {
         item.0.entry((*name).to_owned()).or_insert_with(|| value.clone());
     }
-    for (name, amount) in &changes.add {
-        let current = item.opt_n(name)?.unwrap_or(0);
-        item.0.insert((*name).to_owned(), Attr::N(current + amount));
-    }
     for name in &changes.remove {
         item.0.remove(*name);
     }
@@ -141,7 +130,6 @@ fn apply_changes(existing: Option<Item>, key: &Key, changes: &Changes) -> Result
 fn condition_of(write: &Write) -> Option<&Condition> {
     match write {
         Write::Put { when, .. } | Write::Update { when, .. } | Write::Delete { when, .. } => when.as_ref(),
-        Write::Check { when, .. } => Some(when),
     }
 }
 
@@ -162,7 +150,6 @@ fn apply(conn: &Connection, write: &Write, current: Option<Item>, now: i64) -> R
             remove(conn, key)?;
             current.filter(|i| i.is_live(now))
         }
-        Write::Check { .. } => None,
     })
 }
 

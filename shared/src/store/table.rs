@@ -163,8 +163,6 @@ pub enum Condition {
     Present,
     /// The attribute exists and equals the value.
     Equals(&'static str, Attr),
-    /// The attribute is a number at least this large.
-    AtLeast(&'static str, i64),
     /// The attribute is missing or a number below this.
     MissingOrBelow(&'static str, i64),
     All(Vec<Condition>),
@@ -176,8 +174,6 @@ pub struct Changes {
     pub set: Vec<(&'static str, Attr)>,
     /// Set only when the attribute is missing (e.g. `created_at`).
     pub set_if_missing: Vec<(&'static str, Attr)>,
-    /// Add to a number attribute (a missing one counts as 0).
-    pub add: Vec<(&'static str, i64)>,
     pub remove: Vec<&'static str>,
 }
 
@@ -199,11 +195,6 @@ impl Changes {
         self
     }
 
-    pub fn add(mut self, name: &'static str, amount: i64) -> Self {
-        self.add.push((name, amount));
-        self
-    }
-
     pub fn remove(mut self, name: &'static str) -> Self {
         self.remove.push(name);
         self
@@ -216,14 +207,13 @@ pub enum Write {
     Put { item: Item, when: Option<Condition> },
     Update { key: Key, changes: Changes, when: Option<Condition> },
     Delete { key: Key, when: Option<Condition> },
-    Check { key: Key, when: Condition },
 }
 
 impl Write {
     pub fn key(&self) -> Result<Key, StoreError> {
         match self {
             Write::Put { item, .. } => item.key(),
-            Write::Update { key, .. } | Write::Delete { key, .. } | Write::Check { key, .. } => Ok(key.clone()),
+            Write::Update { key, .. } | Write::Delete { key, .. } => Ok(key.clone()),
         }
     }
 }
