@@ -50,6 +50,14 @@ fn json(response: &Response<Body>) -> Value {
     }
 }
 
+/// A local-mode state on the embedded store, kept in a fresh temporary folder.
+fn local_state() -> (Arc<AppState>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap().to_owned();
+    let config = Config::from_lookup(|k| (k == "KEYWARD_DATA_DIR").then(|| data_dir.clone())).unwrap();
+    (Arc::new(AppState::with_aws(config, None).unwrap()), dir)
+}
+
 async fn check_all(state: Arc<AppState>, store: &str) {
     for (name, handle) in functions() {
         let response = handle(Arc::clone(&state), event("GET", &format!("/health/{name}"))).await;
@@ -66,10 +74,7 @@ async fn check_all(state: Arc<AppState>, store: &str) {
 
 #[tokio::test]
 async fn every_function_serves_liveness_in_local_mode() {
-    let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().to_str().unwrap().to_owned();
-    let config = Config::from_lookup(|k| (k == "KEYWARD_DATA_DIR").then(|| data_dir.clone())).unwrap();
-    let state = Arc::new(AppState::with_aws(config, None).unwrap());
+    let (state, dir) = local_state();
     check_all(state, "embedded").await;
     assert!(dir.path().join("master.key").exists() && dir.path().join("keyward.sqlite3").exists());
 }
@@ -94,10 +99,7 @@ async fn every_function_serves_liveness_in_aws_mode_on_moto() {
 /// The sample events in `events/` are what Lambda delivers, and each gets its documented answer.
 #[tokio::test]
 async fn sample_events_are_served() {
-    let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().to_str().unwrap().to_owned();
-    let config = Config::from_lookup(|k| (k == "KEYWARD_DATA_DIR").then(|| data_dir.clone())).unwrap();
-    let state = Arc::new(AppState::with_aws(config, None).unwrap());
+    let (state, _dir) = local_state();
     let events = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
     let mut served = 0;
     for (name, handle) in functions() {

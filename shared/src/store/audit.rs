@@ -1,7 +1,7 @@
 //! Audit entries: who did what to a user's secrets or money, and how it ended. Never the secret.
 
-use super::table::{Attr, Cursor, Index, Item, Key, Query, Table};
-use super::{Listing, StoreError, random_id, user_pk};
+use super::table::{Attr, Item, Key, Table};
+use super::{Listing, StoreError, newest_first, random_id, user_pk};
 use crate::model::UserId;
 
 const PREFIX: &str = "AUDIT#";
@@ -56,14 +56,7 @@ impl Audit<'_> {
         limit: u32,
         cursor: Option<&str>,
     ) -> Result<Listing<AuditEntry>, StoreError> {
-        let partition = user_pk(user);
-        let after = cursor.and_then(|c| Cursor::decode(c, Index::Table, &partition));
-        let query = Query::partition(Index::Table, partition).prefix(PREFIX).descending().limit(limit).after(after);
-        let page = self.0.query(&query).await?;
-        Ok(Listing {
-            items: page.items.iter().map(parse).collect::<Result<_, _>>()?,
-            next: page.next.map(|c| c.encode()),
-        })
+        newest_first(self.0, user, PREFIX, limit, cursor, parse).await
     }
 }
 

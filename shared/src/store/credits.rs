@@ -8,9 +8,9 @@
 use std::time::Duration;
 
 use super::table::{
-    Attr, Changes, Condition, Cursor, EXPIRES_AT, GSI1PK, GSI1SK, Index, Item, Key, Query, Table, Write, now_epoch,
+    Attr, Changes, Condition, EXPIRES_AT, GSI1PK, GSI1SK, Index, Item, Key, Query, Table, Write, now_epoch,
 };
-use super::{Listing, StoreError, random_id, user_from, user_pk};
+use super::{Listing, StoreError, newest_first, random_id, user_from, user_pk};
 use crate::model::UserId;
 
 const ACCOUNT: &str = "CREDITS";
@@ -228,14 +228,7 @@ impl Credits<'_> {
         limit: u32,
         cursor: Option<&str>,
     ) -> Result<Listing<LedgerEntry>, StoreError> {
-        let partition = user_pk(user);
-        let after = cursor.and_then(|c| Cursor::decode(c, Index::Table, &partition));
-        let query = Query::partition(Index::Table, partition).prefix(LEDGER).descending().limit(limit).after(after);
-        let page = self.0.query(&query).await?;
-        Ok(Listing {
-            items: page.items.iter().map(parse_entry).collect::<Result<_, _>>()?,
-            next: page.next.map(|c| c.encode()),
-        })
+        newest_first(self.0, user, LEDGER, limit, cursor, parse_entry).await
     }
 
     /// The answer for the first of `once` already used, if any.

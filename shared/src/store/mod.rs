@@ -115,6 +115,24 @@ fn random_id() -> String {
     hex::encode(rand::random::<[u8; 8]>())
 }
 
+/// One page of a user's time-ordered entries under `prefix`, newest first. A cursor made for another
+/// user's partition is ignored, so a client can never page into someone else's items.
+async fn newest_first<T>(
+    table: &dyn Table,
+    user: &UserId,
+    prefix: &str,
+    limit: u32,
+    cursor: Option<&str>,
+    parse: fn(&table::Item) -> Result<T, StoreError>,
+) -> Result<Listing<T>, StoreError> {
+    let partition = user_pk(user);
+    let after = cursor.and_then(|c| Cursor::decode(c, table::Index::Table, &partition));
+    let query =
+        table::Query::partition(table::Index::Table, partition).prefix(prefix).descending().limit(limit).after(after);
+    let page = table.query(&query).await?;
+    Ok(Listing { items: page.items.iter().map(parse).collect::<Result<_, _>>()?, next: page.next.map(|c| c.encode()) })
+}
+
 fn user_from(raw: &str) -> Result<UserId, StoreError> {
     UserId::parse(raw).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
