@@ -1,0 +1,62 @@
+//! Every log line written while a request is served is JSON and carries the request id and the route.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use keyward::app::AppState;
+use keyward::config::Config;
+use lambda_http::{Body, Request, Response, Service};
+use serde_json::Value;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+async fn noisy_handler(_state: Arc<AppState>, _req: Request) -> Response<Body> {
+    tracing::debug!("looking things up");
+    tracing::info!(provider = "openai", "validated");
+    tracing::warn!("provider slow");
+    keyward::http::ApiError::Internal("simulated".into()).into_response()
+}
+
+#[tokio::test]
+async fn every_line_of_a_request_has_its_id_and_route() {
+    let capture = Capture::default();
+    let sink = capture.clone();
+    keyward::telemetry::install(move || sink.clone(), EnvFilter::new("debug"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap().to_owned();
+    let config = Config::from_lookup(|k| (k == "KEYWARD_DATA_DIR").then(|| data_dir.clone())).unwrap();
+    let state = Arc::new(AppState::with_aws(config, None).unwrap());
+    let event =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../events/llm-keys.health.json")).unwrap();
+    let request = lambda_http::request::from_str(&event).unwrap();
+
+    capture.0.lock().unwrap().clear();
+    let mut service = keyward::app::service(state, noisy_handler);
+    let response = service.call(request).await.unwrap();
+    assert_eq!(response.status(), 500);
+
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<Value> = logs.lines().map(|l| serde_json::from_str(l).expect("every line is JSON")).collect();
+    // debug, info, warn, the internal error's own line, and the wrapper's "served" line.
+    assert!(lines.len() >= 5, "{logs}");
+    for line in &lines {
+        assert_eq!(line["span"]["request_id"], "JKJaXmPLvHcESHA=", "{line}");
+        assert_eq!(line["span"]["route"], "GET /health/llm-keys", "{line}");
+    }
+    let served = lines.iter().find(|l| l["message"] == "served").expect("a served line");
+    assert_eq!(served["status"], 500);
+    assert!(lines.iter().any(|l| l["level"] == "ERROR" && l["reason"] == "simulated"));
+}
