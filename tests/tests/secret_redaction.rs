@@ -1,8 +1,7 @@
 //! Planted secrets never reach a log line, an error body or a panic message, with everything
 //! (keyward and the AWS SDK) logging at TRACE while the code paths that handle them run.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -12,26 +11,13 @@ use keyward::model::UserId;
 use keyward::providers::Provider;
 use keyward::secret::{ApiKey, RefreshToken};
 use keyward::store::{KeyStatus, NewLlmKey, TestResult};
-use keyward_tests::{TestStore, aws, kms_key};
+use keyward_tests::{LogCapture, TestStore, aws, kms_key};
 use tracing::Instrument;
 use tracing_subscriber::EnvFilter;
 
 const API_KEY: &str = "sk-proj-PLANTED0api0key0Zq81kY2w9x";
 const REFRESH: &str = "v1.PLANTED0refresh0token0MTIzNDU2";
 const BEARER: &str = "eyJhbGciOiJSUzI1NiIsImtpZCI6InRlc3Qta2V5LTEifQ.eyJQTEFOVEVEIjoiYmVhcmVyIn0.PLANTED0bearer0sig";
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn problem_body(err: ApiError) -> String {
     match err.into_response().into_body() {
@@ -42,7 +28,7 @@ fn problem_body(err: ApiError) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn planted_secrets_never_reach_logs_errors_or_panics() {
-    let capture = Capture::default();
+    let capture = LogCapture::default();
     let sink = capture.clone();
     keyward::telemetry::install(move || sink.clone(), EnvFilter::new("trace"));
 
@@ -126,7 +112,7 @@ async fn planted_secrets_never_reach_logs_errors_or_panics() {
     let panic_message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
     assert!(panic_message.contains("ApiKey(***)"), "{panic_message}");
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     // The capture really saw the paths above, including the SDK's own TRACE output and the span.
     assert!(logs.lines().count() > 50, "too few log lines captured: {}", logs.lines().count());
     assert!(logs.contains("\"level\":\"TRACE\""), "no TRACE lines captured");

@@ -1,26 +1,13 @@
 //! Every log line written while a request is served is JSON and carries the request id and the route.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use keyward::app::AppState;
 use keyward::config::Config;
+use keyward_tests::LogCapture;
 use lambda_http::{Body, Request, Response, Service};
 use serde_json::Value;
 use tracing_subscriber::EnvFilter;
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 async fn noisy_handler(_state: Arc<AppState>, _req: Request) -> Response<Body> {
     tracing::debug!("looking things up");
@@ -31,7 +18,7 @@ async fn noisy_handler(_state: Arc<AppState>, _req: Request) -> Response<Body> {
 
 #[tokio::test]
 async fn every_line_of_a_request_has_its_id_and_route() {
-    let capture = Capture::default();
+    let capture = LogCapture::default();
     let sink = capture.clone();
     keyward::telemetry::install(move || sink.clone(), EnvFilter::new("debug"));
 
@@ -43,12 +30,12 @@ async fn every_line_of_a_request_has_its_id_and_route() {
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../events/llm-keys.health.json")).unwrap();
     let request = lambda_http::request::from_str(&event).unwrap();
 
-    capture.0.lock().unwrap().clear();
+    capture.clear();
     let mut service = keyward::app::service(state, noisy_handler);
     let response = service.call(request).await.unwrap();
     assert_eq!(response.status(), 500);
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     let lines: Vec<Value> = logs.lines().map(|l| serde_json::from_str(l).expect("every line is JSON")).collect();
     // debug, info, warn, the internal error's own line, and the wrapper's "served" line.
     assert!(lines.len() >= 5, "{logs}");
