@@ -350,6 +350,17 @@ mod tests {
         assert_eq!(err.status(), StatusCode::BAD_REQUEST);
     }
 
+    proptest::proptest! {
+        /// Arbitrary body bytes get a 400 or 413 (or parse); the parser never panics or answers 5xx.
+        #[test]
+        fn arbitrary_bodies_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..2048)) {
+            match json_body::<PutKey>(&request(Some("application/json"), Body::from(bytes))) {
+                Ok(_) => {}
+                Err(e) => proptest::prop_assert!(e.status().is_client_error(), "{:?}", e.status()),
+            }
+        }
+    }
+
     #[test]
     fn internal_errors_hide_their_reason() {
         let (status, json) = problem(ApiError::Internal("table keyward-prod missing attribute sk".into()));

@@ -212,3 +212,22 @@ async fn master_key_file_is_created_once_with_mode_0600() {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     assert!(LocalKeyProvider::open_or_create(dir.path()).is_err(), "a world-readable key is refused");
 }
+
+proptest::proptest! {
+    /// Whatever bytes the table holds, decoding refuses or succeeds; it never panics.
+    #[test]
+    fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+        let _ = Sealed::from_bytes(&bytes);
+    }
+
+    /// A well-formed prefix followed by arbitrary bytes still decodes or refuses, never panics, and
+    /// anything that decodes round-trips to the same bytes.
+    #[test]
+    fn decoded_records_round_trip(tail in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
+        let mut bytes = b"KW\x01\x02\x00\x03abc\x00\x02xy".to_vec();
+        bytes.extend_from_slice(&tail);
+        if let Ok(record) = Sealed::from_bytes(&bytes) {
+            proptest::prop_assert_eq!(record.to_bytes(), bytes);
+        }
+    }
+}
