@@ -41,8 +41,9 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Builds the state from the environment, or logs one line naming the problem and exits: a
-    /// misconfigured function must fail its cold start, not serve errors.
+    /// Builds the state from the environment, or writes one line naming the problem and exits: a
+    /// misconfigured function must fail its cold start, not serve errors. The line goes to stderr,
+    /// which Lambda always captures, so no log filter can hide it.
     pub async fn from_env_or_exit() -> Arc<Self> {
         let built = match Config::from_env() {
             Ok(config) => Self::from_config(config).await,
@@ -51,7 +52,6 @@ impl AppState {
         match built {
             Ok(state) => Arc::new(state),
             Err(e) => {
-                tracing::error!(error = %e, "cold start failed");
                 eprintln!("keyward: cold start failed: {e}");
                 std::process::exit(1);
             }
