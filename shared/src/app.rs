@@ -111,9 +111,9 @@ fn outbound_client() -> reqwest::Result<reqwest::Client> {
 pub fn service<H, F>(
     state: Arc<AppState>,
     handler: H,
-) -> impl Service<Request, Response = Response<Body>, Error = Infallible, Future: Send>
+) -> impl Service<Request, Response = Response<Body>, Error = Infallible, Future: Send> + Clone + Send + Sync + 'static
 where
-    H: Fn(Arc<AppState>, Request) -> F + Clone + Send + 'static,
+    H: Fn(Arc<AppState>, Request) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     service_fn(move |req: Request| {
@@ -146,6 +146,8 @@ struct Health<'a> {
     function: &'a str,
     mode: &'a str,
     store: &'a str,
+    /// Third-party services answered by local stand-ins (empty when every one is real).
+    sandbox: Vec<&'static str>,
     version: &'a str,
 }
 
@@ -157,6 +159,13 @@ pub fn health(state: &AppState, function: &str) -> Response<Body> {
     };
     json_response(
         StatusCode::OK,
-        &Health { status: "ok", function, mode, store: state.store.backend(), version: env!("CARGO_PKG_VERSION") },
+        &Health {
+            status: "ok",
+            function,
+            mode,
+            store: state.store.backend(),
+            sandbox: state.config.stand_ins(),
+            version: env!("CARGO_PKG_VERSION"),
+        },
     )
 }

@@ -127,6 +127,18 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The third-party services this configuration reaches on loopback: local stand-ins (sandbox
+    /// mode), never the real service. `GET /health` reports them so nobody mistakes one for the other.
+    pub fn stand_ins(&self) -> Vec<&'static str> {
+        [("auth0", &self.tokens.jwks_url)]
+            .into_iter()
+            .filter(|(_, url)| is_loopback(url))
+            .map(|(name, _)| name)
+            .collect()
+    }
+}
+
 fn local_mode(get: &impl Fn(&str) -> Option<String>) -> Mode {
     Mode::Local { data_dir: get("KEYWARD_DATA_DIR").map_or_else(|| PathBuf::from(".keyward"), PathBuf::from) }
 }

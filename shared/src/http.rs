@@ -4,7 +4,8 @@
 //! error converts into [`ApiError`]; a 5xx never carries internal detail (that goes to the log).
 
 use lambda_http::http::{HeaderValue, StatusCode, header};
-use lambda_http::{Body, Request, Response};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -280,6 +281,28 @@ pub fn no_content() -> Response<Body> {
 }
 
 /// The answer for a path or method this function does not serve.
+/// API Gateway's route key of a request (`GET /internal/users/{uid}/llm-keys`): functions route
+/// on it, so the template is the one list of routes and paths are never parsed twice.
+pub fn route_key(req: &Request) -> &str {
+    match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.route_key.as_deref().unwrap_or(""),
+        _ => "",
+    }
+}
+
+/// A path parameter API Gateway extracted (already percent-decoded).
+pub fn path_param<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.path_parameters_ref().and_then(|p| p.first(name))
+}
+
+/// A Unix time as the API shows it: RFC 3339 in UTC (`2026-11-22T19:00:00Z`).
+pub fn rfc3339(epoch_secs: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(epoch_secs)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
 pub fn route_not_found() -> ApiError {
     ApiError::not_found("route_not_found", "No such route.")
 }

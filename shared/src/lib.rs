@@ -7,6 +7,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod crypto;
+pub mod files;
 pub mod http;
 pub mod model;
 pub mod providers;

@@ -1,6 +1,8 @@
 //! Test harness shared by the workspace's integration tests: a moto server speaking the real AWS
 //! protocols, a fresh table or KMS key per test, both store backends, and AWS call counting.
 
+pub mod api;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use keyward::app::{AppState, health};
-use keyward::http::{ApiError, route_not_found};
-use lambda_http::{Body, Request, RequestExt, Response};
+use keyward::http::{ApiError, route_key, route_not_found};
+use lambda_http::{Body, Request, Response};
 
 /// This function's name, as in `template.yaml`.
 pub const FUNCTION: &str = "device-auth";
@@ -18,8 +18,8 @@ pub async fn handle(state: Arc<AppState>, req: Request) -> Response<Body> {
 }
 
 async fn route(state: &AppState, req: &Request) -> Result<Response<Body>, ApiError> {
-    match (req.method().as_str(), req.raw_http_path()) {
-        ("GET", "/health/device-auth") => Ok(health(state, FUNCTION)),
+    match route_key(req) {
+        "GET /health/device-auth" => Ok(health(state, FUNCTION)),
         _ => Err(route_not_found()),
     }
 }

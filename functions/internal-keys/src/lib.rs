@@ -3,14 +3,26 @@
 //! Handlers are plain async functions over the shared [`AppState`]; `main.rs` serves them on
 //! Lambda and the local gateway mounts the same [`handle`].
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use keyward::app::{AppState, health};
-use keyward::http::{ApiError, route_not_found};
+use keyward::auth::Grant;
+use keyward::crypto::{EncryptionContext, Purpose};
+use keyward::http::{ApiError, json_response, path_param, route_key, route_not_found};
+use keyward::model::UserId;
+use keyward::providers::Provider;
+use keyward::store::{Actor, AuditEntry, now_epoch};
+use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
+use secrecy::ExposeSecret;
+use serde_json::{Map, Value};
 
 /// This function's name, as in `template.yaml`.
 pub const FUNCTION: &str = "internal-keys";
+
+/// `lastUsedAt` is written at most this often per key, to spare writes on hot keys.
+const LAST_USED_INTERVAL_SECS: i64 = 60;
 
 /// Serves one request of this function's routes.
 pub async fn handle(state: Arc<AppState>, req: Request) -> Response<Body> {
@@ -18,8 +30,68 @@ pub async fn handle(state: Arc<AppState>, req: Request) -> Response<Body> {
 }
 
 async fn route(state: &AppState, req: &Request) -> Result<Response<Body>, ApiError> {
-    match (req.method().as_str(), req.raw_http_path()) {
-        ("GET", "/health/internal-keys") => Ok(health(state, FUNCTION)),
+    match route_key(req) {
+        "GET /health/internal-keys" => Ok(health(state, FUNCTION)),
+        "GET /internal/users/{uid}/llm-keys" => fetch_llm_keys(state, req).await,
         _ => Err(route_not_found()),
     }
+}
+
+/// `{"keys": {"openai": "sk-…"}}`: the user's keys for the providers both requested
+/// (`?providers=a,b`; all when absent) and granted to the calling principal.
+async fn fetch_llm_keys(state: &AppState, req: &Request) -> Result<Response<Body>, ApiError> {
+    let caller = state.config.internal_principals.caller(req)?;
+    let user = path_param(req, "uid")
+        .and_then(|raw| UserId::parse(raw).ok())
+        .ok_or_else(|| ApiError::bad_request("invalid_user_id", "The user id in the path is not a keyward user id."))?;
+    let requested = requested_providers(req)?;
+    let granted: BTreeSet<Provider> = requested.into_iter().filter(|p| caller.may(Grant::LlmKey(*p))).collect();
+    if granted.is_empty() {
+        return Err(ApiError::forbidden("grant_missing", "This IAM principal may not fetch keys of those providers."));
+    }
+
+    let keys: Vec<_> =
+        state.store.llm_keys().list(&user).await?.into_iter().filter(|k| granted.contains(&k.provider)).collect();
+    if keys.is_empty() {
+        return Err(ApiError::not_found("no_keys", "This user has no stored key for the requested providers."));
+    }
+    let now = now_epoch();
+    let mut out = Map::new();
+    for key in &keys {
+        let context = EncryptionContext::new(&user, Purpose::LlmKey, key.provider.slug());
+        let plaintext = state.envelope.open_text(&key.sealed, &context).await?;
+        out.insert(key.provider.slug().to_owned(), Value::String(plaintext.expose_secret().to_owned()));
+        state.store.llm_keys().touch_last_used(&user, key.provider, now, LAST_USED_INTERVAL_SECS).await?;
+    }
+    let audit = AuditEntry {
+        at: now,
+        actor: Actor::Service(caller.arn.clone()),
+        action: "llm_key.fetch".into(),
+        target: Some(keys.iter().map(|k| k.provider.slug()).collect::<Vec<_>>().join(",")),
+        outcome: "ok".into(),
+    };
+    state.store.audit().append(&user, &audit).await?;
+
+    tracing::info!(user = %user, caller = %caller.arn, count = keys.len(), "llm keys fetched");
+    let mut response = json_response(StatusCode::OK, &serde_json::json!({ "keys": out }));
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// The `providers` query parameter: a comma-separated list of provider slugs, every one known.
+fn requested_providers(req: &Request) -> Result<BTreeSet<Provider>, ApiError> {
+    let query = req.query_string_parameters_ref();
+    let Some(raw) = query.and_then(|q| q.first("providers")) else {
+        return Ok(Provider::ALL.into_iter().collect());
+    };
+    raw.split(',')
+        .map(|slug| {
+            slug.parse::<Provider>().map_err(|_| {
+                ApiError::bad_request(
+                    "unknown_provider",
+                    "`providers` lists only google, openai, anthropic, perplexity or zai.",
+                )
+            })
+        })
+        .collect()
 }

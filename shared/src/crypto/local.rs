@@ -1,9 +1,7 @@
 //! Local key provider: a 256-bit master key in a file (mode 0600), wrapping data keys with
 //! AES-256-GCM under the encryption context. For local mode only; AWS mode uses KMS.
 
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
@@ -28,16 +26,10 @@ impl LocalKeyProvider {
         std::fs::create_dir_all(dir).map_err(|e| io("cannot create", e))?;
         let path = dir.join(Self::FILE_NAME);
         if !path.exists() {
-            create_key_file(dir, &path).map_err(|e| io("cannot write master key in", e))?;
+            let key = Zeroizing::new(rand::random::<[u8; 32]>());
+            crate::files::create_private(&path, &key[..]).map_err(|e| io("cannot write master key in", e))?;
         }
-        let mode = std::fs::metadata(&path).map_err(|e| io("cannot read master key in", e))?.permissions().mode();
-        if mode & 0o077 != 0 {
-            return Err(CryptoError::KeyProvider(format!(
-                "{} is readable by other users (mode {:o}); run chmod 600 on it",
-                path.display(),
-                mode & 0o777
-            )));
-        }
+        crate::files::ensure_private(&path).map_err(CryptoError::KeyProvider)?;
         let mut bytes = Zeroizing::new(std::fs::read(&path).map_err(|e| io("cannot read master key in", e))?);
         let master = DataKey::from_slice(&mut bytes)
             .ok_or_else(|| CryptoError::KeyProvider(format!("{} is not a 32-byte key", path.display())))?;
@@ -52,23 +44,6 @@ impl LocalKeyProvider {
 
     fn cipher(&self) -> Aes256Gcm {
         Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(self.master.expose()))
-    }
-}
-
-/// Writes a fresh key to a temporary file and links it into place, so a concurrent first run never
-/// reads a half-written key and never replaces one that already exists.
-fn create_key_file(dir: &Path, path: &PathBuf) -> std::io::Result<()> {
-    let tmp = dir.join(format!(".{}.{}", LocalKeyProvider::FILE_NAME, std::process::id()));
-    let mut key = Zeroizing::new([0u8; 32]);
-    rand::fill(&mut key[..]);
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-    file.write_all(&key[..])?;
-    file.sync_all()?;
-    let linked = std::fs::hard_link(&tmp, path);
-    std::fs::remove_file(&tmp)?;
-    match linked {
-        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
-        _ => Ok(()),
     }
 }
 

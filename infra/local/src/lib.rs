@@ -1,0 +1,81 @@
+//! `keyward-local`: the whole API on one loopback port, as API Gateway would serve it.
+//!
+//! - [`template`] reads the routes from `template.yaml` and selects one per request;
+//! - [`sigv4`] does API Gateway's IAM authorization for routes the template marks `AWS_IAM`;
+//! - [`gateway`] builds each function's HTTP API (v2) event and serves its answer.
+//!
+//! The functions run in-process: [`functions`] mounts each crate's `handle` exactly as its
+//! `main.rs` hands it to `lambda_http::run`.
+
+pub mod gateway;
+pub mod sigv4;
+pub mod template;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use keyward::app::{self, AppState};
+use lambda_http::{Body, BoxFuture, Request, Response, Service};
+
+pub use gateway::Gateway;
+pub use sigv4::Credentials;
+pub use template::RouteTable;
+
+/// The port the README's run command serves on.
+pub const DEFAULT_PORT: u16 = 8700;
+
+/// One function's entry point, as the gateway invokes it.
+pub type FunctionHandler = Arc<dyn Fn(Request) -> BoxFuture<'static, Response<Body>> + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Template(#[from] template::TemplateError),
+    #[error("credentials file {0}")]
+    Credentials(#[from] sigv4::CredentialsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("route {route} names function {function}, which the gateway does not mount")]
+    UnknownFunction { route: String, function: String },
+}
+
+/// Every function of the workspace, by the binary name `template.yaml` gives it.
+pub fn functions(state: &Arc<AppState>) -> HashMap<String, FunctionHandler> {
+    HashMap::from([
+        (login_callback::FUNCTION.to_owned(), mount(app::service(Arc::clone(state), login_callback::handle))),
+        (device_auth::FUNCTION.to_owned(), mount(app::service(Arc::clone(state), device_auth::handle))),
+        (llm_keys::FUNCTION.to_owned(), mount(app::service(Arc::clone(state), llm_keys::handle))),
+        (internal_keys::FUNCTION.to_owned(), mount(app::service(Arc::clone(state), internal_keys::handle))),
+        (oauth_refresh::FUNCTION.to_owned(), mount(app::service(Arc::clone(state), oauth_refresh::handle))),
+        (stripe_webhook::FUNCTION.to_owned(), mount(app::service(Arc::clone(state), stripe_webhook::handle))),
+    ])
+}
+
+fn mount<S>(service: S) -> FunctionHandler
+where
+    S: Service<Request, Response = Response<Body>, Error = Infallible, Future: Send + 'static>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    Arc::new(move |request| {
+        // `service_fn` services are always ready, so each call may go straight to `call`.
+        let mut service = service.clone();
+        Box::pin(async move {
+            match service.call(request).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            }
+        })
+    })
+}
+
+/// The project's `template.yaml`: the working directory's when it has one, else the one this crate
+/// was built from.
+pub fn default_template_path() -> std::path::PathBuf {
+    let here = std::path::PathBuf::from("template.yaml");
+    if here.exists() { here } else { std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../template.yaml") }
+}

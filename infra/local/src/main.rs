@@ -1,0 +1,197 @@
+//! `keyward-local`: runs the whole keyward API on localhost.
+//!
+//! Local mode (the default) keeps everything in one folder (`.keyward/`): the embedded store, the
+//! local master key and the gateway's SigV4 credentials. Third-party services not configured are
+//! answered by the sandbox stand-ins. `KEYWARD_MODE=aws` runs on DynamoDB and KMS where the standard
+//! AWS variables point (moto, say); `--bootstrap` creates the table and key first.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use keyward::app::AppState;
+use keyward::config::{Config, LOCAL_AUDIENCE, Mode};
+use keyward_local::sigv4::LOCAL_PRINCIPAL;
+use keyward_local::{Credentials, DEFAULT_PORT, Gateway, RouteTable};
+use keyward_sandbox::Sandbox;
+
+const USAGE: &str = "\
+usage: keyward-local [--port N] [--sandbox-port N] [--data-dir DIR] [--credentials FILE]
+                     [--template FILE] [--bootstrap]
+
+  --port N          where the API listens on 127.0.0.1 (default 8700; 0 = any free port)
+  --sandbox-port N  where the third-party stand-ins listen (default 8701; 0 = any free port)
+  --data-dir DIR    local mode's folder: store, master key, credentials (default .keyward)
+  --credentials F   SigV4 credentials for /internal routes (default DIR/credentials.json, created)
+  --template F      the SAM template whose routes are served (default ./template.yaml)
+  --bootstrap       with KEYWARD_MODE=aws: create the table and KMS key first";
+
+struct Options {
+    port: u16,
+    sandbox_port: u16,
+    data_dir: Option<PathBuf>,
+    credentials: Option<PathBuf>,
+    template: PathBuf,
+    bootstrap: bool,
+}
+
+fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
+    let mut options = Options {
+        port: DEFAULT_PORT,
+        sandbox_port: 8701,
+        data_dir: None,
+        credentials: None,
+        template: keyward_local::default_template_path(),
+        bootstrap: false,
+    };
+    let mut args = args.peekable();
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "--port" => options.port = value("--port")?.parse().map_err(|_| "--port must be a port number")?,
+            "--sandbox-port" => {
+                options.sandbox_port =
+                    value("--sandbox-port")?.parse().map_err(|_| "--sandbox-port must be a port number")?;
+            }
+            "--data-dir" => options.data_dir = Some(value("--data-dir")?.into()),
+            "--credentials" => options.credentials = Some(value("--credentials")?.into()),
+            "--template" => options.template = value("--template")?.into(),
+            "--bootstrap" => options.bootstrap = true,
+            "-h" | "--help" => return Err(USAGE.to_owned()),
+            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+        }
+    }
+    Ok(options)
+}
+
+#[tokio::main]
+async fn main() {
+    keyward::telemetry::init();
+    if let Err(e) = run().await {
+        eprintln!("keyward-local: {e}");
+        std::process::exit(2);
+    }
+}
+
+async fn run() -> Result<(), String> {
+    let options = parse_args(std::env::args().skip(1))?;
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let mut settings: HashMap<&str, String> = HashMap::new();
+
+    let data_dir = options.data_dir.clone().or_else(|| env("KEYWARD_DATA_DIR").map(PathBuf::from));
+    let data_dir = data_dir.unwrap_or_else(|| PathBuf::from(".keyward"));
+    settings.insert("KEYWARD_DATA_DIR", data_dir.display().to_string());
+
+    // Auth0 is the sandbox's unless a real tenant is configured.
+    let sandbox = if env("KEYWARD_AUTH0_ISSUER").is_none() {
+        let sandbox = Sandbox::start(SocketAddr::from((Ipv4Addr::LOCALHOST, options.sandbox_port)))
+            .await
+            .map_err(|e| format!("cannot start the sandbox on port {}: {e}", options.sandbox_port))?;
+        settings.insert("KEYWARD_AUTH0_ISSUER", sandbox.auth0_issuer());
+        if env("KEYWARD_AUTH0_AUDIENCE").is_none() {
+            settings.insert("KEYWARD_AUTH0_AUDIENCE", LOCAL_AUDIENCE.to_owned());
+        }
+        Some(sandbox)
+    } else {
+        None
+    };
+
+    let credentials_path = options.credentials.clone().unwrap_or_else(|| data_dir.join("credentials.json"));
+    let credentials = match options.credentials {
+        Some(_) => Credentials::load(&credentials_path),
+        None => Credentials::load_or_create(&credentials_path),
+    }
+    .map_err(|e| format!("credentials: {e}"))?;
+    if env("KEYWARD_INTERNAL_PRINCIPALS").is_none() {
+        let grants = serde_json::json!({ LOCAL_PRINCIPAL: ["llm-keys:*", "google-oauth", "credits"] });
+        settings.insert("KEYWARD_INTERNAL_PRINCIPALS", grants.to_string());
+    }
+
+    let aws_mode = env("KEYWARD_MODE").as_deref() == Some("aws");
+    let aws =
+        if aws_mode { Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await) } else { None };
+    match (&aws, options.bootstrap) {
+        (Some(aws), true) => {
+            let table = env("KEYWARD_TABLE_NAME").unwrap_or_else(|| "keyward-local".to_owned());
+            let key_id = keyward_bootstrap::ensure(aws, &table).await.map_err(|e| format!("--bootstrap: {e}"))?;
+            settings.insert("KEYWARD_TABLE_NAME", table);
+            settings.insert("KEYWARD_KMS_KEY_ID", key_id);
+        }
+        (None, true) => return Err("--bootstrap needs KEYWARD_MODE=aws (local mode creates its store itself)".into()),
+        _ => {}
+    }
+
+    let config = Config::from_lookup(|name| settings.get(name).cloned().or_else(|| env(name)))
+        .map_err(|e| format!("configuration: {e}"))?;
+    let region = env("AWS_REGION").or_else(|| env("AWS_DEFAULT_REGION")).unwrap_or_else(|| "us-east-1".to_owned());
+    let template = std::fs::read_to_string(&options.template)
+        .map_err(|e| format!("cannot read {}: {e}", options.template.display()))?;
+    let routes = RouteTable::from_template(&template).map_err(|e| e.to_string())?;
+    let state = Arc::new(AppState::from_config(config).await.map_err(|e| format!("cold start failed: {e}"))?);
+
+    let functions = keyward_local::functions(&state);
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, options.port));
+    let gateway = Gateway::start(addr, routes.clone(), functions, credentials, region.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    print_banner(&gateway, sandbox.as_ref(), &state, &routes, &credentials_path, &region);
+    tokio::select! {
+        () = gateway.wait() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(())
+}
+
+fn print_banner(
+    gateway: &Gateway,
+    sandbox: Option<&Sandbox>,
+    state: &AppState,
+    routes: &RouteTable,
+    credentials: &std::path::Path,
+    region: &str,
+) {
+    let base = gateway.base_url();
+    let backend = match &state.config.mode {
+        Mode::Local { data_dir } => format!("local mode, embedded store in {}", data_dir.display()),
+        Mode::Aws { table_name, .. } => format!("aws mode, DynamoDB table {table_name}"),
+    };
+    println!("keyward-local: the keyward API is at {base} ({backend})");
+    match sandbox {
+        Some(sandbox) => println!(
+            "SANDBOX MODE: stand-ins answer for {} at {} — nothing reaches a real provider",
+            state.config.stand_ins().join(", "),
+            sandbox.base_url()
+        ),
+        None => println!("Auth0: {}", state.config.tokens.issuer),
+    }
+    println!("\nRoutes (from template.yaml; IAM = SigV4-signed, service execute-api, region {region}):");
+    for route in routes.routes() {
+        println!(
+            "  {:<7} {:<45} {}{}",
+            route.method,
+            route.path,
+            route.function,
+            if route.iam { "  [IAM]" } else { "" }
+        );
+    }
+    println!("\nTry it:");
+    println!("  curl {base}/health/llm-keys");
+    if let Some(sandbox) = sandbox {
+        let email = "you@example.com";
+        println!(
+            "  TOKEN=$(curl -s {}/auth0/oauth/token -d grant_type=password -d username={email} -d password={} -d audience={} | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')",
+            sandbox.base_url(),
+            keyward_sandbox::auth0::SANDBOX_PASSWORD,
+            state.config.tokens.audience,
+        );
+        println!("  curl -H \"Authorization: Bearer $TOKEN\" {base}/me/llm-keys");
+        let user = keyward_sandbox::auth0::sandbox_subject(email);
+        let user = user.replace('|', "%7C");
+        println!(
+            "  curl --aws-sigv4 aws:amz:{region}:execute-api --user \"$(python3 -c 'import json; c = json.load(open(\"{}\"))[\"credentials\"][0]; print(c[\"accessKeyId\"] + \":\" + c[\"secretAccessKey\"])')\" {base}/internal/users/{user}/llm-keys",
+            credentials.display()
+        );
+    }
+    println!("\nStop with Ctrl-C.");
+}

@@ -1,0 +1,67 @@
+//! Loopback stand-ins for the third-party services keyward calls, each speaking its service's wire
+//! format. Local mode starts them by default (sandbox mode) so every flow can be tried without
+//! accounts; the tests use the same stand-ins, so each wire format is written once.
+//!
+//! Each service lives under its own prefix of one listener: `/auth0/` today; Google and the LLM
+//! providers join as their issues land.
+
+pub mod auth0;
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Where local mode expects the sandbox (keep in step with `keyward::config::SANDBOX_BASE_URL`).
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8701";
+
+/// The third-party services the sandbox stands in for, by the name `GET /health` reports.
+pub const SERVICES: &[&str] = &["auth0"];
+
+/// A running sandbox; it stops when dropped.
+pub struct Sandbox {
+    base_url: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Sandbox {
+    /// Serves every stand-in on `addr` (port 0 picks a free port).
+    pub async fn start(addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let base_url = format!("http://{}", listener.local_addr()?);
+        let auth0 = auth0::router(&format!("{base_url}/auth0/")).map_err(std::io::Error::other)?;
+        let app = Router::new().nest("/auth0", auth0);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let served = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = stopped.await;
+            });
+            if let Err(e) = served.await {
+                tracing::error!(error = %e, "sandbox server failed");
+            }
+        });
+        Ok(Self { base_url, stop: Some(stop), task })
+    }
+
+    /// `http://127.0.0.1:PORT`, without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The issuer of the Auth0 stand-in, with Auth0's trailing slash.
+    pub fn auth0_issuer(&self) -> String {
+        format!("{}/auth0/", self.base_url)
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.abort();
+    }
+}
