@@ -1,4 +1,10 @@
-//! The LLM providers whose keys keyward stores.
+//! The LLM providers whose keys keyward stores, and what their answers to a validation call mean.
+
+mod classify;
+mod outcome;
+
+pub use classify::{ProviderResponse, classify};
+pub use outcome::{Failure, FailureKind, Outcome, RateLimit};
 
 use std::fmt;
 use std::str::FromStr;
