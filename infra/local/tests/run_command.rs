@@ -76,6 +76,8 @@ fn runs_the_whole_api_on_embedded_defaults() {
     for file in ["keyward.sqlite3", "master.key", "credentials.json"] {
         assert!(data_dir.join(file).exists(), "{file} in .keyward/");
     }
+    let folder = std::fs::metadata(&data_dir).unwrap().permissions().mode();
+    assert_eq!(folder & 0o777, 0o700, ".keyward/ is the owner's alone");
     for secret in ["master.key", "credentials.json"] {
         let mode = std::fs::metadata(data_dir.join(secret)).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "{secret}");

@@ -23,7 +23,7 @@ impl LocalKeyProvider {
     /// Opens `dir/master.key`, creating it (and `dir`) on first run.
     pub fn open_or_create(dir: &Path) -> Result<Self, CryptoError> {
         let io = |what: &str, e: std::io::Error| CryptoError::KeyProvider(format!("{what} {}: {e}", dir.display()));
-        std::fs::create_dir_all(dir).map_err(|e| io("cannot create", e))?;
+        crate::files::create_private_dir(dir).map_err(|e| io("cannot create", e))?;
         let path = dir.join(Self::FILE_NAME);
         if !path.exists() {
             let key = Zeroizing::new(rand::random::<[u8; 32]>());
