@@ -97,9 +97,14 @@ async fn signed_requests_reach_the_function_with_their_principal(backend: Backen
     assert_eq!(keys["keys"]["openai"], OPENAI_KEY);
     assert_eq!(keys["keys"]["anthropic"], ANTHROPIC_KEY);
 
+    let used = api.state.store.llm_keys().get(&user(), Provider::OpenAi).await.unwrap().unwrap().last_used_at;
+    assert!(used.is_some_and(|at| (now_epoch() - at).abs() <= 5), "a fetch marks the key used");
+
     // The payload is part of the signature: a correctly signed body passes too.
     let response = api.signed("GET", &path, b"{\"a\":1}", NOTES_SERVICE, SystemTime::now()).await;
     assert_eq!(response.status(), 200);
+    let again = api.state.store.llm_keys().get(&user(), Provider::OpenAi).await.unwrap().unwrap().last_used_at;
+    assert_eq!(again, used, "within a minute the mark is not rewritten");
 
     // The function saw the principal the gateway verified: it is on the audit trail.
     let audit = api.state.store.audit().list(&user(), 10, None).await.unwrap().items;

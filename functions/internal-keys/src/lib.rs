@@ -61,7 +61,10 @@ async fn fetch_llm_keys(state: &AppState, req: &Request) -> Result<Response<Body
         let context = EncryptionContext::new(&user, Purpose::LlmKey, key.provider.slug());
         let plaintext = state.envelope.open_text(&key.sealed, &context).await?;
         out.insert(key.provider.slug().to_owned(), Value::String(plaintext.expose_secret().to_owned()));
-        state.store.llm_keys().touch_last_used(&user, key.provider, now, LAST_USED_INTERVAL_SECS).await?;
+        // The listing just read says whether the mark is due; skip the (conditional) write when not.
+        if key.last_used_at.is_none_or(|at| now - at >= LAST_USED_INTERVAL_SECS) {
+            state.store.llm_keys().touch_last_used(&user, key.provider, now, LAST_USED_INTERVAL_SECS).await?;
+        }
     }
     let audit = AuditEntry {
         at: now,
