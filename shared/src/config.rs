@@ -125,9 +125,7 @@ impl Config {
             data_key_cache_ttl: Duration::from_secs(ttl_secs),
         })
     }
-}
 
-impl Config {
     /// The third-party services this configuration reaches on loopback: local stand-ins (sandbox
     /// mode), never the real service. `GET /health` reports them so nobody mistakes one for the other.
     pub fn stand_ins(&self) -> Vec<&'static str> {

@@ -77,10 +77,6 @@ impl Gateway {
         Ok(Self { addr, stop: Some(stop), task })
     }
 
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
     /// `http://127.0.0.1:PORT`, without a trailing slash.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)

@@ -31,10 +31,6 @@ pub type FunctionHandler = Arc<dyn Fn(Request) -> BoxFuture<'static, Response<Bo
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
-    #[error(transparent)]
-    Template(#[from] template::TemplateError),
-    #[error("credentials file {0}")]
-    Credentials(#[from] sigv4::CredentialsError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("route {route} names function {function}, which the gateway does not mount")]
@@ -78,4 +74,13 @@ where
 pub fn default_template_path() -> std::path::PathBuf {
     let here = std::path::PathBuf::from("template.yaml");
     if here.exists() { here } else { std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../template.yaml") }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The sandbox listens by default where local-mode configuration looks for it.
+    #[test]
+    fn sandbox_default_port_matches_the_local_configuration() {
+        assert_eq!(keyward::config::SANDBOX_BASE_URL, format!("http://127.0.0.1:{}", keyward_sandbox::DEFAULT_PORT));
+    }
 }

@@ -39,7 +39,7 @@ struct Options {
 fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
     let mut options = Options {
         port: DEFAULT_PORT,
-        sandbox_port: 8701,
+        sandbox_port: keyward_sandbox::DEFAULT_PORT,
         data_dir: None,
         credentials: None,
         template: keyward_local::default_template_path(),

@@ -11,12 +11,13 @@ use aws_credential_types::Credentials as SigningCredentials;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4::SigningParams;
 use http::HeaderMap;
-use rand::RngCore;
+use keyward::auth::service::account_of;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use time::PrimitiveDateTime;
 use time::macros::format_description;
+use zeroize::Zeroizing;
 
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 const SERVICE: &str = "execute-api";
@@ -127,7 +128,7 @@ impl Credentials {
         for entry in file.credentials {
             account_of(&entry.principal_arn).ok_or_else(|| CredentialsError::Invalid {
                 path: shown.clone(),
-                problem: format!("{} is not an IAM principal ARN", entry.principal_arn),
+                problem: format!("{} is not an IAM role, user or assumed-role ARN", entry.principal_arn),
             })?;
             if let Some(previous) = by_access_key.insert(entry.access_key_id.clone(), entry) {
                 return Err(CredentialsError::Invalid {
@@ -144,14 +145,12 @@ impl Credentials {
     pub fn load_or_create(path: &Path) -> Result<Self, CredentialsError> {
         if !path.exists() {
             let io = |source| CredentialsError::Io { path: path.display().to_string(), source };
-            let mut secret = [0u8; 30];
-            rand::rng().fill_bytes(&mut secret);
-            let mut id = [0u8; 8];
-            rand::rng().fill_bytes(&mut id);
+            let secret = Zeroizing::new(rand::random::<[u8; 30]>());
+            let id = rand::random::<[u8; 8]>();
             let file = CredentialsFile {
                 credentials: vec![CredentialEntry {
                     access_key_id: format!("AKIALOCAL{}", hex::encode_upper(id)),
-                    secret_access_key: SecretString::from(hex::encode(secret)),
+                    secret_access_key: SecretString::from(hex::encode(*secret)),
                     session_token: None,
                     principal_arn: LOCAL_PRINCIPAL.to_owned(),
                 }],
@@ -162,13 +161,6 @@ impl Credentials {
         keyward::files::ensure_private(path)
             .map_err(|problem| CredentialsError::Invalid { path: path.display().to_string(), problem })?;
         Self::load(path)
-    }
-
-    /// The access key id and secret of the first entry, for the "try it" commands the gateway prints.
-    pub fn first(&self) -> Option<(&str, &SecretString, &str)> {
-        let mut keys: Vec<_> = self.by_access_key.values().collect();
-        keys.sort_by(|a, b| a.access_key_id.cmp(&b.access_key_id));
-        keys.first().map(|e| (e.access_key_id.as_str(), &e.secret_access_key, e.principal_arn.as_str()))
     }
 
     /// Verifies the SigV4 `Authorization` header of a request as received.
@@ -262,7 +254,7 @@ impl Credentials {
         if !bool::from(expected.signature().as_bytes().ct_eq(auth.signature.as_bytes())) {
             return Err(Rejection::Mismatch);
         }
-        let account_id = account_of(&entry.principal_arn).unwrap_or_default().to_owned();
+        let account_id = account_of(&entry.principal_arn).unwrap_or_default();
         Ok(Caller { access_key: access_key.to_owned(), principal_arn: entry.principal_arn.clone(), account_id })
     }
 }
@@ -301,17 +293,4 @@ impl<'a> AuthorizationHeader<'a> {
 fn parse_amz_date(value: &str) -> Option<SystemTime> {
     let format = format_description!("[year][month][day]T[hour][minute][second]Z");
     PrimitiveDateTime::parse(value, &format).ok().map(|t| t.assume_utc().into())
-}
-
-/// The account of an IAM or STS principal ARN (`arn:PARTITION:iam::ACCOUNT:...`).
-fn account_of(arn: &str) -> Option<&str> {
-    let parts: Vec<&str> = arn.splitn(6, ':').collect();
-    match parts[..] {
-        ["arn", _, "iam" | "sts", "", account, resource]
-            if account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) && !resource.is_empty() =>
-        {
-            Some(account)
-        }
-        _ => None,
-    }
 }

@@ -14,11 +14,8 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// Where local mode expects the sandbox (keep in step with `keyward::config::SANDBOX_BASE_URL`).
-pub const DEFAULT_ADDR: &str = "127.0.0.1:8701";
-
-/// The third-party services the sandbox stands in for, by the name `GET /health` reports.
-pub const SERVICES: &[&str] = &["auth0"];
+/// The loopback port local mode expects the sandbox on (`keyward::config::SANDBOX_BASE_URL`).
+pub const DEFAULT_PORT: u16 = 8701;
 
 /// A running sandbox; it stops when dropped.
 pub struct Sandbox {

@@ -69,6 +69,11 @@ impl Principal {
     }
 }
 
+/// The account of an IAM role, IAM user or STS assumed-role ARN; `None` for anything else.
+pub fn account_of(arn: &str) -> Option<String> {
+    Principal::parse(arn).map(|p| p.account)
+}
+
 /// Which IAM principals may call `/internal/*` routes, and for what.
 #[derive(Debug, Clone, Default)]
 pub struct InternalPrincipals(HashMap<Principal, BTreeSet<Grant>>);

@@ -180,6 +180,7 @@ impl Failure {
 }
 
 fn no_credits_message(provider: Provider, code: Option<&str>) -> String {
+    let code_note = |label: &str| code.map(|c| format!(" ({label}{c})")).unwrap_or_default();
     match provider {
         Provider::Anthropic if code == Some("enforced_spend_limit_reached") => {
             "Insufficient Anthropic API credits: the organisation reached its monthly spend limit — raise it in the \
@@ -191,7 +192,7 @@ fn no_credits_message(provider: Provider, code: Option<&str>) -> String {
         }
         Provider::OpenAi => format!(
             "OpenAI API quota exceeded{} — check your plan and billing details at platform.openai.com.",
-            code.map(|c| format!(" ({c})")).unwrap_or_default()
+            code_note("")
         ),
         Provider::Google => {
             "Gemini refused for billing reasons: this model or region is not covered by the key's free tier — enable \
@@ -203,7 +204,7 @@ fn no_credits_message(provider: Provider, code: Option<&str>) -> String {
         }
         Provider::Zai => format!(
             "Zai balance is empty or your resource package doesn't cover this model{} — recharge at z.ai.",
-            code.map(|c| format!(" (code {c})")).unwrap_or_default()
+            code_note("code ")
         ),
     }
 }
