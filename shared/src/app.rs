@@ -16,6 +16,7 @@ use crate::auth::TokenVerifier;
 use crate::config::{Config, ConfigError, Mode};
 use crate::crypto::{CryptoError, Envelope, KeyProvider, KmsKeyProvider, LocalKeyProvider};
 use crate::http::json_response;
+use crate::providers::KeyValidator;
 use crate::store::{DynamoTable, EmbeddedTable, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +31,18 @@ pub enum InitError {
     Http(String),
 }
 
+/// The AWS clients of aws mode.
+pub struct AwsClients {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub kms: aws_sdk_kms::Client,
+}
+
+impl AwsClients {
+    pub fn new(sdk: &aws_config::SdkConfig) -> Self {
+        Self { dynamodb: aws_sdk_dynamodb::Client::new(sdk), kms: aws_sdk_kms::Client::new(sdk) }
+    }
+}
+
 /// Everything a handler needs, shared by all requests of one execution environment.
 pub struct AppState {
     pub config: Config,
@@ -38,6 +51,7 @@ pub struct AppState {
     pub tokens: TokenVerifier,
     /// One outbound client per cold start, reused across requests (connection pooling).
     pub http: reqwest::Client,
+    pub validator: KeyValidator,
 }
 
 impl AppState {
@@ -64,15 +78,15 @@ impl AppState {
             Mode::Aws { .. } => Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await),
             Mode::Local { .. } => None,
         };
-        Self::with_aws(config, aws.as_ref())
+        Self::with_aws(config, aws.as_ref().map(AwsClients::new))
     }
 
-    /// Builds the state with a given AWS configuration (tests inject endpoints and interceptors).
-    pub fn with_aws(config: Config, aws: Option<&aws_config::SdkConfig>) -> Result<Self, InitError> {
+    /// Builds the state with given AWS clients (tests inject endpoints and interceptors).
+    pub fn with_aws(config: Config, aws: Option<AwsClients>) -> Result<Self, InitError> {
         let (store, provider): (Store, Arc<dyn KeyProvider>) = match (&config.mode, aws) {
             (Mode::Aws { table_name, kms_key_id }, Some(aws)) => (
-                Store::new(Arc::new(DynamoTable::new(aws_sdk_dynamodb::Client::new(aws), table_name))),
-                Arc::new(KmsKeyProvider::new(aws_sdk_kms::Client::new(aws), kms_key_id)),
+                Store::new(Arc::new(DynamoTable::new(aws.dynamodb, table_name))),
+                Arc::new(KmsKeyProvider::new(aws.kms, kms_key_id)),
             ),
             (Mode::Aws { .. }, None) => {
                 return Err(InitError::Config(ConfigError {
@@ -89,6 +103,7 @@ impl AppState {
         Ok(Self {
             envelope: Envelope::new(provider, config.data_key_cache_ttl),
             tokens: TokenVerifier::new(config.tokens.clone(), http.clone()),
+            validator: KeyValidator::new(http.clone(), config.providers.clone(), config.provider_timeout),
             store,
             http,
             config,

@@ -10,6 +10,7 @@ use std::time::Duration;
 use url::Url;
 
 use crate::auth::service::InternalPrincipals;
+use crate::providers::{EndpointSetting, ProviderEndpoints};
 
 /// Where the local sandbox stand-ins listen by default (see `infra/`); local mode points at them.
 pub const SANDBOX_BASE_URL: &str = "http://127.0.0.1:8701";
@@ -53,6 +54,12 @@ pub struct Config {
     pub internal_principals: InternalPrincipals,
     /// How long an unwrapped data key may be reused for reads (at most five minutes).
     pub data_key_cache_ttl: Duration,
+    /// Where keys are validated: the providers' official APIs, or loopback stand-ins.
+    pub providers: ProviderEndpoints,
+    /// The longest a validation call may take (at most ten seconds).
+    pub provider_timeout: Duration,
+    /// Validation calls spend the user's provider money: at most this many per user, provider and hour.
+    pub validations_per_hour: u32,
 }
 
 impl Config {
@@ -76,6 +83,7 @@ impl Config {
             Some(_) => return Err(ConfigError::new("KEYWARD_MODE", "must be `aws` or `local`")),
         };
         let local = matches!(mode, Mode::Local { .. });
+        let in_lambda = get("AWS_LAMBDA_FUNCTION_NAME").is_some();
 
         let issuer = match get("KEYWARD_AUTH0_ISSUER") {
             Some(v) => v,
@@ -109,28 +117,28 @@ impl Config {
             None => InternalPrincipals::default(),
         };
 
-        let ttl_secs = match get("KEYWARD_DATA_KEY_CACHE_TTL_SECS") {
-            Some(v) => v
-                .parse::<u64>()
-                .ok()
-                .filter(|s| *s <= 300)
-                .ok_or_else(|| ConfigError::new("KEYWARD_DATA_KEY_CACHE_TTL_SECS", "must be 0 to 300 seconds"))?,
-            None => 300,
-        };
+        let mut urls = Vec::with_capacity(ProviderEndpoints::SETTINGS.len());
+        for setting in &ProviderEndpoints::SETTINGS {
+            urls.push(provider_endpoint(&get, setting, local, in_lambda)?);
+        }
+        let providers = ProviderEndpoints::from_urls(urls.try_into().expect("one URL per setting"));
 
         Ok(Self {
             mode,
             tokens: TokenSettings { issuer, audience, jwks_url },
             internal_principals,
-            data_key_cache_ttl: Duration::from_secs(ttl_secs),
+            data_key_cache_ttl: Duration::from_secs(bounded(&get, "KEYWARD_DATA_KEY_CACHE_TTL_SECS", 0..=300, 300)?),
+            providers,
+            provider_timeout: Duration::from_secs(bounded(&get, "KEYWARD_PROVIDER_TIMEOUT_SECS", 1..=10, 10)?),
+            validations_per_hour: bounded(&get, "KEYWARD_VALIDATIONS_PER_HOUR", 1..=1000, 10)?,
         })
     }
 
     /// The third-party services this configuration reaches on loopback: local stand-ins (sandbox
     /// mode), never the real service. `GET /health` reports them so nobody mistakes one for the other.
     pub fn stand_ins(&self) -> Vec<&'static str> {
-        [("auth0", &self.tokens.jwks_url)]
-            .into_iter()
+        std::iter::once(("auth0", &self.tokens.jwks_url))
+            .chain(self.providers.all())
             .filter(|(_, url)| is_loopback(url))
             .map(|(name, _)| name)
             .collect()
@@ -143,6 +151,55 @@ fn local_mode(get: &impl Fn(&str) -> Option<String>) -> Mode {
 
 fn required(get: &impl Fn(&str) -> Option<String>, var: &'static str) -> Result<String, ConfigError> {
     get(var).ok_or_else(|| ConfigError::new(var, "required in aws mode"))
+}
+
+/// A whole number setting within `range`, or `default` when unset.
+fn bounded<T>(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    range: std::ops::RangeInclusive<T>,
+    default: T,
+) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+{
+    match get(var) {
+        None => Ok(default),
+        Some(v) => v.trim().parse::<T>().ok().filter(|n| range.contains(n)).ok_or_else(|| {
+            ConfigError::new(var, format!("must be a whole number from {} to {}", range.start(), range.end()))
+        }),
+    }
+}
+
+/// A provider's base URL. Local mode defaults to the sandbox stand-in. In aws mode only the
+/// provider's official https host is accepted, so no configuration mistake sends keys elsewhere; a
+/// loopback stand-in is allowed outside Lambda only (the tests, `keyward-local` on moto), since inside
+/// Lambda loopback is the runtime API.
+fn provider_endpoint(
+    get: &impl Fn(&str) -> Option<String>,
+    setting: &EndpointSetting,
+    local: bool,
+    in_lambda: bool,
+) -> Result<Url, ConfigError> {
+    let raw = match get(setting.var) {
+        Some(v) => v,
+        None if local => format!("{SANDBOX_BASE_URL}{}", setting.sandbox_path),
+        None => setting.official.to_owned(),
+    };
+    let url = endpoint_url(setting.var, raw.trim_end_matches('/'))?;
+    let official = Url::parse(setting.official).expect("official provider URLs parse");
+    let is_official = url.scheme() == "https" && url.host() == official.host() && url.port().is_none();
+    match (local, is_official, is_loopback(&url)) {
+        (true, _, _) | (false, true, _) => Ok(url),
+        (false, false, true) if !in_lambda => Ok(url),
+        _ => Err(ConfigError::new(
+            setting.var,
+            format!(
+                "aws mode accepts only {} (or a loopback stand-in outside Lambda)",
+                official.host_str().unwrap_or_default()
+            ),
+        )),
+    }
 }
 
 /// An endpoint keyward calls: https, or plain http only to a loopback host (local stand-ins).
@@ -227,6 +284,60 @@ mod tests {
             vars.push((var, value));
             assert_eq!(config(&vars).unwrap_err().var, var, "{var}={value}");
         }
+    }
+
+    #[test]
+    fn provider_endpoints_default_to_the_sandbox_locally_and_the_official_hosts_on_aws() {
+        let local = config(&[]).unwrap();
+        assert_eq!(local.providers.openai.as_str(), "http://127.0.0.1:8701/openai/v1");
+        assert_eq!(local.providers.zai_china.as_str(), "http://127.0.0.1:8701/zai-china/api/paas/v4");
+        assert_eq!(local.stand_ins(), ["auth0", "openai", "anthropic", "gemini", "perplexity", "zai", "zai-china"]);
+        let aws = config(&AWS).unwrap();
+        assert_eq!(aws.providers.google.as_str(), "https://generativelanguage.googleapis.com/v1beta");
+        assert_eq!(aws.providers.perplexity.as_str(), "https://api.perplexity.ai/");
+        assert!(aws.stand_ins().is_empty());
+        assert_eq!((aws.provider_timeout, aws.validations_per_hour), (Duration::from_secs(10), 10));
+    }
+
+    #[test]
+    fn aws_mode_sends_keys_only_to_official_hosts() {
+        let with = |extra: &[(&str, &str)]| {
+            let mut vars = AWS.to_vec();
+            vars.extend_from_slice(extra);
+            config(&vars)
+        };
+        let official = with(&[("KEYWARD_OPENAI_BASE_URL", "https://api.openai.com/v1/")]).unwrap();
+        assert_eq!(official.providers.openai.as_str(), "https://api.openai.com/v1");
+        let stand_in = with(&[("KEYWARD_ANTHROPIC_BASE_URL", "http://127.0.0.1:9/anthropic/v1")]).unwrap();
+        assert_eq!(stand_in.stand_ins(), ["anthropic"]);
+        let refused = [
+            ("KEYWARD_OPENAI_BASE_URL", "https://api.openai.com.evil.example/v1"),
+            ("KEYWARD_OPENAI_BASE_URL", "https://api.openai.com:8443/v1"),
+            ("KEYWARD_OPENAI_BASE_URL", "http://api.openai.com/v1"),
+            ("KEYWARD_ZAI_BASE_URL", "https://open.bigmodel.cn/api/paas/v4"),
+            ("KEYWARD_GEMINI_BASE_URL", "http://169.254.169.254/latest"),
+        ];
+        for (var, value) in refused {
+            assert_eq!(with(&[(var, value)]).unwrap_err().var, var, "{value}");
+        }
+        // Inside Lambda, loopback is the runtime API: never a provider.
+        let err = with(&[("KEYWARD_OPENAI_BASE_URL", "http://127.0.0.1:9001/v1"), ("AWS_LAMBDA_FUNCTION_NAME", "f")])
+            .unwrap_err();
+        assert_eq!(err.var, "KEYWARD_OPENAI_BASE_URL");
+    }
+
+    #[test]
+    fn validation_limits_are_bounded() {
+        for (var, value) in [
+            ("KEYWARD_PROVIDER_TIMEOUT_SECS", "0"),
+            ("KEYWARD_PROVIDER_TIMEOUT_SECS", "11"),
+            ("KEYWARD_VALIDATIONS_PER_HOUR", "0"),
+            ("KEYWARD_VALIDATIONS_PER_HOUR", "-1"),
+        ] {
+            assert_eq!(config(&[(var, value)]).unwrap_err().var, var, "{value}");
+        }
+        let c = config(&[("KEYWARD_PROVIDER_TIMEOUT_SECS", "2"), ("KEYWARD_VALIDATIONS_PER_HOUR", "3")]).unwrap();
+        assert_eq!((c.provider_timeout, c.validations_per_hour), (Duration::from_secs(2), 3));
     }
 
     #[test]

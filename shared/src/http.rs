@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 
 use crate::auth::AuthError;
 use crate::crypto::CryptoError;
+use crate::providers::{Failure, FailureKind, KeyShapeError};
 use crate::store::StoreError;
 
 /// Largest request body keyward accepts.
@@ -40,6 +41,10 @@ pub enum ApiError {
     /// A dependency (AWS, an identity provider) is down or throttling; retrying later helps.
     #[error("{detail}")]
     Unavailable { code: &'static str, detail: String, retry_after_secs: u64 },
+    /// A provider refused a key, or could not be asked: 422 for the key's problems, 502 when the
+    /// provider is unreachable, 504 when it did not answer in time.
+    #[error("{}", .0.message())]
+    Provider(Box<Failure>),
     /// A bug or an unexpected state. The reason is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -57,6 +62,21 @@ struct Problem<'a> {
     code: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     retry_after: Option<u64>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    provider: Option<ProviderFacts<'a>>,
+}
+
+/// What keyward may tell about a provider's refusal: never its text, only its codes.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ProviderFacts<'a> {
+    provider: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provider_status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provider_code: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provider_request_id: Option<&'a str>,
 }
 
 impl ApiError {
@@ -83,6 +103,11 @@ impl ApiError {
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Provider(failure) => match failure.kind {
+                FailureKind::Unreachable => StatusCode::BAD_GATEWAY,
+                FailureKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
+            },
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -98,6 +123,7 @@ impl ApiError {
             | Self::TooManyRequests { code, .. }
             | Self::Unavailable { code, .. } => code,
             Self::PayloadTooLarge => "payload_too_large",
+            Self::Provider(failure) => failure.kind.code(),
             Self::Internal(_) => "internal_error",
         }
     }
@@ -109,6 +135,7 @@ impl ApiError {
             Self::TooManyRequests { retry_after_secs, .. } | Self::Unavailable { retry_after_secs, .. } => {
                 Some(*retry_after_secs)
             }
+            Self::Provider(failure) => failure.retry_after_secs,
             _ => None,
         };
         let detail = match &self {
@@ -131,6 +158,15 @@ impl ApiError {
             detail: &detail,
             code,
             retry_after,
+            provider: match &self {
+                Self::Provider(failure) => Some(ProviderFacts {
+                    provider: failure.provider.slug(),
+                    provider_status: failure.status,
+                    provider_code: failure.provider_code.as_deref(),
+                    provider_request_id: failure.request_id.as_deref(),
+                }),
+                _ => None,
+            },
         };
         let body = serde_json::to_string(&problem).unwrap_or_else(|_| String::from("{}"));
         let mut response = Response::new(Body::Text(body));
@@ -148,6 +184,18 @@ impl ApiError {
             }
         }
         response
+    }
+}
+
+impl From<Failure> for ApiError {
+    fn from(failure: Failure) -> Self {
+        Self::Provider(Box::new(failure))
+    }
+}
+
+impl From<KeyShapeError> for ApiError {
+    fn from(err: KeyShapeError) -> Self {
+        Self::BadRequest { code: err.code(), detail: err.to_string() }
     }
 }
 
@@ -382,6 +430,34 @@ mod tests {
                 Err(e) => proptest::prop_assert!(e.status().is_client_error(), "{:?}", e.status()),
             }
         }
+    }
+
+    #[test]
+    fn provider_refusals_are_422_502_or_504_with_codes_never_text() {
+        use crate::providers::Provider;
+        let status = |kind| ApiError::Provider(Box::new(Failure::new(Provider::OpenAi, kind))).status().as_u16();
+        assert_eq!(status(FailureKind::InvalidKey), 422);
+        assert_eq!(status(FailureKind::NoCredits), 422);
+        assert_eq!(status(FailureKind::RateLimited), 422);
+        assert_eq!(status(FailureKind::Unreachable), 502);
+        assert_eq!(status(FailureKind::Timeout), 504);
+
+        let mut failure = Failure::new(Provider::Anthropic, FailureKind::RateLimited);
+        failure.status = Some(429);
+        failure.provider_code = Some("rate_limit_error".into());
+        failure.request_id = Some("req_011".into());
+        failure.retry_after_secs = Some(11);
+        let response = ApiError::Provider(Box::new(failure)).into_response();
+        assert_eq!(response.headers()["retry-after"], "11");
+        let Body::Text(text) = response.body() else { panic!("problem body is text") };
+        let json: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(json["code"], "rate_limited");
+        assert_eq!(json["provider"], "anthropic");
+        assert_eq!(json["providerStatus"], 429);
+        assert_eq!(json["providerCode"], "rate_limit_error");
+        assert_eq!(json["providerRequestId"], "req_011");
+        assert_eq!(json["retryAfter"], 11);
+        assert!(json["detail"].as_str().unwrap().starts_with("Anthropic rate limit reached"), "{json}");
     }
 
     #[test]

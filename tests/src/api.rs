@@ -7,12 +7,17 @@ use std::time::SystemTime;
 use aws_credential_types::Credentials as SigningCredentials;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4::SigningParams;
-use keyward::app::AppState;
+use keyward::app::{AppState, AwsClients};
 use keyward::config::{Config, LOCAL_AUDIENCE};
+use keyward::crypto::{EncryptionContext, Purpose};
+use keyward::model::UserId;
+use keyward::providers::{Provider, ProviderEndpoints, ZaiRegion, preview};
+use keyward::secret::ApiKey;
+use keyward::store::{KeyStatus, NewLlmKey, StoredLlmKey, now_epoch};
 use keyward_local::{Credentials, Gateway, RouteTable};
 use keyward_sandbox::Sandbox;
 
-use crate::{TestTable, aws, kms_key};
+use crate::{CallCounter, TestTable, aws, kms_key};
 
 pub const REGION: &str = "us-east-1";
 
@@ -24,7 +29,7 @@ pub struct Principal {
     pub arn: &'static str,
 }
 
-/// Allowed to fetch OpenAI and Anthropic keys.
+/// Allowed to fetch OpenAI, Anthropic and Zai keys.
 pub const NOTES_SERVICE: Principal = Principal {
     access_key: "AKIATESTNOTES0000001",
     secret: "notes-service-secret-0123456789abcdefghij",
@@ -52,6 +57,8 @@ pub struct LocalApi {
     pub routes: RouteTable,
     pub sandbox: Sandbox,
     pub credentials_file: std::path::PathBuf,
+    /// The AWS calls the functions made (`DynamoDB.Query`, `KMS.Decrypt`…); moto backend only.
+    pub aws_calls: CallCounter,
     _gateway: Gateway,
     _dir: tempfile::TempDir,
     _table: Option<TestTable>,
@@ -59,15 +66,29 @@ pub struct LocalApi {
 
 impl LocalApi {
     pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, &[]).await
+    }
+
+    /// Starts with configuration `overrides` on top of the defaults (which point every third-party
+    /// endpoint at the sandbox).
+    pub async fn start_with(backend: Backend, overrides: &[(&'static str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let sandbox = Sandbox::start(([127, 0, 0, 1], 0).into()).await.expect("start sandbox");
-        let principals = serde_json::json!({ NOTES_SERVICE.arn: ["openai", "anthropic"] }).to_string();
+        let principals = serde_json::json!({ NOTES_SERVICE.arn: ["openai", "anthropic", "zai"] }).to_string();
         let mut settings = vec![
             ("KEYWARD_DATA_DIR", dir.path().display().to_string()),
             ("KEYWARD_AUTH0_ISSUER", sandbox.auth0_issuer()),
             ("KEYWARD_AUTH0_AUDIENCE", LOCAL_AUDIENCE.to_owned()),
             ("KEYWARD_INTERNAL_PRINCIPALS", principals),
+            // The `slow` sandbox scenario outlasts this, so timeouts are quick to test.
+            ("KEYWARD_PROVIDER_TIMEOUT_SECS", "2".to_owned()),
         ];
+        for endpoint in &ProviderEndpoints::SETTINGS {
+            settings.push((endpoint.var, format!("{}{}", sandbox.base_url(), endpoint.sandbox_path)));
+        }
+        settings.retain(|(name, _)| !overrides.iter().any(|(o, _)| o == name));
+        settings.extend(overrides.iter().map(|(name, value)| (*name, (*value).to_owned())));
+        let aws_calls = CallCounter::default();
         let (state, table) = match backend {
             Backend::Embedded => {
                 let config = config(&settings);
@@ -82,7 +103,15 @@ impl LocalApi {
                     ("KEYWARD_TABLE_NAME", table.name.clone()),
                     ("KEYWARD_KMS_KEY_ID", key),
                 ]);
-                (AppState::with_aws(config(&settings), Some(&aws)).expect("aws state"), Some(table))
+                let clients = AwsClients {
+                    dynamodb: aws_sdk_dynamodb::Client::from_conf(
+                        aws_sdk_dynamodb::config::Builder::from(&aws).interceptor(aws_calls.clone()).build(),
+                    ),
+                    kms: aws_sdk_kms::Client::from_conf(
+                        aws_sdk_kms::config::Builder::from(&aws).interceptor(aws_calls.clone()).build(),
+                    ),
+                };
+                (AppState::with_aws(config(&settings), Some(clients)).expect("aws state"), Some(table))
             }
         };
         let state = Arc::new(state);
@@ -117,6 +146,7 @@ impl LocalApi {
             routes,
             sandbox,
             credentials_file,
+            aws_calls,
             _gateway: gateway,
             _dir: dir,
             _table: table,
@@ -125,6 +155,28 @@ impl LocalApi {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
+    }
+
+    /// Stores `plaintext` as `user`'s key for `provider` directly, sealed as `llm-keys` would,
+    /// without a validation call (for keys a test wants in a given state).
+    pub async fn seed_llm_key(&self, user: &UserId, provider: Provider, plaintext: &str) -> StoredLlmKey {
+        let context = EncryptionContext::new(user, Purpose::LlmKey, provider.slug());
+        let sealed = self.state.envelope.seal(plaintext.as_bytes(), &context).await.expect("seal");
+        let new = NewLlmKey {
+            provider,
+            sealed,
+            preview: preview(&ApiKey::new(plaintext)),
+            status: KeyStatus::Valid,
+            test: None,
+            zai_region: (provider == Provider::Zai).then_some(ZaiRegion::International),
+        };
+        self.state.store.llm_keys().put(user, &new, now_epoch()).await.expect("store key")
+    }
+
+    /// `user`'s audit trail, newest first, as `(action, target, outcome)`.
+    pub async fn audit_trail(&self, user: &UserId) -> Vec<(String, Option<String>, String)> {
+        let entries = self.state.store.audit().list(user, 100, None).await.expect("audit").items;
+        entries.into_iter().map(|e| (e.action, e.target, e.outcome)).collect()
     }
 
     /// A sandbox user's access token (Auth0's password grant on the stand-in).
@@ -163,6 +215,36 @@ impl LocalApi {
         }
         request.send().await.expect("send signed request")
     }
+}
+
+/// A response's JSON body (panics with the text when it is not JSON).
+pub async fn json(response: reqwest::Response) -> serde_json::Value {
+    let text = response.text().await.expect("response body");
+    serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+}
+
+/// A user id as it appears in a path (`|` percent-encoded).
+pub fn in_path(user: &UserId) -> String {
+    user.as_str().replace('|', "%7C")
+}
+
+/// Runs each named suite, an `async fn(Backend)`, once on each backend.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($suite:ident),* $(,)?) => {
+        mod embedded {
+            $(#[tokio::test]
+            async fn $suite() {
+                super::$suite($crate::api::Backend::Embedded).await;
+            })*
+        }
+        mod moto {
+            $(#[tokio::test]
+            async fn $suite() {
+                super::$suite($crate::api::Backend::Moto).await;
+            })*
+        }
+    };
 }
 
 fn config(settings: &[(&str, String)]) -> Config {

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use keyward::app::AppState;
+use keyward::app::{AppState, AwsClients};
 use keyward::config::Config;
 use lambda_http::{Body, Request, Response};
 use serde_json::Value;
@@ -92,7 +92,7 @@ async fn every_function_serves_liveness_in_aws_mode_on_moto() {
         ("KEYWARD_AUTH0_AUDIENCE", "https://api.keyward.dev"),
     ];
     let config = Config::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())).unwrap();
-    let state = Arc::new(AppState::with_aws(config, Some(&sdk)).unwrap());
+    let state = Arc::new(AppState::with_aws(config, Some(AwsClients::new(&sdk))).unwrap());
     check_all(state, "dynamodb").await;
 }
 

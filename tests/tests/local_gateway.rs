@@ -5,12 +5,11 @@
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use keyward::crypto::{EncryptionContext, Purpose};
 use keyward::model::UserId;
 use keyward::providers::Provider;
-use keyward::store::{Actor, KeyStatus, NewLlmKey, now_epoch};
+use keyward::store::{Actor, now_epoch};
 use keyward_sandbox::auth0::sandbox_subject;
-use keyward_tests::api::{Backend, LocalApi, NOTES_SERVICE, Principal, STRANGER, botocore_python};
+use keyward_tests::api::{Backend, LocalApi, NOTES_SERVICE, Principal, STRANGER, botocore_python, in_path, json};
 use serde_json::Value;
 
 const OPENAI_KEY: &str = "sk-proj-LOCALGATEWAY-0123456789abcdefghijklmnop";
@@ -21,39 +20,18 @@ fn user() -> UserId {
     UserId::parse(&sandbox_subject(USER_EMAIL)).unwrap()
 }
 
-/// The user id as it appears in a path (`|` percent-encoded).
-fn user_in_path() -> String {
-    user().as_str().replace('|', "%7C")
-}
-
-async fn seed_key(api: &LocalApi, provider: Provider, plaintext: &str) {
-    let context = EncryptionContext::new(&user(), Purpose::LlmKey, provider.slug());
-    let sealed = api.state.envelope.seal(plaintext.as_bytes(), &context).await.unwrap();
-    let new = NewLlmKey { provider, sealed, preview: "sk-…mnop".into(), status: KeyStatus::Valid, test: None };
-    api.state.store.llm_keys().put(&user(), &new, now_epoch()).await.unwrap();
-}
-
-async fn audit_count(api: &LocalApi) -> usize {
-    api.state.store.audit().list(&user(), 50, None).await.unwrap().items.len()
-}
-
-async fn body(response: reqwest::Response) -> Value {
-    let text = response.text().await.unwrap();
-    serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
-}
-
 /// API Gateway's own 404 (`{"message": "Not Found"}`), as opposed to a function's problem+json.
 async fn assert_gateway_not_found(response: reqwest::Response, what: &str) {
     assert_eq!(response.status(), 404, "{what}");
     assert_eq!(response.headers()["content-type"], "application/json", "{what}");
-    assert_eq!(body(response).await, serde_json::json!({"message": "Not Found"}), "{what}");
+    assert_eq!(json(response).await, serde_json::json!({"message": "Not Found"}), "{what}");
 }
 
 async fn every_template_route_is_served_and_nothing_else(backend: Backend) {
     let api = LocalApi::start(backend).await;
     assert!(api.routes.routes().len() >= 8, "the template's routes were read");
     for route in api.routes.routes() {
-        let path = route.path.replace("{uid}", &user_in_path());
+        let path = route.path.replace("{uid}", &in_path(&user()));
         let method = route.method.as_str();
         let response = if route.iam {
             api.signed(method, &path, b"", NOTES_SERVICE, SystemTime::now()).await
@@ -63,7 +41,7 @@ async fn every_template_route_is_served_and_nothing_else(backend: Backend) {
         let key = route.key();
         assert!(response.headers().contains_key("apigw-requestid"), "{key}");
         let status = response.status();
-        let body = body(response).await;
+        let body = json(response).await;
         assert!(body.get("message").is_none(), "{key} was answered by the gateway, not its function: {body}");
         assert_ne!(body["code"], "route_not_found", "{key}: function {} has no handler for it", route.function);
         assert!(status.is_success() || status.is_client_error(), "{key}: {status} {body}");
@@ -86,14 +64,14 @@ async fn every_template_route_is_served_and_nothing_else(backend: Backend) {
 
 async fn signed_requests_reach_the_function_with_their_principal(backend: Backend) {
     let api = LocalApi::start(backend).await;
-    seed_key(&api, Provider::OpenAi, OPENAI_KEY).await;
-    seed_key(&api, Provider::Anthropic, ANTHROPIC_KEY).await;
-    let path = format!("/internal/users/{}/llm-keys?providers=openai%2Canthropic", user_in_path());
+    api.seed_llm_key(&user(), Provider::OpenAi, OPENAI_KEY).await;
+    api.seed_llm_key(&user(), Provider::Anthropic, ANTHROPIC_KEY).await;
+    let path = format!("/internal/users/{}/llm-keys?providers=openai%2Canthropic", in_path(&user()));
 
     let response = api.signed("GET", &path, b"", NOTES_SERVICE, SystemTime::now()).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["cache-control"], "no-store");
-    let keys = body(response).await;
+    let keys = json(response).await;
     assert_eq!(keys["keys"]["openai"], OPENAI_KEY);
     assert_eq!(keys["keys"]["anthropic"], ANTHROPIC_KEY);
 
@@ -115,14 +93,14 @@ async fn signed_requests_reach_the_function_with_their_principal(backend: Backen
     let response = api.signed("GET", &path, b"", STRANGER, SystemTime::now()).await;
     assert_eq!(response.status(), 403);
     assert_eq!(response.headers()["content-type"], "application/problem+json");
-    assert_eq!(body(response).await["code"], "principal_not_allowed");
-    assert_eq!(audit_count(&api).await, 2, "a refused fetch leaves no trace of a read");
+    assert_eq!(json(response).await["code"], "principal_not_allowed");
+    assert_eq!(api.audit_trail(&user()).await.len(), 2, "a refused fetch leaves no trace of a read");
 }
 
 async fn the_gateway_refuses_bad_signatures_before_the_function_runs(backend: Backend) {
     let api = LocalApi::start(backend).await;
-    seed_key(&api, Provider::OpenAi, OPENAI_KEY).await;
-    let path = format!("/internal/users/{}/llm-keys", user_in_path());
+    api.seed_llm_key(&user(), Provider::OpenAi, OPENAI_KEY).await;
+    let path = format!("/internal/users/{}/llm-keys", in_path(&user()));
     let url = api.url(&path);
     let now = SystemTime::now();
     let wrong_secret = Principal { secret: "not-the-secret-0123456789abcdefghijklmno", ..NOTES_SERVICE };
@@ -174,7 +152,7 @@ async fn the_gateway_refuses_bad_signatures_before_the_function_runs(backend: Ba
     for (name, response, error_type) in cases {
         assert_eq!(response.status(), 403, "{name}");
         assert_eq!(response.headers()["x-amzn-errortype"], error_type, "{name}");
-        let body = body(response).await;
+        let body = json(response).await;
         assert!(body["message"].is_string() && body.get("code").is_none(), "{name}: the gateway answered: {body}");
     }
 
@@ -187,27 +165,27 @@ async fn the_gateway_refuses_bad_signatures_before_the_function_runs(backend: Ba
         assert_eq!(response.headers()["x-amzn-errortype"], "IncompleteSignatureException");
     }
 
-    assert_eq!(audit_count(&api).await, 0, "no refused request reached the function");
+    assert_eq!(api.audit_trail(&user()).await.len(), 0, "no refused request reached the function");
     let stored = api.state.store.llm_keys().get(&user(), Provider::OpenAi).await.unwrap().unwrap();
     assert_eq!(stored.last_used_at, None, "no refused request reached the function");
 }
 
 async fn user_routes_answer_with_the_functions_own_401(backend: Backend) {
     let api = LocalApi::start(backend).await;
-    seed_key(&api, Provider::OpenAi, OPENAI_KEY).await;
+    api.seed_llm_key(&user(), Provider::OpenAi, OPENAI_KEY).await;
 
     let response = api.client.get(api.url("/me/llm-keys")).send().await.unwrap();
     assert_eq!(response.status(), 401);
     assert_eq!(response.headers()["content-type"], "application/problem+json");
     assert!(response.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
-    assert_eq!(body(response).await["code"], "missing_token");
+    assert_eq!(json(response).await["code"], "missing_token");
 
     let token = api.user_token(USER_EMAIL).await;
     let response = api.client.get(api.url("/me/llm-keys")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(response.status(), 200);
-    let listing = body(response).await;
+    let listing = json(response).await;
     assert_eq!(listing["keys"][0]["provider"], "openai");
-    assert_eq!(listing["keys"][0]["preview"], "sk-…mnop");
+    assert_eq!(listing["keys"][0]["preview"], "sk-p…mnop");
     assert!(!listing.to_string().contains(OPENAI_KEY), "a listing never carries the key");
 
     // IAM credentials are not a user's identity.
@@ -218,7 +196,7 @@ async fn user_routes_answer_with_the_functions_own_401(backend: Backend) {
 /// An internal service written in Python signs with botocore, as the AWS SDK for Python does.
 async fn botocore_signed_requests_are_accepted(backend: Backend) {
     let api = LocalApi::start(backend).await;
-    seed_key(&api, Provider::OpenAi, OPENAI_KEY).await;
+    api.seed_llm_key(&user(), Provider::OpenAi, OPENAI_KEY).await;
     let script = r#"
 import json, sys, urllib.request, urllib.error
 from botocore.auth import SigV4Auth
@@ -233,7 +211,7 @@ try:
 except urllib.error.HTTPError as e:
     print(json.dumps({"status": e.code, "body": json.loads(e.read())}))
 "#;
-    let url = api.url(&format!("/internal/users/{}/llm-keys?providers=openai%2Canthropic", user_in_path()));
+    let url = api.url(&format!("/internal/users/{}/llm-keys?providers=openai%2Canthropic", in_path(&user())));
     let run = |principal: Principal| {
         let url = url.clone();
         tokio::task::spawn_blocking(move || {
@@ -255,24 +233,7 @@ except urllib.error.HTTPError as e:
     assert_eq!(result["status"], 403, "{result}");
 }
 
-macro_rules! on_both_backends {
-    ($($suite:ident),* $(,)?) => {
-        mod embedded {
-            $(#[tokio::test]
-            async fn $suite() {
-                super::$suite(super::Backend::Embedded).await;
-            })*
-        }
-        mod moto {
-            $(#[tokio::test]
-            async fn $suite() {
-                super::$suite(super::Backend::Moto).await;
-            })*
-        }
-    };
-}
-
-on_both_backends!(
+keyward_tests::on_both_backends!(
     every_template_route_is_served_and_nothing_else,
     signed_requests_reach_the_function_with_their_principal,
     the_gateway_refuses_bad_signatures_before_the_function_runs,

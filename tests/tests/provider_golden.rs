@@ -91,6 +91,14 @@ const CASES: &[Case] = &[
         &["quota is used up"],
     ),
     case(
+        "openai usage limit in the insufficient_quota family",
+        OpenAi,
+        429,
+        r#"{"error":{"message":"Your organization has reached its usage limit.","type":"insufficient_quota","code":"organization_usage_limit_exceeded"}}"#,
+        QuotaExhausted,
+        &["OpenAI organisation usage quota is used up"],
+    ),
+    case(
         "openai rate limit tokens",
         OpenAi,
         429,

@@ -62,6 +62,7 @@ async fn planted_secrets_never_reach_logs_errors_or_panics() {
             preview: "sk-p…9x".into(),
             status: KeyStatus::Valid,
             test: Some(TestResult { ok: true, message: "The key works.".into(), at: 1 }),
+            zai_region: None,
         };
         let stored = backend.store().llm_keys().put(&user, &new, 1).await.unwrap();
         tracing::debug!(?stored, "stored");

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use keyward::crypto::{KeyProviderKind, Sealed};
 use keyward::model::UserId;
-use keyward::providers::Provider;
+use keyward::providers::{Provider, ZaiRegion};
 use keyward::store::{
-    Actor, Applied, AuditEntry, ConnectionStatus, CreditChange, KeyStatus, LedgerKind, NewLlmKey, OAuthConnection,
-    OnceKey, OneTimeState, ProfileUpdate, StatePurpose, Store, StoreError, TestResult, now_epoch,
+    Actor, Allowance, Applied, AuditEntry, ConnectionStatus, CreditChange, KeyStatus, LedgerKind, NewLlmKey,
+    OAuthConnection, OnceKey, OneTimeState, ProfileUpdate, StatePurpose, Store, StoreError, TestResult, now_epoch,
 };
 use keyward_tests::TestStore;
 use secrecy::{ExposeSecret, SecretString};
@@ -46,6 +46,8 @@ contract!(
     concurrent_consumes_never_overdraw,
     audit_pages_newest_first,
     stripe_customers_map_to_users_through_the_gsi,
+    limits_grant_up_to_the_limit_per_window,
+    concurrent_takers_never_exceed_the_limit,
 );
 
 fn user(name: &str) -> UserId {
@@ -90,6 +92,7 @@ fn new_key(provider: Provider, tag: u8) -> NewLlmKey {
         preview: "sk-p…wxyz".into(),
         status: KeyStatus::Valid,
         test: Some(TestResult { ok: true, message: "The key works.".into(), at: 500 }),
+        zai_region: (provider == Provider::Zai).then_some(ZaiRegion::China),
     }
 }
 
@@ -115,6 +118,10 @@ async fn llm_keys_round_trip_and_replace(store: &Store) {
     assert_eq!((replaced.created_at, replaced.updated_at), (1_000, 2_000));
     assert_eq!(replaced.sealed, sealed(9));
     assert!(keys.get(&alice, Provider::Zai).await.unwrap().is_none());
+
+    keys.put(&alice, &new_key(Provider::Zai, 4), 1_000).await.unwrap();
+    let zai = keys.get(&alice, Provider::Zai).await.unwrap().unwrap();
+    assert_eq!((zai.zai_region, stored.zai_region), (Some(ZaiRegion::China), None));
 }
 
 async fn llm_key_tests_and_deletes(store: &Store) {
@@ -135,9 +142,11 @@ async fn llm_key_tests_and_deletes(store: &Store) {
     for p in [Provider::Google, Provider::Perplexity, Provider::Zai] {
         keys.put(&alice, &new_key(p, 4), 1_000).await.unwrap();
     }
-    assert_eq!(keys.delete_all(&alice).await.unwrap(), 3);
+    let mut deleted = keys.delete_all(&alice).await.unwrap();
+    deleted.sort();
+    assert_eq!(deleted, [Provider::Google, Provider::Perplexity, Provider::Zai]);
     assert!(keys.list(&alice).await.unwrap().is_empty());
-    assert_eq!(keys.delete_all(&alice).await.unwrap(), 0);
+    assert!(keys.delete_all(&alice).await.unwrap().is_empty());
 }
 
 async fn last_used_is_written_at_most_once_a_minute(store: &Store) {
@@ -381,4 +390,47 @@ async fn stripe_customers_map_to_users_through_the_gsi(store: &Store) {
     credits.link_customer("cus_A2", &alice).await.unwrap();
     assert_eq!(credits.user_for_customer("cus_A2").await.unwrap(), Some(alice));
     assert_eq!(credits.user_for_customer("cus_A").await.unwrap(), None);
+}
+
+async fn limits_grant_up_to_the_limit_per_window(store: &Store) {
+    let (alice, bob) = (user("alice"), user("bob"));
+    let limits = store.limits();
+    // 10_000 is 46 minutes and 40 seconds into its hour.
+    for _ in 0..3 {
+        assert_eq!(limits.take(&alice, "validate:openai", 3, 3_600, 10_000).await.unwrap(), Allowance::Granted);
+    }
+    let refused = limits.take(&alice, "validate:openai", 3, 3_600, 10_001).await.unwrap();
+    assert_eq!(refused, Allowance::Refused { retry_after_secs: 799 });
+    assert_eq!(limits.take(&alice, "validate:zai", 3, 3_600, 10_001).await.unwrap(), Allowance::Granted);
+    assert_eq!(limits.take(&bob, "validate:openai", 3, 3_600, 10_001).await.unwrap(), Allowance::Granted);
+    assert_eq!(
+        limits.take(&alice, "validate:openai", 3, 3_600, 10_800).await.unwrap(),
+        Allowance::Granted,
+        "a new hour"
+    );
+}
+
+async fn concurrent_takers_never_exceed_the_limit(store: &Store) {
+    let alice = user("alice");
+    let takers = (0..8).map(|_| {
+        let store = store.clone();
+        let alice = alice.clone();
+        tokio::spawn(async move {
+            loop {
+                match store.limits().take(&alice, "validate:anthropic", 5, 3_600, 20_000).await {
+                    Ok(allowance) => return allowance,
+                    // A conflicting concurrent write is retried, as the SDK's own retries would.
+                    Err(StoreError::Conflict) => continue,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        })
+    });
+    let mut granted = 0;
+    for taker in takers {
+        if taker.await.unwrap() == Allowance::Granted {
+            granted += 1;
+        }
+    }
+    assert_eq!(granted, 5);
 }

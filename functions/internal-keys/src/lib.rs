@@ -13,7 +13,7 @@ use keyward::http::{ApiError, json_response, path_param, route_key, route_not_fo
 use keyward::model::UserId;
 use keyward::providers::Provider;
 use keyward::store::{Actor, AuditEntry, now_epoch};
-use lambda_http::http::{HeaderValue, StatusCode, header};
+use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
@@ -38,7 +38,8 @@ async fn route(state: &AppState, req: &Request) -> Result<Response<Body>, ApiErr
 }
 
 /// `{"keys": {"openai": "sk-…"}}`: the user's keys for the providers both requested
-/// (`?providers=a,b`; all when absent) and granted to the calling principal.
+/// (`?providers=a,b`; all when absent) and granted to the calling principal. A Zai key comes with
+/// `"regions": {"zai": "international" | "china"}`, which decides the endpoint it works on.
 async fn fetch_llm_keys(state: &AppState, req: &Request) -> Result<Response<Body>, ApiError> {
     let caller = state.config.internal_principals.caller(req)?;
     let user = path_param(req, "uid")
@@ -57,10 +58,14 @@ async fn fetch_llm_keys(state: &AppState, req: &Request) -> Result<Response<Body
     }
     let now = now_epoch();
     let mut out = Map::new();
+    let mut regions = Map::new();
     for key in &keys {
         let context = EncryptionContext::new(&user, Purpose::LlmKey, key.provider.slug());
         let plaintext = state.envelope.open_text(&key.sealed, &context).await?;
         out.insert(key.provider.slug().to_owned(), Value::String(plaintext.expose_secret().to_owned()));
+        if let Some(region) = key.zai_region {
+            regions.insert(key.provider.slug().to_owned(), Value::String(region.slug().to_owned()));
+        }
         // The listing just read says whether the mark is due; skip the (conditional) write when not.
         if key.last_used_at.is_none_or(|at| now - at >= LAST_USED_INTERVAL_SECS) {
             state.store.llm_keys().touch_last_used(&user, key.provider, now, LAST_USED_INTERVAL_SECS).await?;
@@ -76,9 +81,12 @@ async fn fetch_llm_keys(state: &AppState, req: &Request) -> Result<Response<Body
     state.store.audit().append(&user, &audit).await?;
 
     tracing::info!(user = %user, caller = %caller.arn, count = keys.len(), "llm keys fetched");
-    let mut response = json_response(StatusCode::OK, &serde_json::json!({ "keys": out }));
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    let mut body = Map::from_iter([("keys".to_owned(), Value::Object(out))]);
+    if !regions.is_empty() {
+        body.insert("regions".to_owned(), Value::Object(regions));
+    }
+    // `json_response` marks it `Cache-Control: no-store`, as a response carrying keys must be.
+    Ok(json_response(StatusCode::OK, &body))
 }
 
 /// The `providers` query parameter: a comma-separated list of provider slugs, every one known.

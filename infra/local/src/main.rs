@@ -12,9 +12,11 @@ use std::sync::Arc;
 
 use keyward::app::AppState;
 use keyward::config::{Config, LOCAL_AUDIENCE, Mode};
+use keyward::providers::ProviderEndpoints;
 use keyward_local::sigv4::LOCAL_PRINCIPAL;
 use keyward_local::{Credentials, DEFAULT_PORT, Gateway, RouteTable};
 use keyward_sandbox::Sandbox;
+use keyward_sandbox::providers::{Provider as SandboxProvider, Scenario};
 
 const USAGE: &str = "\
 usage: keyward-local [--port N] [--sandbox-port N] [--data-dir DIR] [--credentials FILE]
@@ -83,19 +85,21 @@ async fn run() -> Result<(), String> {
     let data_dir = data_dir.unwrap_or_else(|| PathBuf::from(".keyward"));
     settings.insert("KEYWARD_DATA_DIR", data_dir.display().to_string());
 
-    // Auth0 is the sandbox's unless a real tenant is configured.
-    let sandbox = if env("KEYWARD_AUTH0_ISSUER").is_none() {
-        let sandbox = Sandbox::start(SocketAddr::from((Ipv4Addr::LOCALHOST, options.sandbox_port)))
-            .await
-            .map_err(|e| format!("cannot start the sandbox on port {}: {e}", options.sandbox_port))?;
+    // The sandbox answers for every third-party service whose endpoint is not configured.
+    let sandbox = Sandbox::start(SocketAddr::from((Ipv4Addr::LOCALHOST, options.sandbox_port)))
+        .await
+        .map_err(|e| format!("cannot start the sandbox on port {}: {e}", options.sandbox_port))?;
+    if env("KEYWARD_AUTH0_ISSUER").is_none() {
         settings.insert("KEYWARD_AUTH0_ISSUER", sandbox.auth0_issuer());
         if env("KEYWARD_AUTH0_AUDIENCE").is_none() {
             settings.insert("KEYWARD_AUTH0_AUDIENCE", LOCAL_AUDIENCE.to_owned());
         }
-        Some(sandbox)
-    } else {
-        None
-    };
+    }
+    for setting in &ProviderEndpoints::SETTINGS {
+        if env(setting.var).is_none() {
+            settings.insert(setting.var, format!("{}{}", sandbox.base_url(), setting.sandbox_path));
+        }
+    }
 
     let credentials_path = options.credentials.clone().unwrap_or_else(|| data_dir.join("credentials.json"));
     let credentials = match options.credentials {
@@ -135,7 +139,7 @@ async fn run() -> Result<(), String> {
     let gateway = Gateway::start(addr, routes.clone(), functions, credentials, region.clone())
         .await
         .map_err(|e| e.to_string())?;
-    print_banner(&gateway, sandbox.as_ref(), &state, &routes, &credentials_path, &region);
+    print_banner(&gateway, &sandbox, &state, &routes, &credentials_path, &region);
     tokio::select! {
         () = gateway.wait() => {}
         _ = tokio::signal::ctrl_c() => {}
@@ -145,7 +149,7 @@ async fn run() -> Result<(), String> {
 
 fn print_banner(
     gateway: &Gateway,
-    sandbox: Option<&Sandbox>,
+    sandbox: &Sandbox,
     state: &AppState,
     routes: &RouteTable,
     credentials: &std::path::Path,
@@ -157,13 +161,13 @@ fn print_banner(
         Mode::Aws { table_name, .. } => format!("aws mode, DynamoDB table {table_name}"),
     };
     println!("keyward-local: the keyward API is at {base} ({backend})");
-    match sandbox {
-        Some(sandbox) => println!(
-            "SANDBOX MODE: stand-ins answer for {} at {} — nothing reaches a real provider",
-            state.config.stand_ins().join(", "),
-            sandbox.base_url()
-        ),
-        None => println!("Auth0: {}", state.config.tokens.issuer),
+    let stand_ins = state.config.stand_ins();
+    if !stand_ins.is_empty() {
+        println!(
+            "SANDBOX MODE: stand-ins at {} answer for {} — none of these reaches the real service",
+            sandbox.base_url(),
+            stand_ins.join(", ")
+        );
     }
     println!("\nRoutes (from template.yaml; IAM = SigV4-signed, service execute-api, region {region}):");
     for route in routes.routes() {
@@ -177,7 +181,7 @@ fn print_banner(
     }
     println!("\nTry it:");
     println!("  curl {base}/health/llm-keys");
-    if let Some(sandbox) = sandbox {
+    if stand_ins.contains(&"auth0") {
         let email = "you@example.com";
         println!(
             "  TOKEN=$(curl -s {}/auth0/oauth/token -d grant_type=password -d username={email} -d password={} -d audience={} | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')",
@@ -185,6 +189,12 @@ fn print_banner(
             keyward_sandbox::auth0::SANDBOX_PASSWORD,
             state.config.tokens.audience,
         );
+        if stand_ins.contains(&"openai") {
+            let key = keyward_sandbox::providers::magic_key(SandboxProvider::OpenAi, Scenario::Valid);
+            println!(
+                "  curl -X PUT -H \"Authorization: Bearer $TOKEN\" -H 'content-type: application/json' -d '{{\"apiKey\":\"{key}\"}}' {base}/me/llm-keys/openai"
+            );
+        }
         println!("  curl -H \"Authorization: Bearer $TOKEN\" {base}/me/llm-keys");
         let user = keyward_sandbox::auth0::sandbox_subject(email);
         let user = user.replace('|', "%7C");
@@ -192,6 +202,7 @@ fn print_banner(
             "  curl --aws-sigv4 aws:amz:{region}:execute-api --user \"$(python3 -c 'import json; c = json.load(open(\"{}\"))[\"credentials\"][0]; print(c[\"accessKeyId\"] + \":\" + c[\"secretAccessKey\"])')\" {base}/internal/users/{user}/llm-keys",
             credentials.display()
         );
+        println!("  (magic provider keys for every outcome: README, \"Sandbox keys\")");
     }
     println!("\nStop with Ctrl-C.");
 }

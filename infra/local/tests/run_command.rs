@@ -62,12 +62,19 @@ fn runs_the_whole_api_on_embedded_defaults() {
     let data_dir = dir.path().join(".keyward");
     let mut command = Command::new(env!("CARGO_BIN_EXE_keyward-local"));
     command.current_dir(dir.path()).env_remove("KEYWARD_MODE").env_remove("KEYWARD_AUTH0_ISSUER");
+    for setting in &keyward::providers::ProviderEndpoints::SETTINGS {
+        command.env_remove(setting.var);
+    }
     let (_server, url, banner) = start(&mut command);
 
     let health = health(&url);
     assert_eq!(health["mode"], "local");
     assert_eq!(health["store"], "embedded");
-    assert_eq!(health["sandbox"], serde_json::json!(["auth0"]), "sandbox mode is labelled");
+    assert_eq!(
+        health["sandbox"],
+        serde_json::json!(["auth0", "openai", "anthropic", "gemini", "perplexity", "zai", "zai-china"]),
+        "sandbox mode is labelled"
+    );
     assert!(banner.iter().any(|l| l.starts_with("SANDBOX MODE")), "{banner:#?}");
     assert!(banner.iter().any(|l| l.contains("/internal/users/{uid}/llm-keys") && l.ends_with("[IAM]")));
     assert!(banner.iter().any(|l| l.trim_start().starts_with("curl ")), "a try-it list");
@@ -88,6 +95,29 @@ fn runs_the_whole_api_on_embedded_defaults() {
         .unwrap()
         .to_owned();
     assert!(!banner.concat().contains(&secret), "the banner never prints the secret key");
+
+    // The banner's try-it commands work as printed: sign in, store a sandbox key, list it.
+    let try_it: Vec<&str> = banner
+        .iter()
+        .map(|l| l.trim_start())
+        .filter(|l| {
+            l.starts_with("TOKEN=")
+                || l.starts_with("curl -X PUT")
+                || l.contains("/me/llm-keys\"")
+                || l.ends_with("/me/llm-keys")
+        })
+        .collect();
+    assert_eq!(try_it.len(), 3, "{banner:#?}");
+    let output = Command::new("bash").args(["-euo", "pipefail", "-c", &try_it.join("\n")]).output().expect("run bash");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    // curl prints each body without a newline: read them as a stream of JSON values.
+    let answers: Vec<serde_json::Value> = serde_json::Deserializer::from_slice(&output.stdout)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .expect("JSON answers");
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    assert_eq!((answers[0]["provider"].as_str(), answers[0]["status"].as_str()), (Some("openai"), Some("valid")));
+    assert_eq!(answers[1]["keys"][0]["preview"], "sk-p…alid");
 }
 
 #[test]

@@ -2,12 +2,15 @@
 //! format. Local mode starts them by default (sandbox mode) so every flow can be tried without
 //! accounts; the tests use the same stand-ins, so each wire format is written once.
 //!
-//! Each service lives under its own prefix of one listener: `/auth0/` today; Google and the LLM
-//! providers join as their issues land.
+//! Each service lives under its own prefix of one listener: `/auth0/`, and one per LLM provider
+//! (`/openai/v1`, `/anthropic/v1`, `/gemini/v1beta`, `/perplexity`, `/zai/…`, `/zai-china/…`, the
+//! paths keyward's local-mode defaults point at).
 
 pub mod auth0;
+pub mod providers;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Router;
 use tokio::net::TcpListener;
@@ -20,6 +23,7 @@ pub const DEFAULT_PORT: u16 = 8701;
 /// A running sandbox; it stops when dropped.
 pub struct Sandbox {
     base_url: String,
+    provider_calls: Arc<providers::CallCounts>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -30,7 +34,10 @@ impl Sandbox {
         let listener = TcpListener::bind(addr).await?;
         let base_url = format!("http://{}", listener.local_addr()?);
         let auth0 = auth0::router(&format!("{base_url}/auth0/")).map_err(std::io::Error::other)?;
-        let app = Router::new().nest("/auth0", auth0);
+        let (provider_calls, provider_routes) = providers::routers();
+        let app = provider_routes
+            .into_iter()
+            .fold(Router::new().nest("/auth0", auth0), |app, (prefix, routes)| app.nest(prefix, routes));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let served = axum::serve(listener, app).with_graceful_shutdown(async {
@@ -40,12 +47,17 @@ impl Sandbox {
                 tracing::error!(error = %e, "sandbox server failed");
             }
         });
-        Ok(Self { base_url, stop: Some(stop), task })
+        Ok(Self { base_url, provider_calls, stop: Some(stop), task })
     }
 
     /// `http://127.0.0.1:PORT`, without a trailing slash.
     pub fn base_url(&self) -> &str {
         &self.base_url
+    }
+
+    /// How many validation calls each LLM provider stand-in has received.
+    pub fn provider_calls(&self) -> &providers::CallCounts {
+        &self.provider_calls
     }
 
     /// The issuer of the Auth0 stand-in, with Auth0's trailing slash.

@@ -109,8 +109,10 @@ fn openai(status: u16, error: &Error<'_>) -> Failure {
             | "organization_spend_limit_exceeded"
             | "project_spend_limit_exceeded",
         ) => FailureKind::NoCredits,
-        _ if error.kind == Some("insufficient_quota") => FailureKind::NoCredits,
+        // In the `insufficient_quota` family the code names the cause: this one is the usage limit
+        // OpenAI assigned, not money.
         Some("organization_usage_limit_exceeded") => FailureKind::QuotaExhausted,
+        _ if error.kind == Some("insufficient_quota") => FailureKind::NoCredits,
         _ if error.message.starts_with("Request too large") => FailureKind::ContextTooLong,
         Some("rate_limit_exceeded" | "slow_down") => FailureKind::RateLimited,
         _ if error.message.starts_with("Rate limit reached") => FailureKind::RateLimited,

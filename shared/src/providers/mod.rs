@@ -1,10 +1,15 @@
-//! The LLM providers whose keys keyward stores, and what their answers to a validation call mean.
+//! The LLM providers whose keys keyward stores: the shape of their keys, the validation call, and
+//! what their answers to it mean.
 
 mod classify;
+mod key;
 mod outcome;
+mod validate;
 
 pub use classify::{ProviderResponse, classify};
+pub use key::{KeyShapeError, MAX_KEY_LEN, MIN_KEY_LEN, ZaiRegion, parse_api_key, preview};
 pub use outcome::{Failure, FailureKind, Outcome, RateLimit};
+pub use validate::{EndpointSetting, KeyValidator, ProviderEndpoints};
 
 use std::fmt;
 use std::str::FromStr;

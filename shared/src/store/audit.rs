@@ -37,7 +37,12 @@ impl Audit<'_> {
             Actor::Stripe => ("stripe", String::new()),
             Actor::System => ("system", String::new()),
         };
-        let sk = format!("{PREFIX}{:012}#{}", entry.at, random_id());
+        // Entries of one second sort by the microsecond they were written, so a trail reads in order.
+        let micros = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_micros())
+            .unwrap_or_default();
+        let sk = format!("{PREFIX}{:012}.{micros:06}#{}", entry.at, random_id());
         let item = Item::new(&Key::new(user_pk(user), sk))
             .with("entity", Attr::S("audit".into()))
             .with("at", Attr::N(entry.at))

@@ -176,6 +176,17 @@ impl Expr {
         if !set.is_empty() {
             clauses.push(format!("SET {}", set.join(", ")));
         }
+        if !changes.add.is_empty() {
+            let adds: Vec<String> = changes
+                .add
+                .iter()
+                .map(|(name, delta)| {
+                    let (n, v) = (self.name(name), self.value(AttributeValue::N(delta.to_string())));
+                    format!("{n} {v}")
+                })
+                .collect();
+            clauses.push(format!("ADD {}", adds.join(", ")));
+        }
         if !changes.remove.is_empty() {
             let removes: Vec<String> = changes.remove.iter().map(|name| self.name(name)).collect();
             clauses.push(format!("REMOVE {}", removes.join(", ")));

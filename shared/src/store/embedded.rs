@@ -121,6 +121,16 @@ fn apply_changes(existing: Option<Item>, key: &Key, changes: &Changes) -> Result
     for (name, value) in &changes.set_if_missing {
         item.0.entry((*name).to_owned()).or_insert_with(|| value.clone());
     }
+    for (name, delta) in &changes.add {
+        let sum = match item.get(name) {
+            None => *delta,
+            Some(Attr::N(n)) => {
+                n.checked_add(*delta).ok_or_else(|| StoreError::Invalid(format!("`{name}` overflows")))?
+            }
+            Some(_) => return Err(StoreError::Invalid(format!("`{name}` is not a number"))),
+        };
+        item.0.insert((*name).to_owned(), Attr::N(sum));
+    }
     for name in &changes.remove {
         item.0.remove(*name);
     }

@@ -4,7 +4,7 @@ use super::table::{Attr, Changes, Condition, Index, Item, Key, Query, Table, Wri
 use super::{StoreError, sealed_attr, sealed_from, user_pk};
 use crate::crypto::Sealed;
 use crate::model::UserId;
-use crate::providers::Provider;
+use crate::providers::{Provider, ZaiRegion};
 
 const PREFIX: &str = "LLMKEY#";
 
@@ -51,6 +51,8 @@ pub struct NewLlmKey {
     pub preview: String,
     pub status: KeyStatus,
     pub test: Option<TestResult>,
+    /// Which Zai platform the key belongs to; `None` for every other provider.
+    pub zai_region: Option<ZaiRegion>,
 }
 
 #[derive(Debug, Clone)]
@@ -59,6 +61,7 @@ pub struct StoredLlmKey {
     pub sealed: Sealed,
     pub preview: String,
     pub status: KeyStatus,
+    pub zai_region: Option<ZaiRegion>,
     pub last_validated_at: Option<i64>,
     pub last_test: Option<TestResult>,
     pub last_used_at: Option<i64>,
@@ -89,6 +92,7 @@ impl LlmKeys<'_> {
             .set("sealed", sealed_attr(&new.sealed))
             .set("preview", Attr::S(new.preview.clone()))
             .set("status", Attr::S(new.status.as_str().into()))
+            .set_opt("zai_region", new.zai_region.map(|r| Attr::S(r.slug().into())))
             .set_opt("last_validated_at", validated_at.map(Attr::N))
             .set("updated_at", Attr::N(now))
             .set_if_missing("created_at", Attr::N(now))
@@ -150,13 +154,13 @@ impl LlmKeys<'_> {
         Ok(self.0.delete(&key(user, provider), None).await?.is_some())
     }
 
-    /// Deletes every key of a user at once; returns how many there were.
-    pub async fn delete_all(&self, user: &UserId) -> Result<usize, StoreError> {
+    /// Deletes every key of a user at once; returns the providers whose keys were deleted.
+    pub async fn delete_all(&self, user: &UserId) -> Result<Vec<Provider>, StoreError> {
         let keys = self.list(user).await?;
         let writes: Vec<Write> =
             keys.iter().map(|k| Write::Delete { key: key(user, k.provider), when: None }).collect();
         self.0.transact(writes).await?;
-        Ok(keys.len())
+        Ok(keys.iter().map(|k| k.provider).collect())
     }
 }
 
@@ -170,8 +174,16 @@ fn parse(item: &Item) -> Result<StoredLlmKey, StoreError> {
             at: item.n("test_at")?,
         }),
     };
+    let zai_region = match (provider, item.opt_s("zai_region")?) {
+        (Provider::Zai, None) => Some(ZaiRegion::International),
+        (Provider::Zai, Some(raw)) => {
+            Some(ZaiRegion::parse(raw).ok_or_else(|| StoreError::Corrupt(format!("unknown Zai region `{raw}`")))?)
+        }
+        _ => None,
+    };
     Ok(StoredLlmKey {
         provider,
+        zai_region,
         sealed: sealed_from(item.b("sealed")?)?,
         preview: item.s("preview")?.to_owned(),
         status: KeyStatus::parse(item.s("status")?)?,

@@ -10,6 +10,7 @@ mod audit;
 mod credits;
 mod dynamo;
 mod embedded;
+mod limits;
 mod llm_keys;
 mod oauth;
 mod states;
@@ -22,6 +23,7 @@ pub use audit::{Actor, Audit, AuditEntry};
 pub use credits::{Account, Applied, CreditChange, Credits, LedgerEntry, LedgerKind, OnceKey};
 pub use dynamo::{DynamoTable, create_table};
 pub use embedded::EmbeddedTable;
+pub use limits::{Allowance, Limits};
 pub use llm_keys::{KeyStatus, LlmKeys, NewLlmKey, StoredLlmKey, TestResult};
 pub use oauth::{ConnectionStatus, OAuthConnection, OAuthConnections};
 pub use states::{OneTimeState, StatePurpose, States};
@@ -90,6 +92,10 @@ impl Store {
 
     pub fn credits(&self) -> Credits<'_> {
         Credits(self.table.as_ref())
+    }
+
+    pub fn limits(&self) -> Limits<'_> {
+        Limits(self.table.as_ref())
     }
 
     pub fn audit(&self) -> Audit<'_> {

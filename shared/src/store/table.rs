@@ -174,6 +174,8 @@ pub struct Changes {
     pub set: Vec<(&'static str, Attr)>,
     /// Set only when the attribute is missing (e.g. `created_at`).
     pub set_if_missing: Vec<(&'static str, Attr)>,
+    /// Added to a number attribute (a missing one counts as 0), atomically: DynamoDB's `ADD`.
+    pub add: Vec<(&'static str, i64)>,
     pub remove: Vec<&'static str>,
 }
 
@@ -192,6 +194,11 @@ impl Changes {
 
     pub fn set_if_missing(mut self, name: &'static str, value: Attr) -> Self {
         self.set_if_missing.push((name, value));
+        self
+    }
+
+    pub fn add(mut self, name: &'static str, delta: i64) -> Self {
+        self.add.push((name, delta));
         self
     }
 

@@ -1,0 +1,154 @@
+//! The validation call of each provider, sent by keyward's real client to the sandbox stand-ins:
+//! each magic key's answer (the provider's own wire format) is classified as the README promises,
+//! and the stand-ins accept only requests shaped like the provider's (auth header, body), so a
+//! `Valid` here proves keyward speaks each provider's protocol.
+
+use std::time::Duration;
+
+use keyward::providers::{FailureKind, KeyValidator, Outcome, Provider, ProviderEndpoints, ZaiRegion, parse_api_key};
+use keyward_sandbox::Sandbox;
+use keyward_sandbox::providers::{Provider as StandIn, Scenario, magic_key};
+use url::Url;
+
+use FailureKind::*;
+use Scenario as S;
+
+fn endpoints(base: &str) -> ProviderEndpoints {
+    let urls = ProviderEndpoints::SETTINGS.map(|s| Url::parse(&format!("{base}{}", s.sandbox_path)).unwrap());
+    ProviderEndpoints::from_urls(urls)
+}
+
+fn validator(base: &str, timeout: Duration) -> KeyValidator {
+    let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(3)).build().unwrap();
+    KeyValidator::new(http, endpoints(base), timeout)
+}
+
+fn stand_in(provider: Provider) -> StandIn {
+    match provider {
+        Provider::OpenAi => StandIn::OpenAi,
+        Provider::Anthropic => StandIn::Anthropic,
+        Provider::Google => StandIn::Gemini,
+        Provider::Perplexity => StandIn::Perplexity,
+        Provider::Zai => StandIn::Zai,
+    }
+}
+
+/// `None` = valid. Scenarios a provider has no answer for get its invalid-key answer.
+fn expected(provider: Provider, scenario: Scenario) -> Option<FailureKind> {
+    let kind = match (provider, scenario) {
+        (_, S::Valid) => return None,
+        (_, S::Slow) => Timeout,
+        (Provider::Perplexity, S::RateLimited) => RateLimited,
+        (Provider::Perplexity, S::Overloaded) => Overloaded,
+        // Perplexity answers every other refusal, empty accounts included, with one HTML 401.
+        (Provider::Perplexity, _) => InvalidKey,
+        (Provider::OpenAi | Provider::Anthropic, S::Blocked) => InvalidKey,
+        (Provider::Anthropic | Provider::Zai, S::Region) => InvalidKey,
+        (_, S::Invalid) => InvalidKey,
+        (_, S::Blocked) => KeyBlocked,
+        (_, S::NoPermission) => NoPermission,
+        (_, S::NoCredits) => NoCredits,
+        (_, S::RateLimited) => RateLimited,
+        (_, S::Quota) => QuotaExhausted,
+        (_, S::Overloaded) => Overloaded,
+        (_, S::Region) => RegionUnsupported,
+    };
+    Some(kind)
+}
+
+#[tokio::test]
+async fn every_magic_key_gets_its_documented_outcome() {
+    let sandbox = Sandbox::start(([127, 0, 0, 1], 0).into()).await.unwrap();
+    let validator = validator(sandbox.base_url(), Duration::from_secs(1));
+    let mut checked = 0;
+    for provider in Provider::ALL {
+        for scenario in Scenario::ALL {
+            let raw = magic_key(stand_in(provider), scenario);
+            let key = parse_api_key(provider, &raw).unwrap_or_else(|e| panic!("{raw} fails the shape check: {e}"));
+            let outcome = validator.validate(provider, ZaiRegion::International, &key).await;
+            let got = match &outcome {
+                Outcome::Valid => None,
+                Outcome::Invalid(failure) => {
+                    let message = failure.message();
+                    for leak in [raw.as_str(), "Incorrect API key", "<html>", "org-sandbox"] {
+                        assert!(!message.contains(leak), "{raw}: the message repeats provider text: {message}");
+                    }
+                    Some(failure.kind)
+                }
+            };
+            assert_eq!(got, expected(provider, scenario), "{raw}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 50);
+    for stand_in in [StandIn::OpenAi, StandIn::Anthropic, StandIn::Gemini, StandIn::Perplexity, StandIn::Zai] {
+        assert_eq!(sandbox.provider_calls().of(stand_in), 10, "{stand_in:?}: one call per scenario");
+    }
+}
+
+#[tokio::test]
+async fn refusals_carry_the_numbers_and_waits_the_provider_stated() {
+    let sandbox = Sandbox::start(([127, 0, 0, 1], 0).into()).await.unwrap();
+    let validator = validator(sandbox.base_url(), Duration::from_secs(5));
+    let refusal = |provider, scenario| {
+        let key = parse_api_key(provider, &magic_key(stand_in(provider), scenario)).unwrap();
+        let validator = validator.clone();
+        async move {
+            match validator.validate(provider, ZaiRegion::International, &key).await {
+                Outcome::Invalid(failure) => failure,
+                Outcome::Valid => panic!("{provider} {scenario:?} was accepted"),
+            }
+        }
+    };
+
+    let openai = refusal(Provider::OpenAi, S::RateLimited).await;
+    assert!(
+        openai.message().contains("tokens per min (TPM): 85000/90000 used, need 10000 more"),
+        "{}",
+        openai.message()
+    );
+    assert_eq!((openai.status, openai.retry_after_secs), (Some(429), Some(4)));
+    assert_eq!(openai.request_id.as_deref(), Some("req_sandbox0openai"));
+
+    let anthropic = refusal(Provider::Anthropic, S::RateLimited).await;
+    assert_eq!(anthropic.retry_after_secs, Some(11), "from the retry-after header");
+    let credits = refusal(Provider::Anthropic, S::NoCredits).await;
+    assert!(credits.message().starts_with("Insufficient Anthropic API credits"), "{}", credits.message());
+    assert!(credits.message().contains("console.anthropic.com"), "where to add funds");
+    assert_eq!(credits.request_id.as_deref(), Some("req_011SandboxAnthropic"));
+
+    let gemini = refusal(Provider::Google, S::RateLimited).await;
+    assert_eq!(gemini.retry_after_secs, Some(23), "from RetryInfo");
+    let daily = refusal(Provider::Google, S::Quota).await;
+    assert!(daily.message().contains("daily request quota"), "{}", daily.message());
+
+    let zai = refusal(Provider::Zai, S::NoCredits).await;
+    assert_eq!((zai.kind, zai.provider_code.as_deref()), (NoCredits, Some("1113")), "a billing 429 is no rate limit");
+    assert!(!zai.kind.is_transient());
+}
+
+#[tokio::test]
+async fn zai_keys_are_checked_on_their_own_platform() {
+    let sandbox = Sandbox::start(([127, 0, 0, 1], 0).into()).await.unwrap();
+    let validator = validator(sandbox.base_url(), Duration::from_secs(5));
+    let key = parse_api_key(Provider::Zai, &magic_key(StandIn::ZaiChina, S::Valid)).unwrap();
+    assert_eq!(validator.validate(Provider::Zai, ZaiRegion::China, &key).await, Outcome::Valid);
+    assert_eq!(sandbox.provider_calls().of(StandIn::ZaiChina), 1);
+    assert_eq!(sandbox.provider_calls().of(StandIn::Zai), 0);
+}
+
+#[tokio::test]
+async fn a_closed_port_is_unreachable() {
+    // Bind, then drop, to find a port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let validator = validator(&format!("http://127.0.0.1:{port}"), Duration::from_secs(5));
+    let key = parse_api_key(Provider::OpenAi, "sk-proj-sandbox-valid").unwrap();
+    match validator.validate(Provider::OpenAi, ZaiRegion::International, &key).await {
+        Outcome::Invalid(failure) => {
+            assert_eq!(failure.kind, Unreachable);
+            assert_eq!(failure.status, None);
+            assert!(failure.kind.is_transient());
+        }
+        Outcome::Valid => panic!("nothing listens there"),
+    }
+}
