@@ -13,10 +13,12 @@ use serde::Serialize;
 use tracing::Instrument;
 
 use crate::auth::TokenVerifier;
+use crate::auth::auth0::Auth0Client;
 use crate::config::{Config, ConfigError, Mode};
 use crate::crypto::{CryptoError, Envelope, KeyProvider, KmsKeyProvider, LocalKeyProvider};
 use crate::http::json_response;
 use crate::providers::KeyValidator;
+use crate::secrets::SecretReader;
 use crate::store::{DynamoTable, EmbeddedTable, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -35,11 +37,16 @@ pub enum InitError {
 pub struct AwsClients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub kms: aws_sdk_kms::Client,
+    pub secrets: aws_sdk_secretsmanager::Client,
 }
 
 impl AwsClients {
     pub fn new(sdk: &aws_config::SdkConfig) -> Self {
-        Self { dynamodb: aws_sdk_dynamodb::Client::new(sdk), kms: aws_sdk_kms::Client::new(sdk) }
+        Self {
+            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
+            kms: aws_sdk_kms::Client::new(sdk),
+            secrets: aws_sdk_secretsmanager::Client::new(sdk),
+        }
     }
 }
 
@@ -52,6 +59,7 @@ pub struct AppState {
     /// One outbound client per cold start, reused across requests (connection pooling).
     pub http: reqwest::Client,
     pub validator: KeyValidator,
+    pub auth0: Auth0Client,
 }
 
 impl AppState {
@@ -83,6 +91,7 @@ impl AppState {
 
     /// Builds the state with given AWS clients (tests inject endpoints and interceptors).
     pub fn with_aws(config: Config, aws: Option<AwsClients>) -> Result<Self, InitError> {
+        let secrets_client = aws.as_ref().map(|a| a.secrets.clone());
         let (store, provider): (Store, Arc<dyn KeyProvider>) = match (&config.mode, aws) {
             (Mode::Aws { table_name, kms_key_id }, Some(aws)) => (
                 Store::new(Arc::new(DynamoTable::new(aws.dynamodb, table_name))),
@@ -104,6 +113,12 @@ impl AppState {
             envelope: Envelope::new(provider, config.data_key_cache_ttl),
             tokens: TokenVerifier::new(config.tokens.clone(), http.clone()),
             validator: KeyValidator::new(http.clone(), config.providers.clone(), config.provider_timeout),
+            auth0: Auth0Client::new(
+                http.clone(),
+                config.auth0.clone(),
+                config.tokens.audience.clone(),
+                SecretReader::new(config.auth0.client_secret.clone(), secrets_client),
+            ),
             store,
             http,
             config,

@@ -16,6 +16,10 @@ use crate::providers::{EndpointSetting, ProviderEndpoints};
 pub const SANDBOX_BASE_URL: &str = "http://127.0.0.1:8701";
 /// The audience local-mode tokens carry.
 pub const LOCAL_AUDIENCE: &str = "https://keyward.local/api";
+/// Where local mode's gateway listens by default (`keyward-local`).
+pub const LOCAL_BASE_URL: &str = "http://127.0.0.1:8700";
+/// The client secret of the sandbox tenant's web application (public by design: loopback only).
+const SANDBOX_CLIENT_SECRET: &str = "sandbox-client-secret";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{var}: {problem}")]
@@ -47,10 +51,34 @@ pub struct TokenSettings {
     pub jwks_url: Url,
 }
 
+/// A secret keyward reads at cold start: from Secrets Manager in aws mode, or given directly.
+#[derive(Debug, Clone)]
+pub enum SecretSetting {
+    Value(secrecy::SecretString),
+    SecretsManager { arn: String },
+}
+
+/// How keyward signs users in through Auth0.
+#[derive(Debug, Clone)]
+pub struct Auth0Settings {
+    /// The tenant URL with Auth0's trailing slash (`https://tenant.eu.auth0.com/`).
+    pub issuer: Url,
+    /// The Regular Web App keyward's web sign-in uses (confidential: it has the client secret).
+    pub web_client_id: String,
+    pub client_secret: SecretSetting,
+    /// The Native app the device flow uses (public: no secret).
+    pub device_client_id: String,
+    /// keyward's own `/auth/callback`, exactly as registered with Auth0.
+    pub callback_url: Url,
+    /// Origins `returnTo` may point at (`https://app.example.com`); anything else is refused.
+    pub return_origins: Vec<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub mode: Mode,
     pub tokens: TokenSettings,
+    pub auth0: Auth0Settings,
     pub internal_principals: InternalPrincipals,
     /// How long an unwrapped data key may be reused for reads (at most five minutes).
     pub data_key_cache_ttl: Duration,
@@ -123,8 +151,45 @@ impl Config {
         }
         let providers = ProviderEndpoints::from_urls(urls.try_into().expect("one URL per setting"));
 
+        // Against the sandbox tenant (local mode, or a loopback issuer in tests) the clients and their
+        // public secret have defaults; a real tenant must be configured in full.
+        let sandbox = local || is_loopback(&issuer_url);
+        let auth0 = Auth0Settings {
+            web_client_id: local_default(&get, "KEYWARD_AUTH0_CLIENT_ID", sandbox, "keyward-web")?,
+            client_secret: match (get("KEYWARD_AUTH0_CLIENT_SECRET_ARN"), get("KEYWARD_AUTH0_CLIENT_SECRET")) {
+                (Some(arn), _) => SecretSetting::SecretsManager { arn },
+                (None, Some(value)) if local => SecretSetting::Value(value.into()),
+                (None, None) if sandbox => SecretSetting::Value(SANDBOX_CLIENT_SECRET.into()),
+                (None, _) => {
+                    return Err(ConfigError::new(
+                        "KEYWARD_AUTH0_CLIENT_SECRET_ARN",
+                        "required in aws mode (the secret lives in Secrets Manager, never in the environment)",
+                    ));
+                }
+            },
+            device_client_id: local_default(&get, "KEYWARD_AUTH0_DEVICE_CLIENT_ID", sandbox, "keyward-cli")?,
+            callback_url: endpoint_url(
+                "KEYWARD_AUTH0_CALLBACK_URL",
+                &local_default(
+                    &get,
+                    "KEYWARD_AUTH0_CALLBACK_URL",
+                    sandbox,
+                    &format!("{LOCAL_BASE_URL}/auth/callback"),
+                )?,
+            )?,
+            return_origins: match get("KEYWARD_RETURN_ORIGINS") {
+                Some(list) => {
+                    list.split(',').map(|o| origin_of("KEYWARD_RETURN_ORIGINS", o.trim())).collect::<Result<_, _>>()?
+                }
+                None if sandbox => vec![LOCAL_BASE_URL.to_owned(), "http://localhost:8700".to_owned()],
+                None => Vec::new(),
+            },
+            issuer: issuer_url,
+        };
+
         Ok(Self {
             mode,
+            auth0,
             tokens: TokenSettings { issuer, audience, jwks_url },
             internal_principals,
             data_key_cache_ttl: Duration::from_secs(bounded(&get, "KEYWARD_DATA_KEY_CACHE_TTL_SECS", 0..=300, 300)?),
@@ -147,6 +212,29 @@ impl Config {
 
 fn local_mode(get: &impl Fn(&str) -> Option<String>) -> Mode {
     Mode::Local { data_dir: get("KEYWARD_DATA_DIR").map_or_else(|| PathBuf::from(".keyward"), PathBuf::from) }
+}
+
+/// A setting with a default against the sandbox that a real deployment must set.
+fn local_default(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    sandbox: bool,
+    default: &str,
+) -> Result<String, ConfigError> {
+    match get(var) {
+        Some(v) => Ok(v),
+        None if sandbox => Ok(default.to_owned()),
+        None => Err(ConfigError::new(var, "required in aws mode")),
+    }
+}
+
+/// An allowed `returnTo` origin: `scheme://host[:port]`, https (or http on loopback), nothing more.
+fn origin_of(var: &'static str, raw: &str) -> Result<String, ConfigError> {
+    let url = endpoint_url(var, raw)?;
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(ConfigError::new(var, "list origins only (`https://app.example.com`), without paths"));
+    }
+    Ok(url.origin().ascii_serialization())
 }
 
 fn required(get: &impl Fn(&str) -> Option<String>, var: &'static str) -> Result<String, ConfigError> {
@@ -233,12 +321,16 @@ mod tests {
         Config::from_lookup(|k| map.get(k).cloned())
     }
 
-    const AWS: [(&str, &str); 5] = [
+    const AWS: [(&str, &str); 9] = [
         ("KEYWARD_MODE", "aws"),
         ("KEYWARD_TABLE_NAME", "keyward"),
         ("KEYWARD_KMS_KEY_ID", "alias/keyward"),
         ("KEYWARD_AUTH0_ISSUER", "https://tenant.eu.auth0.com/"),
         ("KEYWARD_AUTH0_AUDIENCE", "https://api.keyward.dev"),
+        ("KEYWARD_AUTH0_CLIENT_ID", "web-client"),
+        ("KEYWARD_AUTH0_DEVICE_CLIENT_ID", "cli-client"),
+        ("KEYWARD_AUTH0_CLIENT_SECRET_ARN", "arn:aws:secretsmanager:eu-west-1:123456789012:secret:auth0-AbCdEf"),
+        ("KEYWARD_AUTH0_CALLBACK_URL", "https://api.keyward.dev/auth/callback"),
     ];
 
     #[test]
@@ -258,7 +350,15 @@ mod tests {
 
     #[test]
     fn each_missing_aws_setting_is_named() {
-        for skip in ["KEYWARD_TABLE_NAME", "KEYWARD_KMS_KEY_ID", "KEYWARD_AUTH0_ISSUER", "KEYWARD_AUTH0_AUDIENCE"] {
+        for skip in [
+            "KEYWARD_TABLE_NAME",
+            "KEYWARD_KMS_KEY_ID",
+            "KEYWARD_AUTH0_ISSUER",
+            "KEYWARD_AUTH0_AUDIENCE",
+            "KEYWARD_AUTH0_CLIENT_ID",
+            "KEYWARD_AUTH0_DEVICE_CLIENT_ID",
+            "KEYWARD_AUTH0_CALLBACK_URL",
+        ] {
             let vars: Vec<_> = AWS.iter().copied().filter(|(k, _)| *k != skip).collect();
             let err = config(&vars).unwrap_err();
             assert_eq!(err.var, skip);
@@ -338,6 +438,37 @@ mod tests {
         }
         let c = config(&[("KEYWARD_PROVIDER_TIMEOUT_SECS", "2"), ("KEYWARD_VALIDATIONS_PER_HOUR", "3")]).unwrap();
         assert_eq!((c.provider_timeout, c.validations_per_hour), (Duration::from_secs(2), 3));
+    }
+
+    #[test]
+    fn auth0_client_settings() {
+        let local = config(&[]).unwrap();
+        assert_eq!(local.auth0.callback_url.as_str(), "http://127.0.0.1:8700/auth/callback");
+        assert_eq!(local.auth0.return_origins, ["http://127.0.0.1:8700", "http://localhost:8700"]);
+        let aws = config(&AWS).unwrap();
+        assert!(matches!(aws.auth0.client_secret, SecretSetting::SecretsManager { .. }));
+        assert!(aws.auth0.return_origins.is_empty());
+        let mut vars = AWS.to_vec();
+        vars.retain(|(k, _)| *k != "KEYWARD_AUTH0_CLIENT_SECRET_ARN");
+        vars.push(("KEYWARD_AUTH0_CLIENT_SECRET", "in-the-environment"));
+        assert_eq!(
+            config(&vars).unwrap_err().var,
+            "KEYWARD_AUTH0_CLIENT_SECRET_ARN",
+            "aws mode reads it from Secrets Manager"
+        );
+        let origins = |list| config(&[("KEYWARD_RETURN_ORIGINS", list)]).map(|c| c.auth0.return_origins);
+        assert_eq!(
+            origins("https://app.example.com, https://b.example.com:8443").unwrap(),
+            ["https://app.example.com", "https://b.example.com:8443"]
+        );
+        for bad in [
+            "https://app.example.com/path",
+            "http://app.example.com",
+            "https://u@app.example.com",
+            "javascript:alert(1)",
+        ] {
+            assert_eq!(origins(bad).unwrap_err().var, "KEYWARD_RETURN_ORIGINS", "{bad}");
+        }
     }
 
     #[test]

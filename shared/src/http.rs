@@ -187,6 +187,25 @@ impl ApiError {
     }
 }
 
+impl From<crate::auth::auth0::Auth0Error> for ApiError {
+    fn from(err: crate::auth::auth0::Auth0Error) -> Self {
+        use crate::auth::auth0::Auth0Error;
+        match err {
+            Auth0Error::Refused { error } => {
+                Self::BadRequest { code: "auth0_refused", detail: format!("Auth0 refused the request ({error}).") }
+            }
+            Auth0Error::Unavailable(_) | Auth0Error::Secret(_) => {
+                tracing::warn!(error = %err, "Auth0 call failed");
+                Self::Unavailable {
+                    code: "identity_provider_unavailable",
+                    detail: "The identity provider is unavailable; retry shortly.".into(),
+                    retry_after_secs: 5,
+                }
+            }
+        }
+    }
+}
+
 impl From<Failure> for ApiError {
     fn from(failure: Failure) -> Self {
         Self::Provider(Box::new(failure))

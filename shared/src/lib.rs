@@ -12,5 +12,7 @@ pub mod http;
 pub mod model;
 pub mod providers;
 pub mod secret;
+pub mod secrets;
+pub mod session;
 pub mod store;
 pub mod telemetry;

@@ -55,6 +55,18 @@ string_secret!(
     /// A keyward session handle held by a client; stored only as a hash.
     SessionHandle
 );
+string_secret!(
+    /// An OpenID Connect ID token (a signed statement of who the user is).
+    IdToken
+);
+string_secret!(
+    /// An RFC 8628 device code: a bearer credential for the token endpoint, never shown to a person.
+    DeviceCode
+);
+string_secret!(
+    /// A client secret (Auth0's web application, Google's OAuth client).
+    ClientSecret
+);
 
 /// A 256-bit AES data key in plaintext, as returned by the key provider. Zeroized on drop.
 pub struct DataKey(SecretBox<[u8; 32]>);

@@ -16,10 +16,16 @@ use keyward::secret::ApiKey;
 use keyward::store::{KeyStatus, NewLlmKey, StoredLlmKey, now_epoch};
 use keyward_local::{Credentials, Gateway, RouteTable};
 use keyward_sandbox::Sandbox;
+use keyward_sandbox::auth0::DeviceTimings;
 
 use crate::{CallCounter, TestTable, aws, kms_key};
 
 pub const REGION: &str = "us-east-1";
+/// A web app origin the local API lets sign-in return to.
+pub const APP_ORIGIN: &str = "https://app.example.com";
+/// The sandbox's device flow, quickened: poll every second, codes live five seconds.
+pub const DEVICE_TIMINGS: DeviceTimings =
+    DeviceTimings { interval: std::time::Duration::from_secs(1), lifetime: std::time::Duration::from_secs(5) };
 
 /// An IAM identity of the local credentials file.
 #[derive(Debug, Clone, Copy)]
@@ -73,7 +79,10 @@ impl LocalApi {
     /// endpoint at the sandbox).
     pub async fn start_with(backend: Backend, overrides: &[(&'static str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let sandbox = Sandbox::start(([127, 0, 0, 1], 0).into()).await.expect("start sandbox");
+        let sandbox = Sandbox::start_with(([127, 0, 0, 1], 0).into(), DEVICE_TIMINGS).await.expect("start sandbox");
+        // The gateway's port is chosen first: keyward's callback URL names it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+        let base_url = format!("http://127.0.0.1:{port}");
         let principals = serde_json::json!({ NOTES_SERVICE.arn: ["openai", "anthropic", "zai"] }).to_string();
         let mut settings = vec![
             ("KEYWARD_DATA_DIR", dir.path().display().to_string()),
@@ -82,6 +91,8 @@ impl LocalApi {
             ("KEYWARD_INTERNAL_PRINCIPALS", principals),
             // The `slow` sandbox scenario outlasts this, so timeouts are quick to test.
             ("KEYWARD_PROVIDER_TIMEOUT_SECS", "2".to_owned()),
+            ("KEYWARD_AUTH0_CALLBACK_URL", format!("{base_url}/auth/callback")),
+            ("KEYWARD_RETURN_ORIGINS", format!("{base_url},{APP_ORIGIN}")),
         ];
         for endpoint in &ProviderEndpoints::SETTINGS {
             settings.push((endpoint.var, format!("{}{}", sandbox.base_url(), endpoint.sandbox_path)));
@@ -110,6 +121,9 @@ impl LocalApi {
                     kms: aws_sdk_kms::Client::from_conf(
                         aws_sdk_kms::config::Builder::from(&aws).interceptor(aws_calls.clone()).build(),
                     ),
+                    secrets: aws_sdk_secretsmanager::Client::from_conf(
+                        aws_sdk_secretsmanager::config::Builder::from(&aws).interceptor(aws_calls.clone()).build(),
+                    ),
                 };
                 (AppState::with_aws(config(&settings), Some(clients)).expect("aws state"), Some(table))
             }
@@ -131,7 +145,7 @@ impl LocalApi {
         let template = std::fs::read_to_string(keyward_local::default_template_path()).expect("read template.yaml");
         let routes = RouteTable::from_template(&template).expect("parse template.yaml");
         let gateway = Gateway::start(
-            ([127, 0, 0, 1], 0).into(),
+            ([127, 0, 0, 1], port).into(),
             routes.clone(),
             keyward_local::functions(&state),
             credentials,
@@ -141,7 +155,8 @@ impl LocalApi {
         .expect("start gateway");
         Self {
             state,
-            client: reqwest::Client::new(),
+            // Redirects are the API's answers here, so they are never followed.
+            client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client"),
             base_url: gateway.base_url(),
             routes,
             sandbox,

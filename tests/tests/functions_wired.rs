@@ -90,6 +90,10 @@ async fn every_function_serves_liveness_in_aws_mode_on_moto() {
         ("KEYWARD_KMS_KEY_ID", key.as_str()),
         ("KEYWARD_AUTH0_ISSUER", "https://tenant.example.auth0.com/"),
         ("KEYWARD_AUTH0_AUDIENCE", "https://api.keyward.dev"),
+        ("KEYWARD_AUTH0_CLIENT_ID", "web-client"),
+        ("KEYWARD_AUTH0_DEVICE_CLIENT_ID", "cli-client"),
+        ("KEYWARD_AUTH0_CLIENT_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:123456789012:secret:auth0-AbCdEf"),
+        ("KEYWARD_AUTH0_CALLBACK_URL", "https://api.keyward.dev/auth/callback"),
     ];
     let config = Config::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())).unwrap();
     let state = Arc::new(AppState::with_aws(config, Some(AwsClients::new(&sdk))).unwrap());

@@ -41,6 +41,11 @@ async fn every_template_route_is_served_and_nothing_else(backend: Backend) {
         let key = route.key();
         assert!(response.headers().contains_key("apigw-requestid"), "{key}");
         let status = response.status();
+        if status.is_redirection() {
+            // `/auth/login` answers with a redirect to Auth0: its function ran.
+            assert!(response.headers().contains_key("location"), "{key}");
+            continue;
+        }
         let body = json(response).await;
         assert!(body.get("message").is_none(), "{key} was answered by the gateway, not its function: {body}");
         assert_ne!(body["code"], "route_not_found", "{key}: function {} has no handler for it", route.function);

@@ -95,6 +95,14 @@ async fn run() -> Result<(), String> {
             settings.insert("KEYWARD_AUTH0_AUDIENCE", LOCAL_AUDIENCE.to_owned());
         }
     }
+    // Auth0 sends browsers back to this gateway: name its port in the callback and allowed origins.
+    if options.port != 0 && env("KEYWARD_AUTH0_CALLBACK_URL").is_none() {
+        let base = format!("http://127.0.0.1:{}", options.port);
+        settings.insert("KEYWARD_AUTH0_CALLBACK_URL", format!("{base}/auth/callback"));
+        if env("KEYWARD_RETURN_ORIGINS").is_none() {
+            settings.insert("KEYWARD_RETURN_ORIGINS", format!("{base},http://localhost:{}", options.port));
+        }
+    }
     for setting in &ProviderEndpoints::SETTINGS {
         if env(setting.var).is_none() {
             settings.insert(setting.var, format!("{}{}", sandbox.base_url(), setting.sandbox_path));

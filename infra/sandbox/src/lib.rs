@@ -29,11 +29,16 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
-    /// Serves every stand-in on `addr` (port 0 picks a free port).
+    /// Serves every stand-in on `addr` (port 0 picks a free port) with Auth0's own timings.
     pub async fn start(addr: SocketAddr) -> std::io::Result<Self> {
+        Self::start_with(addr, auth0::DeviceTimings::default()).await
+    }
+
+    /// Serves every stand-in, with the device flow's interval and lifetime set (tests shorten them).
+    pub async fn start_with(addr: SocketAddr, device: auth0::DeviceTimings) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let base_url = format!("http://{}", listener.local_addr()?);
-        let auth0 = auth0::router(&format!("{base_url}/auth0/")).map_err(std::io::Error::other)?;
+        let auth0 = auth0::router(&format!("{base_url}/auth0/"), device).map_err(std::io::Error::other)?;
         let (provider_calls, provider_routes) = providers::routers();
         let app = provider_routes
             .into_iter()

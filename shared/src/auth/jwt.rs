@@ -48,6 +48,20 @@ struct RawClaims {
     email_verified: Option<bool>,
     #[serde(default)]
     scope: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    picture: Option<String>,
+}
+
+/// Who signed in, from a verified ID token (`aud` = keyward's client id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub user: UserId,
+    pub email: Option<String>,
+    pub email_verified: bool,
+    pub name: Option<String>,
+    pub picture: Option<String>,
 }
 
 struct KeyCache {
@@ -94,6 +108,31 @@ impl TokenVerifier {
     }
 
     pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let claims = self.decode(token, &self.validation).await?;
+        Ok(Claims {
+            user: claims.sub.as_deref().and_then(|sub| UserId::parse(sub).ok()).ok_or(AuthError::MissingClaim)?,
+            email: claims.email,
+            email_verified: claims.email_verified,
+            scope: claims.scope,
+        })
+    }
+
+    /// Verifies an ID token Auth0 issued to `client_id` (same keys and issuer; `aud` is the client,
+    /// which is also what keeps an ID token from passing as an access token).
+    pub async fn verify_id_token(&self, token: &str, client_id: &str) -> Result<Identity, AuthError> {
+        let mut validation = self.validation.clone();
+        validation.set_audience(&[client_id]);
+        let claims = self.decode(token, &validation).await?;
+        Ok(Identity {
+            user: claims.sub.as_deref().and_then(|sub| UserId::parse(sub).ok()).ok_or(AuthError::MissingClaim)?,
+            email: claims.email,
+            email_verified: claims.email_verified.unwrap_or(false),
+            name: claims.name,
+            picture: claims.picture,
+        })
+    }
+
+    async fn decode(&self, token: &str, validation: &Validation) -> Result<RawClaims, AuthError> {
         if token.is_empty() || token.len() > MAX_TOKEN_LEN {
             return Err(AuthError::Malformed);
         }
@@ -103,7 +142,7 @@ impl TokenVerifier {
         }
         let kid = header.kid.filter(|k| is_plain_kid(k)).ok_or(AuthError::UnknownKey)?;
         let key = self.key(&kid).await?;
-        let data = jsonwebtoken::decode::<RawClaims>(token, &key, &self.validation).map_err(|e| match e.kind() {
+        let data = jsonwebtoken::decode::<RawClaims>(token, &key, validation).map_err(|e| match e.kind() {
             ErrorKind::InvalidSignature => AuthError::BadSignature,
             ErrorKind::ExpiredSignature => AuthError::Expired,
             ErrorKind::ImmatureSignature => AuthError::NotYetValid,
@@ -113,13 +152,7 @@ impl TokenVerifier {
             ErrorKind::MissingRequiredClaim(_) => AuthError::MissingClaim,
             _ => AuthError::Malformed,
         })?;
-        let claims = data.claims;
-        Ok(Claims {
-            user: claims.sub.as_deref().and_then(|sub| UserId::parse(sub).ok()).ok_or(AuthError::MissingClaim)?,
-            email: claims.email,
-            email_verified: claims.email_verified,
-            scope: claims.scope,
-        })
+        Ok(data.claims)
     }
 
     /// The decoding key for `kid`, fetching the JWKS when it is stale or the key is new.

@@ -4,7 +4,9 @@
 pub mod jwt;
 pub mod service;
 
-pub use jwt::{Claims, TokenVerifier};
+pub mod auth0;
+
+pub use jwt::{Claims, Identity, TokenVerifier};
 pub use service::{Grant, InternalPrincipals, ServiceCaller};
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]

@@ -8,11 +8,13 @@
 
 mod audit;
 mod credits;
+mod devices;
 mod dynamo;
 mod embedded;
 mod limits;
 mod llm_keys;
 mod oauth;
+mod sessions;
 mod states;
 pub mod table;
 mod users;
@@ -21,11 +23,13 @@ use std::sync::Arc;
 
 pub use audit::{Actor, Audit, AuditEntry};
 pub use credits::{Account, Applied, CreditChange, Credits, LedgerEntry, LedgerKind, OnceKey};
+pub use devices::{DeviceGrant, Devices};
 pub use dynamo::{DynamoTable, create_table};
 pub use embedded::EmbeddedTable;
 pub use limits::{Allowance, Limits};
 pub use llm_keys::{KeyStatus, LlmKeys, NewLlmKey, StoredLlmKey, TestResult};
 pub use oauth::{ConnectionStatus, OAuthConnection, OAuthConnections};
+pub use sessions::{SESSION_IDLE_SECS, SessionFamily, Sessions};
 pub use states::{OneTimeState, StatePurpose, States};
 pub use table::{Cursor, Table, now_epoch};
 pub use users::{ProfileUpdate, UserProfile, Users};
@@ -92,6 +96,14 @@ impl Store {
 
     pub fn credits(&self) -> Credits<'_> {
         Credits(self.table.as_ref())
+    }
+
+    pub fn sessions(&self) -> Sessions<'_> {
+        Sessions(self.table.as_ref())
+    }
+
+    pub fn devices(&self) -> Devices<'_> {
+        Devices(self.table.as_ref())
     }
 
     pub fn limits(&self) -> Limits<'_> {

@@ -1,0 +1,268 @@
+//! keyward as an Auth0 client: the authorization-code exchange (confidential web app, PKCE), the
+//! device flow (native app), refresh with rotation, and revocation. Requests are form-encoded as
+//! Auth0 documents; failures are read by their OAuth `error` code, never by status, and Auth0's
+//! descriptions are not kept.
+
+use serde::Deserialize;
+use url::Url;
+
+use crate::config::Auth0Settings;
+use crate::secret::{AccessToken, DeviceCode, IdToken, RefreshToken};
+use crate::secrets::{SecretError, SecretReader};
+
+/// The scope keyward asks for: an ID token, the profile, and a refresh token.
+pub const SCOPE: &str = "openid profile email offline_access";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Auth0Error {
+    /// Auth0 answered with an OAuth error (`invalid_grant`, `authorization_pending`, …).
+    #[error("Auth0 refused the request: {error}")]
+    Refused { error: String },
+    #[error("Auth0 could not be reached or answered unexpectedly: {0}")]
+    Unavailable(String),
+    #[error("the Auth0 client secret is unavailable: {0}")]
+    Secret(#[from] SecretError),
+}
+
+/// Tokens from Auth0's token endpoint.
+#[derive(Debug)]
+pub struct TokenSet {
+    pub access_token: AccessToken,
+    pub id_token: Option<IdToken>,
+    pub refresh_token: Option<RefreshToken>,
+    pub expires_in: u64,
+    pub token_type: String,
+}
+
+#[derive(Deserialize)]
+struct RawTokens {
+    access_token: String,
+    #[serde(default)]
+    id_token: Option<String>,
+    #[serde(default)]
+    refresh_token: Option<String>,
+    #[serde(default)]
+    expires_in: u64,
+    #[serde(default = "bearer")]
+    token_type: String,
+}
+
+fn bearer() -> String {
+    "Bearer".into()
+}
+
+/// Auth0's answer to `POST /oauth/device/code`.
+#[derive(Debug)]
+pub struct DeviceAuthorization {
+    pub device_code: DeviceCode,
+    pub user_code: String,
+    pub verification_uri: String,
+    pub verification_uri_complete: Option<String>,
+    pub expires_in: u64,
+    pub interval: u64,
+}
+
+#[derive(Deserialize)]
+struct RawDeviceAuthorization {
+    device_code: String,
+    user_code: String,
+    verification_uri: String,
+    #[serde(default)]
+    verification_uri_complete: Option<String>,
+    expires_in: u64,
+    /// RFC 8628 §3.2: clients must assume 5 seconds when absent.
+    #[serde(default = "five")]
+    interval: u64,
+}
+
+fn five() -> u64 {
+    5
+}
+
+#[derive(Deserialize)]
+struct OAuthError {
+    error: String,
+}
+
+pub struct Auth0Client {
+    http: reqwest::Client,
+    settings: Auth0Settings,
+    audience: String,
+    secret: SecretReader,
+}
+
+impl Auth0Client {
+    pub fn new(http: reqwest::Client, settings: Auth0Settings, audience: String, secret: SecretReader) -> Self {
+        Self { http, settings, audience, secret }
+    }
+
+    pub fn settings(&self) -> &Auth0Settings {
+        &self.settings
+    }
+
+    fn endpoint(&self, path: &str) -> Result<Url, Auth0Error> {
+        self.settings.issuer.join(path).map_err(|e| Auth0Error::Unavailable(e.to_string()))
+    }
+
+    /// Where to send the browser: `/authorize` with the code flow, PKCE S256 and a one-time state.
+    pub fn authorize_url(&self, state: &str, code_challenge: &str) -> Result<Url, Auth0Error> {
+        let mut url = self.endpoint("authorize")?;
+        url.query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &self.settings.web_client_id)
+            .append_pair("redirect_uri", self.settings.callback_url.as_str())
+            .append_pair("scope", SCOPE)
+            .append_pair("audience", &self.audience)
+            .append_pair("state", state)
+            .append_pair("code_challenge", code_challenge)
+            .append_pair("code_challenge_method", "S256");
+        Ok(url)
+    }
+
+    /// Exchanges an authorization code with the PKCE verifier and the client secret.
+    pub async fn exchange_code(&self, code: &str, verifier: &str) -> Result<TokenSet, Auth0Error> {
+        let secret = self.secret.get().await?;
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("client_id", self.settings.web_client_id.as_str()),
+            ("client_secret", secret.expose()),
+            ("code", code),
+            ("code_verifier", verifier),
+            ("redirect_uri", self.settings.callback_url.as_str()),
+        ];
+        self.token(&form).await
+    }
+
+    /// Uses a refresh token of the client that obtained it (web or device); Auth0 rotates it.
+    pub async fn refresh(&self, token: &RefreshToken, client: ClientKind) -> Result<TokenSet, Auth0Error> {
+        let secret = match client {
+            ClientKind::Web => Some(self.secret.get().await?),
+            ClientKind::Device => None,
+        };
+        let mut form = vec![
+            ("grant_type", "refresh_token"),
+            ("client_id", self.client_id(client)),
+            ("refresh_token", token.expose()),
+        ];
+        if let Some(secret) = &secret {
+            form.push(("client_secret", secret.expose()));
+        }
+        self.token(&form).await
+    }
+
+    /// Revokes a refresh token (and with it its rotation family).
+    pub async fn revoke(&self, token: &RefreshToken, client: ClientKind) -> Result<(), Auth0Error> {
+        let secret = match client {
+            ClientKind::Web => Some(self.secret.get().await?),
+            ClientKind::Device => None,
+        };
+        let mut form = vec![("client_id", self.client_id(client)), ("token", token.expose())];
+        if let Some(secret) = &secret {
+            form.push(("client_secret", secret.expose()));
+        }
+        let response = self.post("oauth/revoke", &form).await?;
+        if response.0 == 200 { Ok(()) } else { Err(refusal(response)) }
+    }
+
+    /// Starts the device flow for the native client.
+    pub async fn device_code(&self) -> Result<DeviceAuthorization, Auth0Error> {
+        let form =
+            [("client_id", self.settings.device_client_id.as_str()), ("scope", SCOPE), ("audience", &self.audience)];
+        let (status, body) = self.post("oauth/device/code", &form).await?;
+        if status != 200 {
+            return Err(refusal((status, body)));
+        }
+        let raw: RawDeviceAuthorization = serde_json::from_slice(&body)
+            .map_err(|_| Auth0Error::Unavailable("malformed device code answer".into()))?;
+        Ok(DeviceAuthorization {
+            device_code: DeviceCode::new(raw.device_code),
+            user_code: raw.user_code,
+            verification_uri: raw.verification_uri,
+            verification_uri_complete: raw.verification_uri_complete,
+            expires_in: raw.expires_in,
+            interval: raw.interval,
+        })
+    }
+
+    /// One poll of the token endpoint for a device code.
+    pub async fn poll_device(&self, device_code: &DeviceCode) -> Result<TokenSet, Auth0Error> {
+        let form = [
+            ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+            ("client_id", self.settings.device_client_id.as_str()),
+            ("device_code", device_code.expose()),
+        ];
+        self.token(&form).await
+    }
+
+    fn client_id(&self, client: ClientKind) -> &str {
+        match client {
+            ClientKind::Web => &self.settings.web_client_id,
+            ClientKind::Device => &self.settings.device_client_id,
+        }
+    }
+
+    async fn token(&self, form: &[(&str, &str)]) -> Result<TokenSet, Auth0Error> {
+        let (status, body) = self.post("oauth/token", form).await?;
+        if status != 200 {
+            return Err(refusal((status, body)));
+        }
+        let raw: RawTokens =
+            serde_json::from_slice(&body).map_err(|_| Auth0Error::Unavailable("malformed token answer".into()))?;
+        Ok(TokenSet {
+            access_token: AccessToken::new(raw.access_token),
+            id_token: raw.id_token.map(IdToken::new),
+            refresh_token: raw.refresh_token.map(RefreshToken::new),
+            expires_in: raw.expires_in,
+            token_type: raw.token_type,
+        })
+    }
+
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> Result<(u16, Vec<u8>), Auth0Error> {
+        let response = self
+            .http
+            .post(self.endpoint(path)?)
+            .form(form)
+            .send()
+            .await
+            .map_err(|e| Auth0Error::Unavailable(e.without_url().to_string()))?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await.map_err(|e| Auth0Error::Unavailable(e.without_url().to_string()))?;
+        Ok((status, body.to_vec()))
+    }
+}
+
+/// Which Auth0 application a refresh token belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientKind {
+    /// The web sign-in (confidential: sends the client secret).
+    Web,
+    /// The device flow (a native, public client).
+    Device,
+}
+
+impl ClientKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Web => "web",
+            Self::Device => "device",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::Web, Self::Device].into_iter().find(|k| k.as_str() == raw)
+    }
+}
+
+/// An answer other than 200: an OAuth error keyed by its `error` field (Auth0 uses 400, 401, 403
+/// and 429 for the same codes), or Auth0 being unavailable.
+fn refusal((status, body): (u16, Vec<u8>)) -> Auth0Error {
+    match serde_json::from_slice::<OAuthError>(&body) {
+        Ok(e) if status < 500 && is_code(&e.error) => Auth0Error::Refused { error: e.error },
+        _ => Auth0Error::Unavailable(format!("HTTP {status}")),
+    }
+}
+
+/// OAuth error codes are short snake_case words; anything else is not kept.
+fn is_code(value: &str) -> bool {
+    !value.is_empty() && value.len() <= 64 && value.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+}

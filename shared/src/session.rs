@@ -1,0 +1,85 @@
+//! Signing a user in once Auth0 has vouched for them: the profile upsert, and keyward sessions —
+//! the Auth0 refresh token sealed under the user, the client holding only a rotating handle.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+
+use crate::app::AppState;
+use crate::auth::Identity;
+use crate::auth::auth0::{ClientKind, TokenSet};
+use crate::crypto::{EncryptionContext, Purpose};
+use crate::http::ApiError;
+use crate::model::UserId;
+use crate::secret::{RefreshToken, SessionHandle};
+use crate::store::{ProfileUpdate, SessionFamily, UserProfile, now_epoch};
+
+/// 256 random bits, base64url: a handle, a state or a PKCE verifier.
+pub fn random_secret() -> String {
+    URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
+}
+
+/// What the store keeps of a handle.
+pub fn handle_hash(handle: &SessionHandle) -> String {
+    hex::encode(Sha256::digest(handle.expose().as_bytes()))
+}
+
+/// The encryption context of a session family's Auth0 refresh token.
+pub fn refresh_context(user: &UserId, family: &str) -> EncryptionContext {
+    EncryptionContext::new(user, Purpose::Auth0Refresh, family)
+}
+
+/// Completes a sign-in from Auth0's tokens for `client`: verifies the ID token (issued to that
+/// client), records the profile and opens a session; returns who signed in and their first handle.
+pub async fn complete(
+    state: &AppState,
+    tokens: &TokenSet,
+    client: ClientKind,
+) -> Result<(Identity, SessionHandle), ApiError> {
+    let id_token = tokens.id_token.as_ref().ok_or_else(|| ApiError::Internal("Auth0 sent no ID token".into()))?;
+    let client_id = match client {
+        ClientKind::Web => &state.auth0.settings().web_client_id,
+        ClientKind::Device => &state.auth0.settings().device_client_id,
+    };
+    let identity = state.tokens.verify_id_token(id_token.expose(), client_id).await?;
+    record_sign_in(state, &identity).await?;
+    let refresh =
+        tokens.refresh_token.as_ref().ok_or_else(|| ApiError::Internal("Auth0 sent no refresh token".into()))?;
+    let handle = start(state, &identity.user, client, refresh).await?;
+    tracing::info!(user = %identity.user, client = client.as_str(), "signed in");
+    Ok((identity, handle))
+}
+
+/// Creates or refreshes the profile of a user who just signed in.
+async fn record_sign_in(state: &AppState, identity: &Identity) -> Result<UserProfile, ApiError> {
+    let update = ProfileUpdate {
+        id: identity.user.clone(),
+        email: identity.email.clone(),
+        email_verified: identity.email_verified,
+        name: identity.name.clone(),
+        picture: identity.picture.clone(),
+    };
+    Ok(state.store.users().upsert(&update, now_epoch()).await?)
+}
+
+/// Seals `refresh` and opens a new session family for it; returns the first handle.
+async fn start(
+    state: &AppState,
+    user: &UserId,
+    client: ClientKind,
+    refresh: &RefreshToken,
+) -> Result<SessionHandle, ApiError> {
+    let family = random_secret();
+    let handle = SessionHandle::new(random_secret());
+    let sealed = state.envelope.seal(refresh.expose().as_bytes(), &refresh_context(user, &family)).await?;
+    let record = SessionFamily {
+        id: family,
+        user: user.clone(),
+        client: client.as_str().to_owned(),
+        sealed_refresh: sealed,
+        current_handle: handle_hash(&handle),
+        active: true,
+    };
+    state.store.sessions().create(&record, now_epoch()).await?;
+    Ok(handle)
+}

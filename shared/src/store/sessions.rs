@@ -1,0 +1,124 @@
+//! keyward sessions: what a client holds instead of Auth0's refresh token. A session family keeps
+//! the sealed Auth0 refresh token and the hash of its one current handle; every use rotates the
+//! handle, and a handle that is no longer current (reuse) revokes the family. Handles are stored
+//! only as SHA-256 hashes.
+
+use super::table::{Attr, Changes, Condition, EXPIRES_AT, Item, Key, Table, Write};
+use super::{StoreError, sealed_attr, sealed_from, user_from};
+use crate::crypto::Sealed;
+use crate::model::UserId;
+
+/// A session idle this long ends (each rotation extends it).
+pub const SESSION_IDLE_SECS: i64 = 30 * 86_400;
+
+#[derive(Debug, Clone)]
+pub struct SessionFamily {
+    pub id: String,
+    pub user: UserId,
+    /// Which Auth0 application the refresh token belongs to (`web` or `device`).
+    pub client: String,
+    pub sealed_refresh: Sealed,
+    pub current_handle: String,
+    pub active: bool,
+}
+
+pub struct Sessions<'a>(pub(super) &'a dyn Table);
+
+fn family_key(id: &str) -> Key {
+    Key::new(format!("SESSION#{id}"), "FAMILY")
+}
+
+fn handle_key(handle_hash: &str) -> Key {
+    Key::new(format!("HANDLE#{handle_hash}"), "HANDLE")
+}
+
+fn handle_item(handle_hash: &str, family: &str, user: &UserId, expires_at: i64) -> Item {
+    Item::new(&handle_key(handle_hash))
+        .with("entity", Attr::S("session-handle".into()))
+        .with("family", Attr::S(family.to_owned()))
+        .with("user_id", Attr::S(user.to_string()))
+        .with(EXPIRES_AT, Attr::N(expires_at))
+}
+
+impl Sessions<'_> {
+    /// Creates a family and its first handle, together.
+    pub async fn create(&self, family: &SessionFamily, now: i64) -> Result<(), StoreError> {
+        let expires_at = now + SESSION_IDLE_SECS;
+        let item = Item::new(&family_key(&family.id))
+            .with("entity", Attr::S("session".into()))
+            .with("user_id", Attr::S(family.user.to_string()))
+            .with("client", Attr::S(family.client.clone()))
+            .with("sealed", sealed_attr(&family.sealed_refresh))
+            .with("current", Attr::S(family.current_handle.clone()))
+            .with("status", Attr::S("active".into()))
+            .with("created_at", Attr::N(now))
+            .with(EXPIRES_AT, Attr::N(expires_at));
+        self.0
+            .transact(vec![
+                Write::Put { item, when: Some(Condition::Absent) },
+                Write::Put {
+                    item: handle_item(&family.current_handle, &family.id, &family.user, expires_at),
+                    when: Some(Condition::Absent),
+                },
+            ])
+            .await
+    }
+
+    /// The family a handle was issued for (current or not), if both are still live.
+    pub async fn find(&self, handle_hash: &str) -> Result<Option<SessionFamily>, StoreError> {
+        let Some(handle) = self.0.get(&handle_key(handle_hash)).await? else { return Ok(None) };
+        let id = handle.s("family")?.to_owned();
+        let Some(item) = self.0.get(&family_key(&id)).await? else { return Ok(None) };
+        Ok(Some(SessionFamily {
+            user: user_from(item.s("user_id")?)?,
+            client: item.s("client")?.to_owned(),
+            sealed_refresh: sealed_from(item.b("sealed")?)?,
+            current_handle: item.s("current")?.to_owned(),
+            active: item.s("status")? == "active",
+            id,
+        }))
+    }
+
+    /// Moves the family from `old` to a new handle (and refresh token) atomically; `false` when
+    /// `old` was no longer current or the family was revoked meanwhile (a concurrent use).
+    pub async fn rotate(
+        &self,
+        family: &SessionFamily,
+        old_handle: &str,
+        new_handle: &str,
+        sealed_refresh: &Sealed,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let expires_at = now + SESSION_IDLE_SECS;
+        let when = Condition::All(vec![
+            Condition::Equals("current", Attr::S(old_handle.to_owned())),
+            Condition::Equals("status", Attr::S("active".into())),
+        ]);
+        let changes = Changes::default()
+            .set("current", Attr::S(new_handle.to_owned()))
+            .set("sealed", sealed_attr(sealed_refresh))
+            .set("rotated_at", Attr::N(now))
+            .set(EXPIRES_AT, Attr::N(expires_at));
+        let writes = vec![
+            Write::Update { key: family_key(&family.id), changes, when: Some(when) },
+            Write::Put {
+                item: handle_item(new_handle, &family.id, &family.user, expires_at),
+                when: Some(Condition::Absent),
+            },
+        ];
+        match self.0.transact(writes).await {
+            Ok(()) => Ok(true),
+            Err(StoreError::ConditionFailed { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Ends the family: none of its handles works again. Idempotent.
+    pub async fn revoke(&self, family: &str, now: i64) -> Result<(), StoreError> {
+        let changes = Changes::default().set("status", Attr::S("revoked".into())).set("revoked_at", Attr::N(now));
+        match self.0.update(&family_key(family), changes, Some(Condition::Present)).await {
+            Ok(_) | Err(StoreError::ConditionFailed { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}

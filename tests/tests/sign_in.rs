@@ -1,0 +1,347 @@
+//! Auth0 sign-in through real HTTP on both backends, against the Auth0 stand-in: the web login
+//! (state, PKCE, callback, `returnTo` allow-list), keyward sessions (rotation, reuse detection,
+//! Auth0 `invalid_grant`, logout revoking at Auth0), `GET /me`, and the device flow as a CLI runs it.
+
+use std::time::Duration;
+
+use keyward::model::UserId;
+use keyward::session::refresh_context;
+use keyward::store::{OneTimeState, StatePurpose, now_epoch};
+use keyward_sandbox::auth0::sandbox_subject;
+use keyward_tests::api::{APP_ORIGIN, Backend, LocalApi, json};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use url::Url;
+
+const ADA: &str = "ada@example.com";
+
+fn user(email: &str) -> UserId {
+    UserId::parse(&sandbox_subject(email)).unwrap()
+}
+
+fn location(response: &reqwest::Response) -> Url {
+    assert_eq!(response.status(), 302, "expected a redirect");
+    Url::parse(response.headers()["location"].to_str().unwrap()).unwrap()
+}
+
+fn param(url: &Url, name: &str) -> Option<String> {
+    url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+}
+
+/// `GET /auth/login`, then Auth0's `/authorize` as the sandbox user `email` → the callback URL.
+async fn authorize(api: &LocalApi, return_to: &str, email: &str) -> Url {
+    let login = api.client.get(api.url("/auth/login")).query(&[("returnTo", return_to)]).send().await.unwrap();
+    let mut authorize = location(&login);
+    authorize.query_pairs_mut().append_pair("login_hint", email);
+    location(&api.client.get(authorize).send().await.unwrap())
+}
+
+/// A whole web sign-in; returns the session handle from the cookie.
+async fn sign_in(api: &LocalApi, email: &str) -> String {
+    let callback = authorize(api, &format!("{APP_ORIGIN}/after"), email).await;
+    let response = api.client.get(callback).send().await.unwrap();
+    assert_eq!(location(&response).as_str(), format!("{APP_ORIGIN}/after"));
+    session_cookie(&response).expect("a session cookie")
+}
+
+fn session_cookie(response: &reqwest::Response) -> Option<String> {
+    let cookie = response.headers().get("set-cookie")?.to_str().ok()?;
+    let value = cookie.strip_prefix("__Host-keyward-session=")?.split(';').next()?;
+    (!value.is_empty()).then(|| value.to_owned())
+}
+
+async fn refresh(api: &LocalApi, handle: &str) -> reqwest::Response {
+    api.client.post(api.url("/auth/refresh")).json(&json!({ "refreshToken": handle })).send().await.unwrap()
+}
+
+async fn code_of(response: reqwest::Response) -> (u16, String) {
+    let status = response.status().as_u16();
+    (status, json(response).await["code"].as_str().unwrap_or_default().to_owned())
+}
+
+/// The Auth0 refresh token keyward holds for `user`'s session `handle` (the test reads the table).
+async fn sealed_auth0_token(api: &LocalApi, handle: &str) -> String {
+    let hash = keyward::session::handle_hash(&keyward::secret::SessionHandle::new(handle));
+    let family = api.state.store.sessions().find(&hash).await.unwrap().unwrap();
+    let context = refresh_context(&family.user, &family.id);
+    api.state.envelope.open_text(&family.sealed_refresh, &context).await.unwrap().expose_secret().to_owned()
+}
+
+async fn web_sign_in_stores_the_user_and_sets_a_host_cookie(backend: Backend) {
+    let api = LocalApi::start(backend).await;
+    let config = json(api.client.get(api.url("/auth/config")).send().await.unwrap()).await;
+    assert_eq!(config["issuer"], api.sandbox.auth0_issuer());
+    assert!(config["deviceVerificationUrl"].as_str().unwrap().ends_with("/auth0/activate"));
+
+    let login = api
+        .client
+        .get(api.url("/auth/login"))
+        .query(&[("returnTo", "https://app.example.com/x")])
+        .send()
+        .await
+        .unwrap();
+    let authorize = location(&login);
+    assert!(authorize.as_str().starts_with(&format!("{}authorize?", api.sandbox.auth0_issuer())));
+    assert_eq!(param(&authorize, "response_type").as_deref(), Some("code"));
+    assert_eq!(param(&authorize, "scope").as_deref(), Some("openid profile email offline_access"));
+    assert_eq!(param(&authorize, "code_challenge_method").as_deref(), Some("S256"));
+    assert_eq!(param(&authorize, "redirect_uri"), Some(api.url("/auth/callback")));
+    assert!(param(&authorize, "state").is_some_and(|s| s.len() >= 43), "at least 256 bits");
+
+    let callback = authorize_as(&api, authorize, ADA).await;
+    let response = api.client.get(callback.clone()).send().await.unwrap();
+    assert_eq!(location(&response).as_str(), "https://app.example.com/x");
+    let cookie = response.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for attribute in ["__Host-keyward-session=", "HttpOnly", "Secure", "SameSite=Lax", "Path=/"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    let profile = api.state.store.users().get(&user(ADA)).await.unwrap().unwrap();
+    assert_eq!(profile.email.as_deref(), Some(ADA));
+    assert!(profile.email_verified);
+    assert_eq!(profile.name.as_deref(), Some("ada"));
+
+    // The same callback again: the state was used up.
+    let (status, code) = code_of(api.client.get(callback).send().await.unwrap()).await;
+    assert_eq!((status, code.as_str()), (400, "invalid_state"));
+}
+
+async fn authorize_as(api: &LocalApi, mut authorize: Url, email: &str) -> Url {
+    authorize.query_pairs_mut().append_pair("login_hint", email);
+    location(&api.client.get(authorize).send().await.unwrap())
+}
+
+async fn forged_and_refused_sign_ins_store_nothing(backend: Backend) {
+    let api = LocalApi::start(backend).await;
+    for return_to in [
+        "https://evil.example.com/",
+        "https://app.example.com.evil.example/",
+        "//evil.example.com/",
+        "/relative",
+        "https://ada@app.example.com/",
+        "http://app.example.com/",
+        "javascript:alert(1)",
+    ] {
+        let response = api.client.get(api.url("/auth/login")).query(&[("returnTo", return_to)]).send().await.unwrap();
+        assert_eq!(code_of(response).await, (400, "invalid_return_to".to_owned()), "{return_to}");
+    }
+
+    // PKCE: a challenge swapped on the way to Auth0 makes keyward's verifier fail there.
+    let login = api.client.get(api.url("/auth/login")).send().await.unwrap();
+    let mut authorize = location(&login);
+    let pairs: Vec<(String, String)> = authorize
+        .query_pairs()
+        .map(|(k, v)| {
+            let value = if k == "code_challenge" { "A".repeat(43) } else { v.into_owned() };
+            (k.into_owned(), value)
+        })
+        .collect();
+    authorize.query_pairs_mut().clear().extend_pairs(pairs);
+    let callback = authorize_as(&api, authorize, ADA).await;
+    assert_eq!(code_of(api.client.get(callback).send().await.unwrap()).await, (400, "code_rejected".to_owned()));
+
+    // The user says no at Auth0.
+    let login = api.client.get(api.url("/auth/login")).send().await.unwrap();
+    let mut authorize = location(&login);
+    authorize.query_pairs_mut().append_pair("deny", "1");
+    let callback = location(&api.client.get(authorize).send().await.unwrap());
+    assert_eq!(param(&callback, "error").as_deref(), Some("access_denied"));
+    assert_eq!(
+        code_of(api.client.get(callback.clone()).send().await.unwrap()).await,
+        (400, "access_denied".to_owned())
+    );
+    assert_eq!(code_of(api.client.get(callback).send().await.unwrap()).await, (400, "invalid_state".to_owned()));
+
+    // A state made for another provider (Google connect) is not a login state.
+    let google = OneTimeState {
+        purpose: StatePurpose::GoogleConnect,
+        user: Some(user(ADA)),
+        return_to: None,
+        pkce_verifier: SecretString::from("v".repeat(43)),
+        expires_at: now_epoch() + 600,
+    };
+    api.state.store.states().create("google-state-0123456789abcdef0123456789abcdef", &google).await.unwrap();
+    let forged = api.url("/auth/callback?code=x&state=google-state-0123456789abcdef0123456789abcdef");
+    assert_eq!(code_of(api.client.get(forged).send().await.unwrap()).await, (400, "invalid_state".to_owned()));
+    let unknown = api.url("/auth/callback?code=x&state=never-issued");
+    assert_eq!(code_of(api.client.get(unknown).send().await.unwrap()).await, (400, "invalid_state".to_owned()));
+
+    assert!(api.state.store.users().get(&user(ADA)).await.unwrap().is_none(), "no sign-in completed");
+}
+
+async fn sessions_rotate_and_reuse_ends_the_family(backend: Backend) {
+    let api = LocalApi::start(backend).await;
+    let first = sign_in(&api, ADA).await;
+
+    // Browsers refresh with the cookie, and get the next handle in a new cookie.
+    let response = api
+        .client
+        .post(api.url("/auth/refresh"))
+        .header("cookie", format!("__Host-keyward-session={first}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let second = session_cookie(&response).expect("rotated cookie");
+    let body = json(response).await;
+    assert_eq!(body["refreshToken"], second.as_str());
+    assert_eq!(body["tokenType"], "Bearer");
+    let me = api.client.get(api.url("/me")).bearer_auth(body["accessToken"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(json(me).await["email"], ADA);
+
+    // CLIs refresh with the body.
+    let third = json(refresh(&api, &second).await).await["refreshToken"].as_str().unwrap().to_owned();
+    assert_ne!(third, second);
+
+    // The first handle again: reuse. The whole family ends, the newest handle with it.
+    assert_eq!(code_of(refresh(&api, &first).await).await, (401, "session_reused".to_owned()));
+    assert_eq!(code_of(refresh(&api, &third).await).await, (401, "session_revoked".to_owned()));
+    assert_eq!(code_of(refresh(&api, "never-issued").await).await, (401, "invalid_session".to_owned()));
+}
+
+async fn auth0_refusing_the_refresh_ends_the_session(backend: Backend) {
+    let api = LocalApi::start(backend).await;
+    let handle = sign_in(&api, ADA).await;
+    // The user's Auth0 grant is revoked elsewhere (say, in Auth0's dashboard).
+    let auth0_token = sealed_auth0_token(&api, &handle).await;
+    let revoked = api
+        .client
+        .post(format!("{}oauth/revoke", api.sandbox.auth0_issuer()))
+        .form(&[("client_id", "keyward-web"), ("token", auth0_token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    assert_eq!(code_of(refresh(&api, &handle).await).await, (401, "reauthentication_required".to_owned()));
+    assert_eq!(code_of(refresh(&api, &handle).await).await, (401, "session_revoked".to_owned()));
+}
+
+async fn logout_revokes_at_auth0(backend: Backend) {
+    let api = LocalApi::start(backend).await;
+    let handle = sign_in(&api, ADA).await;
+    let auth0_token = sealed_auth0_token(&api, &handle).await;
+    let response =
+        api.client.post(api.url("/auth/logout")).json(&json!({ "refreshToken": handle })).send().await.unwrap();
+    assert_eq!(response.status(), 204);
+    assert!(response.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"), "the cookie is cleared");
+    assert_eq!(code_of(refresh(&api, &handle).await).await, (401, "session_revoked".to_owned()));
+    // Auth0 no longer honours the refresh token keyward held.
+    let direct = api
+        .client
+        .post(format!("{}oauth/token", api.sandbox.auth0_issuer()))
+        .form(&[("grant_type", "refresh_token"), ("client_id", "keyward-web"), ("refresh_token", auth0_token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json(direct).await["error"], "invalid_grant");
+    // Logging out twice is harmless.
+    let again = api.client.post(api.url("/auth/logout")).json(&json!({ "refreshToken": handle })).send().await.unwrap();
+    assert_eq!(again.status(), 204);
+}
+
+async fn me_creates_a_profile_on_first_sight(backend: Backend) {
+    let api = LocalApi::start(backend).await;
+    let token = api.user_token("grace@example.com").await;
+    let me = json(api.client.get(api.url("/me")).bearer_auth(&token).send().await.unwrap()).await;
+    assert_eq!(me["id"], sandbox_subject("grace@example.com"));
+    assert_eq!(me["email"], "grace@example.com");
+    assert!(me.get("accessToken").is_none() && !me.to_string().contains("refresh"));
+    assert!(api.state.store.users().get(&user("grace@example.com")).await.unwrap().is_some());
+    let (status, code) = code_of(api.client.get(api.url("/me")).send().await.unwrap()).await;
+    assert_eq!((status, code.as_str()), (401, "missing_token"));
+}
+
+async fn start_device(api: &LocalApi) -> Value {
+    let response = api.client.post(api.url("/auth/device/start")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    json(response).await
+}
+
+async fn poll(api: &LocalApi, device_code: &str) -> (u16, Value) {
+    let response =
+        api.client.post(api.url("/auth/device/poll")).json(&json!({ "deviceCode": device_code })).send().await.unwrap();
+    (response.status().as_u16(), json(response).await)
+}
+
+async fn activate(api: &LocalApi, user_code: &str, decision: &str) {
+    let response = api
+        .client
+        .post(format!("{}activate", api.sandbox.auth0_issuer()))
+        .form(&[("user_code", user_code), ("email", ADA), ("decision", decision)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+/// The device flow as a CLI drives it: start, poll at the interval, approval in a browser, tokens.
+async fn a_cli_signs_in_with_the_device_flow(backend: Backend) {
+    let api = LocalApi::start(backend).await;
+    let started = start_device(&api).await;
+    let device_code = started["deviceCode"].as_str().unwrap().to_owned();
+    let user_code = started["userCode"].as_str().unwrap();
+    assert_eq!(user_code.len(), 9, "XXXX-XXXX");
+    assert_eq!(
+        started["verificationUriComplete"],
+        format!("{}activate?user_code={user_code}", api.sandbox.auth0_issuer())
+    );
+    let interval = Duration::from_secs(started["interval"].as_u64().unwrap());
+
+    let (status, pending) = poll(&api, &device_code).await;
+    assert_eq!((status, &pending["error"], &pending["interval"]), (400, &json!("authorization_pending"), &json!(1)));
+    activate(&api, user_code, "approve").await;
+    tokio::time::sleep(interval).await;
+    let (status, tokens) = poll(&api, &device_code).await;
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(tokens["tokenType"], "Bearer");
+    assert!(tokens["idToken"].is_string());
+    let me = api.client.get(api.url("/me")).bearer_auth(tokens["accessToken"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(json(me).await["email"], ADA);
+
+    // Tokens are handed out once.
+    tokio::time::sleep(interval).await;
+    assert_eq!(poll(&api, &device_code).await.1["error"], "expired_token");
+    // The CLI's refresh token is a keyward session handle, refreshed like any other.
+    let refreshed = refresh(&api, tokens["refreshToken"].as_str().unwrap()).await;
+    assert_eq!(refreshed.status(), 200);
+}
+
+async fn device_polls_follow_rfc_8628(backend: Backend) {
+    let api = LocalApi::start(backend).await;
+    // Polling faster than the interval: slow_down without asking Auth0, and the interval grows by 5 s for good.
+    let device_code = start_device(&api).await["deviceCode"].as_str().unwrap().to_owned();
+    assert_eq!(poll(&api, &device_code).await.1["error"], "authorization_pending");
+    let (status, slow) = poll(&api, &device_code).await;
+    assert_eq!((status, &slow["error"], &slow["interval"]), (400, &json!("slow_down"), &json!(6)));
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(poll(&api, &device_code).await.1["error"], "slow_down", "the longer interval holds");
+
+    // Denied at the activation page: terminal.
+    let started = start_device(&api).await;
+    let denied = started["deviceCode"].as_str().unwrap();
+    activate(&api, started["userCode"].as_str().unwrap(), "deny").await;
+    assert_eq!(poll(&api, denied).await.1["error"], "access_denied");
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(poll(&api, denied).await.1["error"], "expired_token");
+
+    // Unknown code, and malformed polls.
+    let (status, unknown) = poll(&api, "not-a-device-code").await;
+    assert_eq!((status, &unknown["error"]), (400, &json!("invalid_grant")));
+    let response = api.client.post(api.url("/auth/device/poll")).json(&json!({})).send().await.unwrap();
+    assert_eq!(code_of(response).await, (400, "invalid_body".to_owned()));
+
+    // Expiry: the sandbox's codes live five seconds.
+    let expiring = start_device(&api).await["deviceCode"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(5_200)).await;
+    assert_eq!(poll(&api, &expiring).await.1["error"], "expired_token");
+}
+
+keyward_tests::on_both_backends!(
+    web_sign_in_stores_the_user_and_sets_a_host_cookie,
+    forged_and_refused_sign_ins_store_nothing,
+    sessions_rotate_and_reuse_ends_the_family,
+    auth0_refusing_the_refresh_ends_the_session,
+    logout_revokes_at_auth0,
+    me_creates_a_profile_on_first_sight,
+    a_cli_signs_in_with_the_device_flow,
+    device_polls_follow_rfc_8628,
+);
