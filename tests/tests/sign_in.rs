@@ -345,3 +345,44 @@ keyward_tests::on_both_backends!(
     a_cli_signs_in_with_the_device_flow,
     device_polls_follow_rfc_8628,
 );
+
+/// AWS calls per sign-in route on DynamoDB, KMS and Secrets Manager (moto), counted by an SDK
+/// interceptor on the functions' own clients. Figures for issue 5's closing note.
+#[tokio::test]
+async fn aws_calls_per_sign_in_route() {
+    let api = LocalApi::start(Backend::Moto).await;
+    let calls = || {
+        let counts = api.aws_calls.counts();
+        api.aws_calls.reset();
+        counts.into_iter().map(|(op, n)| format!("{op}={n}")).collect::<Vec<_>>().join(" ")
+    };
+    calls();
+    let login = api.client.get(api.url("/auth/login")).send().await.unwrap();
+    let mut authorize = location(&login);
+    assert_eq!(calls(), "DynamoDB.PutItem=1", "login: the one-time state");
+    authorize.query_pairs_mut().append_pair("login_hint", ADA);
+    let callback = location(&api.client.get(authorize).send().await.unwrap());
+    let response = api.client.get(callback).send().await.unwrap();
+    let handle = session_cookie(&response).unwrap();
+    assert_eq!(
+        calls(),
+        "DynamoDB.DeleteItem=1 DynamoDB.TransactWriteItems=1 DynamoDB.UpdateItem=1 KMS.GenerateDataKey=1",
+        "callback: consume the state, upsert the profile, seal the refresh token, create the session"
+    );
+    let next = json(refresh(&api, &handle).await).await["refreshToken"].as_str().unwrap().to_owned();
+    assert_eq!(
+        calls(),
+        "DynamoDB.GetItem=2 DynamoDB.TransactWriteItems=1 KMS.GenerateDataKey=1",
+        "refresh: handle and family reads, reseal (the data key is cached for the open), rotate"
+    );
+    let response =
+        api.client.post(api.url("/auth/logout")).json(&json!({ "refreshToken": next })).send().await.unwrap();
+    assert_eq!(response.status(), 204);
+    assert_eq!(calls(), "DynamoDB.GetItem=2 DynamoDB.UpdateItem=1", "logout: find, revoke");
+    let started = start_device(&api).await;
+    assert_eq!(calls(), "DynamoDB.PutItem=1", "device start: the device record");
+    poll(&api, started["deviceCode"].as_str().unwrap()).await;
+    assert_eq!(calls(), "DynamoDB.GetItem=1 DynamoDB.UpdateItem=1", "pending poll: read, take the poll");
+    poll(&api, started["deviceCode"].as_str().unwrap()).await;
+    assert_eq!(calls(), "DynamoDB.GetItem=1 DynamoDB.UpdateItem=2", "too-fast poll: read, refused take, slow_down");
+}
