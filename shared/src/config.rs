@@ -145,11 +145,9 @@ impl Config {
             None => InternalPrincipals::default(),
         };
 
-        let mut urls = Vec::with_capacity(ProviderEndpoints::SETTINGS.len());
-        for setting in &ProviderEndpoints::SETTINGS {
-            urls.push(provider_endpoint(&get, setting, local, in_lambda)?);
-        }
-        let providers = ProviderEndpoints::from_urls(urls.try_into().expect("one URL per setting"));
+        let [openai, anthropic, google, perplexity, zai, zai_china] =
+            ProviderEndpoints::SETTINGS.each_ref().map(|setting| provider_endpoint(&get, setting, local, in_lambda));
+        let providers = ProviderEndpoints::from_urls([openai?, anthropic?, google?, perplexity?, zai?, zai_china?]);
 
         // Against the sandbox tenant (local mode, or a loopback issuer in tests) the clients and their
         // public secret have defaults; a real tenant must be configured in full.
@@ -275,17 +273,14 @@ fn provider_endpoint(
         None => setting.official.to_owned(),
     };
     let url = endpoint_url(setting.var, raw.trim_end_matches('/'))?;
-    let official = Url::parse(setting.official).expect("official provider URLs parse");
-    let is_official = url.scheme() == "https" && url.host() == official.host() && url.port().is_none();
+    let official_host = setting.official.trim_start_matches("https://").split('/').next().unwrap_or_default();
+    let is_official = url.scheme() == "https" && url.host_str() == Some(official_host) && url.port().is_none();
     match (local, is_official, is_loopback(&url)) {
         (true, _, _) | (false, true, _) => Ok(url),
         (false, false, true) if !in_lambda => Ok(url),
         _ => Err(ConfigError::new(
             setting.var,
-            format!(
-                "aws mode accepts only {} (or a loopback stand-in outside Lambda)",
-                official.host_str().unwrap_or_default()
-            ),
+            format!("aws mode accepts only {official_host} (or a loopback stand-in outside Lambda)"),
         )),
     }
 }
