@@ -7,7 +7,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::config::Auth0Settings;
-use crate::secret::{AccessToken, DeviceCode, IdToken, RefreshToken};
+use crate::secret::{AccessToken, ClientSecret, DeviceCode, IdToken, RefreshToken};
 use crate::secrets::{SecretError, SecretReader};
 
 /// The scope keyward asks for: an ID token, the profile, and a refresh token.
@@ -121,45 +121,30 @@ impl Auth0Client {
 
     /// Exchanges an authorization code with the PKCE verifier and the client secret.
     pub async fn exchange_code(&self, code: &str, verifier: &str) -> Result<TokenSet, Auth0Error> {
-        let secret = self.secret.get().await?;
-        let form = [
+        let secret = self.secret_for(ClientKind::Web).await?;
+        let mut form = vec![
             ("grant_type", "authorization_code"),
-            ("client_id", self.settings.web_client_id.as_str()),
-            ("client_secret", secret.expose()),
             ("code", code),
             ("code_verifier", verifier),
             ("redirect_uri", self.settings.callback_url.as_str()),
         ];
+        form.extend(self.credentials(ClientKind::Web, secret.as_ref()));
         self.token(&form).await
     }
 
     /// Uses a refresh token of the client that obtained it (web or device); Auth0 rotates it.
     pub async fn refresh(&self, token: &RefreshToken, client: ClientKind) -> Result<TokenSet, Auth0Error> {
-        let secret = match client {
-            ClientKind::Web => Some(self.secret.get().await?),
-            ClientKind::Device => None,
-        };
-        let mut form = vec![
-            ("grant_type", "refresh_token"),
-            ("client_id", self.client_id(client)),
-            ("refresh_token", token.expose()),
-        ];
-        if let Some(secret) = &secret {
-            form.push(("client_secret", secret.expose()));
-        }
+        let secret = self.secret_for(client).await?;
+        let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", token.expose())];
+        form.extend(self.credentials(client, secret.as_ref()));
         self.token(&form).await
     }
 
     /// Revokes a refresh token (and with it its rotation family).
     pub async fn revoke(&self, token: &RefreshToken, client: ClientKind) -> Result<(), Auth0Error> {
-        let secret = match client {
-            ClientKind::Web => Some(self.secret.get().await?),
-            ClientKind::Device => None,
-        };
-        let mut form = vec![("client_id", self.client_id(client)), ("token", token.expose())];
-        if let Some(secret) = &secret {
-            form.push(("client_secret", secret.expose()));
-        }
+        let secret = self.secret_for(client).await?;
+        let mut form = vec![("token", token.expose())];
+        form.extend(self.credentials(client, secret.as_ref()));
         let response = self.post("oauth/revoke", &form).await?;
         if response.0 == 200 { Ok(()) } else { Err(refusal(response)) }
     }
@@ -194,11 +179,23 @@ impl Auth0Client {
         self.token(&form).await
     }
 
-    fn client_id(&self, client: ClientKind) -> &str {
+    /// The secret requests of `client` carry: the web app's; none for the public device client.
+    async fn secret_for(&self, client: ClientKind) -> Result<Option<ClientSecret>, Auth0Error> {
         match client {
-            ClientKind::Web => &self.settings.web_client_id,
-            ClientKind::Device => &self.settings.device_client_id,
+            ClientKind::Web => Ok(Some(self.secret.get().await?)),
+            ClientKind::Device => Ok(None),
         }
+    }
+
+    /// `client_id`, and `client_secret` when the client has one, as form fields.
+    fn credentials<'a>(&'a self, client: ClientKind, secret: Option<&'a ClientSecret>) -> Vec<(&'static str, &'a str)> {
+        let client_id = match client {
+            ClientKind::Web => self.settings.web_client_id.as_str(),
+            ClientKind::Device => self.settings.device_client_id.as_str(),
+        };
+        let mut fields = vec![("client_id", client_id)];
+        fields.extend(secret.map(|s| ("client_secret", s.expose())));
+        fields
     }
 
     async fn token(&self, form: &[(&str, &str)]) -> Result<TokenSet, Auth0Error> {
