@@ -2,6 +2,7 @@
 //! protocols, a fresh table or KMS key per test, both store backends, and AWS call counting.
 
 pub mod api;
+pub mod sign_in;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -5,66 +5,22 @@
 use std::time::Duration;
 
 use keyward::model::UserId;
-use keyward::session::refresh_context;
 use keyward::store::{OneTimeState, StatePurpose, now_epoch};
 use keyward_sandbox::auth0::sandbox_subject;
-use keyward_tests::api::{APP_ORIGIN, Backend, LocalApi, json};
-use secrecy::{ExposeSecret, SecretString};
-use serde_json::{Value, json};
+use keyward_tests::api::{Backend, LocalApi, json};
+use keyward_tests::sign_in::{
+    ADA, activate, code_of, location, poll, refresh, sealed_auth0_token, session_cookie, sign_in, start_device,
+};
+use secrecy::SecretString;
+use serde_json::json;
 use url::Url;
-
-const ADA: &str = "ada@example.com";
 
 fn user(email: &str) -> UserId {
     UserId::parse(&sandbox_subject(email)).unwrap()
 }
 
-fn location(response: &reqwest::Response) -> Url {
-    assert_eq!(response.status(), 302, "expected a redirect");
-    Url::parse(response.headers()["location"].to_str().unwrap()).unwrap()
-}
-
 fn param(url: &Url, name: &str) -> Option<String> {
     url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
-}
-
-/// `GET /auth/login`, then Auth0's `/authorize` as the sandbox user `email` → the callback URL.
-async fn authorize(api: &LocalApi, return_to: &str, email: &str) -> Url {
-    let login = api.client.get(api.url("/auth/login")).query(&[("returnTo", return_to)]).send().await.unwrap();
-    let mut authorize = location(&login);
-    authorize.query_pairs_mut().append_pair("login_hint", email);
-    location(&api.client.get(authorize).send().await.unwrap())
-}
-
-/// A whole web sign-in; returns the session handle from the cookie.
-async fn sign_in(api: &LocalApi, email: &str) -> String {
-    let callback = authorize(api, &format!("{APP_ORIGIN}/after"), email).await;
-    let response = api.client.get(callback).send().await.unwrap();
-    assert_eq!(location(&response).as_str(), format!("{APP_ORIGIN}/after"));
-    session_cookie(&response).expect("a session cookie")
-}
-
-fn session_cookie(response: &reqwest::Response) -> Option<String> {
-    let cookie = response.headers().get("set-cookie")?.to_str().ok()?;
-    let value = cookie.strip_prefix("__Host-keyward-session=")?.split(';').next()?;
-    (!value.is_empty()).then(|| value.to_owned())
-}
-
-async fn refresh(api: &LocalApi, handle: &str) -> reqwest::Response {
-    api.client.post(api.url("/auth/refresh")).json(&json!({ "refreshToken": handle })).send().await.unwrap()
-}
-
-async fn code_of(response: reqwest::Response) -> (u16, String) {
-    let status = response.status().as_u16();
-    (status, json(response).await["code"].as_str().unwrap_or_default().to_owned())
-}
-
-/// The Auth0 refresh token keyward holds for `user`'s session `handle` (the test reads the table).
-async fn sealed_auth0_token(api: &LocalApi, handle: &str) -> String {
-    let hash = keyward::session::handle_hash(&keyward::secret::SessionHandle::new(handle));
-    let family = api.state.store.sessions().find(&hash).await.unwrap().unwrap();
-    let context = refresh_context(&family.user, &family.id);
-    api.state.envelope.open_text(&family.sealed_refresh, &context).await.unwrap().expose_secret().to_owned()
 }
 
 async fn web_sign_in_stores_the_user_and_sets_a_host_cookie(backend: Backend) {
@@ -250,29 +206,6 @@ async fn me_creates_a_profile_on_first_sight(backend: Backend) {
     assert_eq!((status, code.as_str()), (401, "missing_token"));
 }
 
-async fn start_device(api: &LocalApi) -> Value {
-    let response = api.client.post(api.url("/auth/device/start")).send().await.unwrap();
-    assert_eq!(response.status(), 200);
-    json(response).await
-}
-
-async fn poll(api: &LocalApi, device_code: &str) -> (u16, Value) {
-    let response =
-        api.client.post(api.url("/auth/device/poll")).json(&json!({ "deviceCode": device_code })).send().await.unwrap();
-    (response.status().as_u16(), json(response).await)
-}
-
-async fn activate(api: &LocalApi, user_code: &str, decision: &str) {
-    let response = api
-        .client
-        .post(format!("{}activate", api.sandbox.auth0_issuer()))
-        .form(&[("user_code", user_code), ("email", ADA), ("decision", decision)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-}
-
 /// The device flow as a CLI drives it: start, poll at the interval, approval in a browser, tokens.
 async fn a_cli_signs_in_with_the_device_flow(backend: Backend) {
     let api = LocalApi::start(backend).await;
@@ -346,43 +279,80 @@ keyward_tests::on_both_backends!(
     device_polls_follow_rfc_8628,
 );
 
-/// AWS calls per sign-in route on DynamoDB, KMS and Secrets Manager (moto), counted by an SDK
-/// interceptor on the functions' own clients. Figures for issue 5's closing note.
+/// Calls per sign-in route: to AWS (DynamoDB, KMS and Secrets Manager on moto, counted by an SDK
+/// interceptor on the functions' own clients) and to Auth0 (counted by the stand-in). Figures for
+/// issue 5's closing note.
 #[tokio::test]
-async fn aws_calls_per_sign_in_route() {
+async fn calls_per_sign_in_route() {
     let api = LocalApi::start(Backend::Moto).await;
-    let calls = || {
+    let aws = || {
         let counts = api.aws_calls.counts();
         api.aws_calls.reset();
         counts.into_iter().map(|(op, n)| format!("{op}={n}")).collect::<Vec<_>>().join(" ")
     };
-    calls();
+    let auth0 = || api.sandbox.auth0_calls().take();
+    let forget_so_far = || {
+        aws();
+        auth0();
+    };
+    forget_so_far();
     let login = api.client.get(api.url("/auth/login")).send().await.unwrap();
     let mut authorize = location(&login);
-    assert_eq!(calls(), "DynamoDB.PutItem=1", "login: the one-time state");
+    assert_eq!(aws(), "DynamoDB.PutItem=1", "login: the one-time state");
+    assert_eq!(auth0(), "", "login: a redirect, no call to Auth0");
     authorize.query_pairs_mut().append_pair("login_hint", ADA);
     let callback = location(&api.client.get(authorize).send().await.unwrap());
+    assert_eq!(auth0(), "GET /authorize=1", "the browser at Auth0, not keyward");
     let response = api.client.get(callback).send().await.unwrap();
     let handle = session_cookie(&response).unwrap();
     assert_eq!(
-        calls(),
+        aws(),
         "DynamoDB.DeleteItem=1 DynamoDB.TransactWriteItems=1 DynamoDB.UpdateItem=1 KMS.GenerateDataKey=1",
         "callback: consume the state, upsert the profile, seal the refresh token, create the session"
     );
+    assert_eq!(
+        auth0(),
+        "GET /.well-known/jwks.json=1 POST /oauth/token=1",
+        "callback: the code exchange, and the tenant's keys on first use"
+    );
     let next = json(refresh(&api, &handle).await).await["refreshToken"].as_str().unwrap().to_owned();
     assert_eq!(
-        calls(),
+        aws(),
         "DynamoDB.GetItem=2 DynamoDB.TransactWriteItems=1 KMS.GenerateDataKey=1",
         "refresh: handle and family reads, reseal (the data key is cached for the open), rotate"
     );
+    assert_eq!(auth0(), "POST /oauth/token=1", "refresh: Auth0's refresh grant");
     let response =
         api.client.post(api.url("/auth/logout")).json(&json!({ "refreshToken": next })).send().await.unwrap();
     assert_eq!(response.status(), 204);
-    assert_eq!(calls(), "DynamoDB.GetItem=2 DynamoDB.UpdateItem=1", "logout: find, revoke");
+    assert_eq!(aws(), "DynamoDB.GetItem=2 DynamoDB.UpdateItem=1", "logout: find, revoke");
+    assert_eq!(auth0(), "POST /oauth/revoke=1", "logout: revoke Auth0's refresh token");
+    let rotated_away = sign_in(&api, ADA).await;
+    assert_eq!(refresh(&api, &rotated_away).await.status(), 200);
+    forget_so_far();
+    assert_eq!(code_of(refresh(&api, &rotated_away).await).await, (401, "session_reused".to_owned()));
+    assert_eq!(aws(), "DynamoDB.GetItem=2 DynamoDB.UpdateItem=1", "reuse: find, revoke the family");
+    assert_eq!(auth0(), "POST /oauth/revoke=1", "reuse: revoke the family's Auth0 refresh token");
     let started = start_device(&api).await;
-    assert_eq!(calls(), "DynamoDB.PutItem=1", "device start: the device record");
-    poll(&api, started["deviceCode"].as_str().unwrap()).await;
-    assert_eq!(calls(), "DynamoDB.GetItem=1 DynamoDB.UpdateItem=1", "pending poll: read, take the poll");
-    poll(&api, started["deviceCode"].as_str().unwrap()).await;
-    assert_eq!(calls(), "DynamoDB.GetItem=1 DynamoDB.UpdateItem=2", "too-fast poll: read, refused take, slow_down");
+    assert_eq!(aws(), "DynamoDB.PutItem=1", "device start: the device record");
+    assert_eq!(auth0(), "POST /oauth/device/code=1", "device start");
+    let device_code = started["deviceCode"].as_str().unwrap().to_owned();
+    poll(&api, &device_code).await;
+    assert_eq!(aws(), "DynamoDB.GetItem=1 DynamoDB.UpdateItem=1", "pending poll: read, take the poll");
+    assert_eq!(auth0(), "POST /oauth/token=1", "pending poll: one device-code grant");
+    poll(&api, &device_code).await;
+    assert_eq!(aws(), "DynamoDB.GetItem=1 DynamoDB.UpdateItem=2", "too-fast poll: read, refused take, slow_down");
+    assert_eq!(auth0(), "", "too-fast poll: answered without asking Auth0");
+    let approved = start_device(&api).await;
+    activate(&api, approved["userCode"].as_str().unwrap(), "approve").await;
+    tokio::time::sleep(Duration::from_secs(approved["interval"].as_u64().unwrap())).await;
+    forget_so_far();
+    let (status, _) = poll(&api, approved["deviceCode"].as_str().unwrap()).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        aws(),
+        "DynamoDB.GetItem=1 DynamoDB.TransactWriteItems=1 DynamoDB.UpdateItem=3 KMS.GenerateDataKey=1",
+        "successful poll: read, take the poll, spend the code, upsert the profile, seal, create the session"
+    );
+    assert_eq!(auth0(), "POST /oauth/token=1", "successful poll: the device-code grant (the tenant's keys are cached)");
 }

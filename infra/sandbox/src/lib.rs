@@ -9,10 +9,14 @@
 pub mod auth0;
 pub mod providers;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -24,6 +28,7 @@ pub const DEFAULT_PORT: u16 = 8701;
 pub struct Sandbox {
     base_url: String,
     provider_calls: Arc<providers::CallCounts>,
+    auth0_calls: Arc<RequestCounts>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -38,7 +43,10 @@ impl Sandbox {
     pub async fn start_with(addr: SocketAddr, device: auth0::DeviceTimings) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let base_url = format!("http://{}", listener.local_addr()?);
-        let auth0 = auth0::router(&format!("{base_url}/auth0/"), device).map_err(std::io::Error::other)?;
+        let auth0_calls = Arc::new(RequestCounts::default());
+        let auth0 = auth0::router(&format!("{base_url}/auth0/"), device)
+            .map_err(std::io::Error::other)?
+            .layer(middleware::from_fn_with_state(Arc::clone(&auth0_calls), count_request));
         let (provider_calls, provider_routes) = providers::routers();
         let app = provider_routes
             .into_iter()
@@ -52,7 +60,7 @@ impl Sandbox {
                 tracing::error!(error = %e, "sandbox server failed");
             }
         });
-        Ok(Self { base_url, provider_calls, stop: Some(stop), task })
+        Ok(Self { base_url, provider_calls, auth0_calls, stop: Some(stop), task })
     }
 
     /// `http://127.0.0.1:PORT`, without a trailing slash.
@@ -63,6 +71,11 @@ impl Sandbox {
     /// How many validation calls each LLM provider stand-in has received.
     pub fn provider_calls(&self) -> &providers::CallCounts {
         &self.provider_calls
+    }
+
+    /// The requests the Auth0 stand-in has received, by method and path.
+    pub fn auth0_calls(&self) -> &RequestCounts {
+        &self.auth0_calls
     }
 
     /// The issuer of the Auth0 stand-in, with Auth0's trailing slash.
@@ -78,4 +91,28 @@ impl Drop for Sandbox {
         }
         self.task.abort();
     }
+}
+
+/// Requests counted by `METHOD /path` (the path inside the stand-in's prefix), for tests that state
+/// how many calls a keyward route makes to a service.
+#[derive(Default)]
+pub struct RequestCounts(Mutex<BTreeMap<String, u64>>);
+
+impl RequestCounts {
+    /// The counts so far as `METHOD /path=n` joined by spaces (empty when none), and a fresh start.
+    pub fn take(&self) -> String {
+        let counts = self.0.lock().map(|mut m| std::mem::take(&mut *m)).unwrap_or_default();
+        counts.into_iter().map(|(request, n)| format!("{request}={n}")).collect::<Vec<_>>().join(" ")
+    }
+
+    fn count(&self, request: String) {
+        if let Ok(mut m) = self.0.lock() {
+            *m.entry(request).or_default() += 1;
+        }
+    }
+}
+
+async fn count_request(State(counts): State<Arc<RequestCounts>>, request: Request, next: Next) -> Response {
+    counts.count(format!("{} {}", request.method(), request.uri().path()));
+    next.run(request).await
 }

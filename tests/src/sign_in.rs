@@ -1,0 +1,85 @@
+//! Sign-in steps as a browser or a CLI takes them through the local API and the Auth0 stand-in.
+
+use keyward::session::refresh_context;
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+use url::Url;
+
+use crate::api::{APP_ORIGIN, LocalApi, json};
+
+/// The sandbox user most tests sign in as.
+pub const ADA: &str = "ada@example.com";
+
+/// The target of a 302.
+pub fn location(response: &reqwest::Response) -> Url {
+    assert_eq!(response.status(), 302, "expected a redirect");
+    Url::parse(response.headers()["location"].to_str().unwrap()).unwrap()
+}
+
+/// `GET /auth/login`, then Auth0's `/authorize` as the sandbox user `email` → the callback URL.
+pub async fn authorize(api: &LocalApi, return_to: &str, email: &str) -> Url {
+    let login = api.client.get(api.url("/auth/login")).query(&[("returnTo", return_to)]).send().await.unwrap();
+    let mut authorize = location(&login);
+    authorize.query_pairs_mut().append_pair("login_hint", email);
+    location(&api.client.get(authorize).send().await.unwrap())
+}
+
+/// A whole web sign-in; returns the session handle from the cookie.
+pub async fn sign_in(api: &LocalApi, email: &str) -> String {
+    let callback = authorize(api, &format!("{APP_ORIGIN}/after"), email).await;
+    let response = api.client.get(callback).send().await.unwrap();
+    assert_eq!(location(&response).as_str(), format!("{APP_ORIGIN}/after"));
+    session_cookie(&response).expect("a session cookie")
+}
+
+/// The keyward session handle a response sets in its `__Host-` cookie.
+pub fn session_cookie(response: &reqwest::Response) -> Option<String> {
+    let cookie = response.headers().get("set-cookie")?.to_str().ok()?;
+    let value = cookie.strip_prefix("__Host-keyward-session=")?.split(';').next()?;
+    (!value.is_empty()).then(|| value.to_owned())
+}
+
+/// `POST /auth/refresh` with a handle in the body, as a CLI sends it.
+pub async fn refresh(api: &LocalApi, handle: &str) -> reqwest::Response {
+    api.client.post(api.url("/auth/refresh")).json(&json!({ "refreshToken": handle })).send().await.unwrap()
+}
+
+/// `POST /auth/device/start`.
+pub async fn start_device(api: &LocalApi) -> Value {
+    let response = api.client.post(api.url("/auth/device/start")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    json(response).await
+}
+
+/// `POST /auth/device/poll` → status and body.
+pub async fn poll(api: &LocalApi, device_code: &str) -> (u16, Value) {
+    let response =
+        api.client.post(api.url("/auth/device/poll")).json(&json!({ "deviceCode": device_code })).send().await.unwrap();
+    (response.status().as_u16(), json(response).await)
+}
+
+/// A person approving (`approve`) or denying (`deny`) a user code on the sandbox's activation page, as Ada.
+pub async fn activate(api: &LocalApi, user_code: &str, decision: &str) {
+    let response = api
+        .client
+        .post(format!("{}activate", api.sandbox.auth0_issuer()))
+        .form(&[("user_code", user_code), ("email", ADA), ("decision", decision)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+/// A response's status and problem `code`.
+pub async fn code_of(response: reqwest::Response) -> (u16, String) {
+    let status = response.status().as_u16();
+    (status, json(response).await["code"].as_str().unwrap_or_default().to_owned())
+}
+
+/// The Auth0 refresh token keyward holds for the session `handle` (the test reads the table).
+pub async fn sealed_auth0_token(api: &LocalApi, handle: &str) -> String {
+    let hash = keyward::session::handle_hash(&keyward::secret::SessionHandle::new(handle));
+    let family = api.state.store.sessions().find(&hash).await.unwrap().unwrap();
+    let context = refresh_context(&family.user, &family.id);
+    api.state.envelope.open_text(&family.sealed_refresh, &context).await.unwrap().expose_secret().to_owned()
+}
