@@ -17,6 +17,7 @@ use crate::auth::auth0::Auth0Client;
 use crate::config::{Config, ConfigError, Mode};
 use crate::crypto::{CryptoError, Envelope, KeyProvider, KmsKeyProvider, LocalKeyProvider};
 use crate::http::json_response;
+use crate::oauth::google::GoogleClient;
 use crate::providers::KeyValidator;
 use crate::secrets::SecretReader;
 use crate::store::{DynamoTable, EmbeddedTable, Store, StoreError};
@@ -60,6 +61,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     pub validator: KeyValidator,
     pub auth0: Auth0Client,
+    /// `None` when Google connections are not configured (aws mode without a Google client).
+    pub google: Option<GoogleClient>,
 }
 
 impl AppState {
@@ -117,8 +120,12 @@ impl AppState {
                 http.clone(),
                 config.auth0.clone(),
                 config.tokens.audience.clone(),
-                SecretReader::new(config.auth0.client_secret.clone(), secrets_client),
+                SecretReader::new(config.auth0.client_secret.clone(), secrets_client.clone()),
             ),
+            google: config.google.clone().map(|settings| {
+                let secret = SecretReader::new(settings.client_secret.clone(), secrets_client);
+                GoogleClient::new(http.clone(), settings, secret)
+            }),
             store,
             http,
             config,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use url::Url;
 
 use crate::auth::service::InternalPrincipals;
-use crate::providers::{EndpointSetting, ProviderEndpoints};
+use crate::providers::ProviderEndpoints;
 
 /// Where the local sandbox stand-ins listen by default (see `infra/`); local mode points at them.
 pub const SANDBOX_BASE_URL: &str = "http://127.0.0.1:8701";
@@ -20,6 +20,13 @@ pub const LOCAL_AUDIENCE: &str = "https://keyward.local/api";
 pub const LOCAL_BASE_URL: &str = "http://127.0.0.1:8700";
 /// The client secret of the sandbox tenant's web application (public by design: loopback only).
 const SANDBOX_CLIENT_SECRET: &str = "sandbox-client-secret";
+
+/// Which endpoint a configuration variable sets, its official URL and its path under the sandbox.
+pub struct EndpointSetting {
+    pub var: &'static str,
+    pub official: &'static str,
+    pub sandbox_path: &'static str,
+}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{var}: {problem}")]
@@ -74,6 +81,61 @@ pub struct Auth0Settings {
     pub return_origins: Vec<String>,
 }
 
+/// How keyward connects users' Google accounts (OAuth for web-server apps).
+#[derive(Debug, Clone)]
+pub struct GoogleSettings {
+    pub client_id: String,
+    pub client_secret: SecretSetting,
+    /// keyward's own `/oauth/google/callback`, exactly as registered with Google.
+    pub redirect_url: Url,
+    pub endpoints: GoogleEndpoints,
+    /// What keyward asks for (space-separated on the wire).
+    pub scopes: Vec<String>,
+    /// An access token expiring sooner than this is refreshed before it is handed out.
+    pub refresh_margin: Duration,
+}
+
+/// Google's OAuth endpoints: the official ones in aws mode, loopback stand-ins in the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoogleEndpoints {
+    pub authorize: Url,
+    pub token: Url,
+    pub revoke: Url,
+    pub userinfo: Url,
+}
+
+impl GoogleEndpoints {
+    /// In the order of the fields.
+    pub const SETTINGS: [EndpointSetting; 4] = [
+        EndpointSetting {
+            var: "KEYWARD_GOOGLE_AUTHORIZE_URL",
+            official: "https://accounts.google.com/o/oauth2/v2/auth",
+            sandbox_path: "/google/o/oauth2/v2/auth",
+        },
+        EndpointSetting {
+            var: "KEYWARD_GOOGLE_TOKEN_URL",
+            official: "https://oauth2.googleapis.com/token",
+            sandbox_path: "/google/token",
+        },
+        EndpointSetting {
+            var: "KEYWARD_GOOGLE_REVOKE_URL",
+            official: "https://oauth2.googleapis.com/revoke",
+            sandbox_path: "/google/revoke",
+        },
+        EndpointSetting {
+            var: "KEYWARD_GOOGLE_USERINFO_URL",
+            official: "https://openidconnect.googleapis.com/v1/userinfo",
+            sandbox_path: "/google/v1/userinfo",
+        },
+    ];
+}
+
+/// The scopes asked for unless `KEYWARD_GOOGLE_SCOPES` says otherwise: who the account is, and calendar.
+pub const DEFAULT_GOOGLE_SCOPES: &str = "openid email https://www.googleapis.com/auth/calendar";
+/// The sandbox's Google OAuth client (public by design: loopback only).
+const SANDBOX_GOOGLE_CLIENT_ID: &str = "keyward-sandbox.apps.googleusercontent.com";
+const SANDBOX_GOOGLE_CLIENT_SECRET: &str = "sandbox-google-client-secret";
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub mode: Mode,
@@ -88,6 +150,8 @@ pub struct Config {
     pub provider_timeout: Duration,
     /// Validation calls spend the user's provider money: at most this many per user, provider and hour.
     pub validations_per_hour: u32,
+    /// `None` in aws mode without `KEYWARD_GOOGLE_CLIENT_ID`: the Google routes answer 503.
+    pub google: Option<GoogleSettings>,
 }
 
 impl Config {
@@ -146,7 +210,7 @@ impl Config {
         };
 
         let [openai, anthropic, google, perplexity, zai, zai_china] =
-            ProviderEndpoints::SETTINGS.each_ref().map(|setting| provider_endpoint(&get, setting, local, in_lambda));
+            ProviderEndpoints::SETTINGS.each_ref().map(|setting| pinned_endpoint(&get, setting, local, in_lambda));
         let providers = ProviderEndpoints::from_urls([openai?, anthropic?, google?, perplexity?, zai?, zai_china?]);
 
         // Against the sandbox tenant (local mode, or a loopback issuer in tests) the clients and their
@@ -154,17 +218,13 @@ impl Config {
         let sandbox = local || is_loopback(&issuer_url);
         let auth0 = Auth0Settings {
             web_client_id: local_default(&get, "KEYWARD_AUTH0_CLIENT_ID", sandbox, "keyward-web")?,
-            client_secret: match (get("KEYWARD_AUTH0_CLIENT_SECRET_ARN"), get("KEYWARD_AUTH0_CLIENT_SECRET")) {
-                (Some(arn), _) => SecretSetting::SecretsManager { arn },
-                (None, Some(value)) if local => SecretSetting::Value(value.into()),
-                (None, None) if sandbox => SecretSetting::Value(SANDBOX_CLIENT_SECRET.into()),
-                (None, _) => {
-                    return Err(ConfigError::new(
-                        "KEYWARD_AUTH0_CLIENT_SECRET_ARN",
-                        "required in aws mode (the secret lives in Secrets Manager, never in the environment)",
-                    ));
-                }
-            },
+            client_secret: client_secret(
+                &get,
+                ["KEYWARD_AUTH0_CLIENT_SECRET_ARN", "KEYWARD_AUTH0_CLIENT_SECRET"],
+                local,
+                sandbox,
+                SANDBOX_CLIENT_SECRET,
+            )?,
             device_client_id: local_default(&get, "KEYWARD_AUTH0_DEVICE_CLIENT_ID", sandbox, "keyward-cli")?,
             callback_url: endpoint_url(
                 "KEYWARD_AUTH0_CALLBACK_URL",
@@ -185,8 +245,11 @@ impl Config {
             issuer: issuer_url,
         };
 
+        let google = google_settings(&get, local, in_lambda)?;
+
         Ok(Self {
             mode,
+            google,
             auth0,
             tokens: TokenSettings { issuer, audience, jwks_url },
             internal_principals,
@@ -201,10 +264,81 @@ impl Config {
     /// mode), never the real service. `GET /health` reports them so nobody mistakes one for the other.
     pub fn stand_ins(&self) -> Vec<&'static str> {
         std::iter::once(("auth0", &self.tokens.jwks_url))
+            .chain(self.google.as_ref().map(|g| ("google-oauth", &g.endpoints.token)))
             .chain(self.providers.all())
             .filter(|(_, url)| is_loopback(url))
             .map(|(name, _)| name)
             .collect()
+    }
+}
+
+/// Google connections are optional in aws mode (no client id: not offered); the sandbox has a client.
+fn google_settings(
+    get: &impl Fn(&str) -> Option<String>,
+    local: bool,
+    in_lambda: bool,
+) -> Result<Option<GoogleSettings>, ConfigError> {
+    let client_id = match get("KEYWARD_GOOGLE_CLIENT_ID") {
+        Some(id) => id,
+        None if local => SANDBOX_GOOGLE_CLIENT_ID.to_owned(),
+        None => return Ok(None),
+    };
+    let [authorize, token, revoke, userinfo] =
+        GoogleEndpoints::SETTINGS.each_ref().map(|setting| pinned_endpoint(get, setting, local, in_lambda));
+    let endpoints = GoogleEndpoints { authorize: authorize?, token: token?, revoke: revoke?, userinfo: userinfo? };
+    let sandbox = local || is_loopback(&endpoints.token);
+    let client_secret = client_secret(
+        get,
+        ["KEYWARD_GOOGLE_CLIENT_SECRET_ARN", "KEYWARD_GOOGLE_CLIENT_SECRET"],
+        local,
+        sandbox,
+        SANDBOX_GOOGLE_CLIENT_SECRET,
+    )?;
+    let redirect_url = endpoint_url(
+        "KEYWARD_GOOGLE_REDIRECT_URL",
+        &local_default(
+            get,
+            "KEYWARD_GOOGLE_REDIRECT_URL",
+            sandbox,
+            &format!("{LOCAL_BASE_URL}/oauth/google/callback"),
+        )?,
+    )?;
+    let scopes: Vec<String> = get("KEYWARD_GOOGLE_SCOPES")
+        .as_deref()
+        .unwrap_or(DEFAULT_GOOGLE_SCOPES)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    if scopes.is_empty() {
+        return Err(ConfigError::new("KEYWARD_GOOGLE_SCOPES", "must name at least one scope"));
+    }
+    Ok(Some(GoogleSettings {
+        client_id,
+        client_secret,
+        redirect_url,
+        endpoints,
+        scopes,
+        refresh_margin: Duration::from_secs(bounded(get, "KEYWARD_GOOGLE_REFRESH_MARGIN_SECS", 60..=1800, 300)?),
+    }))
+}
+
+/// A client secret: from Secrets Manager (the ARN in `arn_var`); given directly (`value_var`) in
+/// local mode only; or the sandbox's public one against a sandbox.
+fn client_secret(
+    get: &impl Fn(&str) -> Option<String>,
+    [arn_var, value_var]: [&'static str; 2],
+    local: bool,
+    sandbox: bool,
+    sandbox_value: &str,
+) -> Result<SecretSetting, ConfigError> {
+    match (get(arn_var), get(value_var)) {
+        (Some(arn), _) => Ok(SecretSetting::SecretsManager { arn }),
+        (None, Some(value)) if local => Ok(SecretSetting::Value(value.into())),
+        (None, None) if sandbox => Ok(SecretSetting::Value(sandbox_value.into())),
+        (None, _) => Err(ConfigError::new(
+            arn_var,
+            "required in aws mode (the secret lives in Secrets Manager, never in the environment)",
+        )),
     }
 }
 
@@ -257,11 +391,11 @@ where
     }
 }
 
-/// A provider's base URL. Local mode defaults to the sandbox stand-in. In aws mode only the
-/// provider's official https host is accepted, so no configuration mistake sends keys elsewhere; a
-/// loopback stand-in is allowed outside Lambda only (the tests, `keyward-local` on moto), since inside
-/// Lambda loopback is the runtime API.
-fn provider_endpoint(
+/// A third party's endpoint (an LLM provider's base URL, a Google OAuth endpoint). Local mode
+/// defaults to the sandbox stand-in. In aws mode only the official https host is accepted, so no
+/// configuration mistake sends keys or tokens elsewhere; a loopback stand-in is allowed outside Lambda
+/// only (the tests, `keyward-local` on moto), since inside Lambda loopback is the runtime API.
+fn pinned_endpoint(
     get: &impl Fn(&str) -> Option<String>,
     setting: &EndpointSetting,
     local: bool,
@@ -386,12 +520,42 @@ mod tests {
         let local = config(&[]).unwrap();
         assert_eq!(local.providers.openai.as_str(), "http://127.0.0.1:8701/openai/v1");
         assert_eq!(local.providers.zai_china.as_str(), "http://127.0.0.1:8701/zai-china/api/paas/v4");
-        assert_eq!(local.stand_ins(), ["auth0", "openai", "anthropic", "gemini", "perplexity", "zai", "zai-china"]);
+        assert_eq!(
+            local.stand_ins(),
+            ["auth0", "google-oauth", "openai", "anthropic", "gemini", "perplexity", "zai", "zai-china"]
+        );
         let aws = config(&AWS).unwrap();
         assert_eq!(aws.providers.google.as_str(), "https://generativelanguage.googleapis.com/v1beta");
         assert_eq!(aws.providers.perplexity.as_str(), "https://api.perplexity.ai/");
         assert!(aws.stand_ins().is_empty());
         assert_eq!((aws.provider_timeout, aws.validations_per_hour), (Duration::from_secs(10), 10));
+    }
+
+    #[test]
+    fn google_connections_are_optional_in_aws_mode_and_pinned_to_google() {
+        assert!(config(&AWS).unwrap().google.is_none(), "no client id: not offered");
+        let mut vars = AWS.to_vec();
+        vars.push(("KEYWARD_GOOGLE_CLIENT_ID", "123-abc.apps.googleusercontent.com"));
+        assert_eq!(config(&vars).unwrap_err().var, "KEYWARD_GOOGLE_CLIENT_SECRET_ARN");
+        vars.push(("KEYWARD_GOOGLE_CLIENT_SECRET", "in-the-environment"));
+        assert_eq!(config(&vars).unwrap_err().var, "KEYWARD_GOOGLE_CLIENT_SECRET_ARN", "never from the environment");
+        vars.pop();
+        vars.push((
+            "KEYWARD_GOOGLE_CLIENT_SECRET_ARN",
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:g-AbCdEf",
+        ));
+        assert_eq!(config(&vars).unwrap_err().var, "KEYWARD_GOOGLE_REDIRECT_URL");
+        vars.push(("KEYWARD_GOOGLE_REDIRECT_URL", "https://api.keyward.dev/oauth/google/callback"));
+        let google = config(&vars).unwrap().google.unwrap();
+        assert_eq!(google.endpoints.token.as_str(), "https://oauth2.googleapis.com/token");
+        assert_eq!(google.endpoints.authorize.as_str(), "https://accounts.google.com/o/oauth2/v2/auth");
+        assert_eq!(google.scopes, ["openid", "email", "https://www.googleapis.com/auth/calendar"]);
+        assert_eq!(google.refresh_margin, Duration::from_secs(300));
+        vars.push(("KEYWARD_GOOGLE_TOKEN_URL", "https://tokens.example.com/token"));
+        assert_eq!(config(&vars).unwrap_err().var, "KEYWARD_GOOGLE_TOKEN_URL", "only Google's host");
+        vars.pop();
+        vars.push(("KEYWARD_GOOGLE_REFRESH_MARGIN_SECS", "5"));
+        assert_eq!(config(&vars).unwrap_err().var, "KEYWARD_GOOGLE_REFRESH_MARGIN_SECS");
     }
 
     #[test]

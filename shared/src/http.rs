@@ -41,6 +41,9 @@ pub enum ApiError {
     /// A dependency (AWS, an identity provider) is down or throttling; retrying later helps.
     #[error("{detail}")]
     Unavailable { code: &'static str, detail: String, retry_after_secs: u64 },
+    /// A third party answered in a way retrying does not fix (a refused client, say).
+    #[error("{detail}")]
+    BadGateway { code: &'static str, detail: String },
     /// A provider refused a key, or could not be asked: 422 for the key's problems, 502 when the
     /// provider is unreachable, 504 when it did not answer in time.
     #[error("{}", .0.message())]
@@ -103,6 +106,7 @@ impl ApiError {
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::BadGateway { .. } => StatusCode::BAD_GATEWAY,
             Self::Provider(failure) => match failure.kind {
                 FailureKind::Unreachable => StatusCode::BAD_GATEWAY,
                 FailureKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
@@ -121,7 +125,8 @@ impl ApiError {
             | Self::Conflict { code, .. }
             | Self::Unprocessable { code, .. }
             | Self::TooManyRequests { code, .. }
-            | Self::Unavailable { code, .. } => code,
+            | Self::Unavailable { code, .. }
+            | Self::BadGateway { code, .. } => code,
             Self::PayloadTooLarge => "payload_too_large",
             Self::Provider(failure) => failure.kind.code(),
             Self::Internal(_) => "internal_error",
@@ -202,6 +207,24 @@ impl From<crate::auth::auth0::Auth0Error> for ApiError {
                     retry_after_secs: 5,
                 }
             }
+        }
+    }
+}
+
+impl From<crate::oauth::google::GoogleError> for ApiError {
+    fn from(err: crate::oauth::google::GoogleError) -> Self {
+        use crate::oauth::google::GoogleError;
+        tracing::warn!(error = %err, "Google call failed");
+        match err {
+            GoogleError::Refused { .. } => Self::BadGateway {
+                code: "google_refused",
+                detail: "Google refused keyward's request; the stored connection is unchanged.".into(),
+            },
+            GoogleError::Unavailable(_) | GoogleError::Secret(_) => Self::Unavailable {
+                code: "google_unavailable",
+                detail: "Google is unavailable; the stored connection is unchanged. Retry shortly.".into(),
+                retry_after_secs: 5,
+            },
         }
     }
 }
@@ -347,7 +370,6 @@ pub fn no_content() -> Response<Body> {
     response
 }
 
-/// The answer for a path or method this function does not serve.
 /// API Gateway's route key of a request (`GET /internal/users/{uid}/llm-keys`): functions route
 /// on it, so the template is the one list of routes and paths are never parsed twice.
 pub fn route_key(req: &Request) -> &str {
@@ -370,6 +392,37 @@ pub fn rfc3339(epoch_secs: i64) -> String {
         .unwrap_or_default()
 }
 
+/// A query parameter (the first, when repeated).
+pub fn query_param<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.query_string_parameters_ref().and_then(|q| q.first(name))
+}
+
+/// 302 Found to `location`, never cached.
+pub fn redirect(location: &str) -> Response<Body> {
+    let mut response = Response::new(Body::Empty);
+    *response.status_mut() = StatusCode::FOUND;
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// A `returnTo` on one of `origins` (exactly: scheme, host and port), or 400. No open redirect.
+pub fn allowed_return_to(origins: &[String], raw: &str) -> Result<String, ApiError> {
+    let refuse = || {
+        ApiError::bad_request(
+            "invalid_return_to",
+            "`returnTo` must be an absolute URL on one of keyward's allowed origins.",
+        )
+    };
+    let url = url::Url::parse(raw).map_err(|_| refuse())?;
+    let origin = url.origin().ascii_serialization();
+    let allowed = origins.contains(&origin) && url.username().is_empty() && url.password().is_none();
+    if allowed { Ok(url.to_string()) } else { Err(refuse()) }
+}
+
+/// The answer for a path or method this function does not serve.
 pub fn route_not_found() -> ApiError {
     ApiError::not_found("route_not_found", "No such route.")
 }

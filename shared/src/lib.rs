@@ -10,6 +10,7 @@ pub mod crypto;
 pub mod files;
 pub mod http;
 pub mod model;
+pub mod oauth;
 pub mod providers;
 pub mod secret;
 pub mod secrets;

@@ -3,6 +3,8 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use lambda_http::Request;
+use lambda_http::http::header;
 use sha2::{Digest, Sha256};
 
 use crate::app::AppState;
@@ -13,6 +15,21 @@ use crate::http::ApiError;
 use crate::model::UserId;
 use crate::secret::{RefreshToken, SessionHandle};
 use crate::store::{ProfileUpdate, SessionFamily, UserProfile, now_epoch};
+
+/// The cookie holding a browser's session handle (`__Host-`: Secure, Path=/, no Domain).
+pub const SESSION_COOKIE: &str = "__Host-keyward-session";
+
+/// The session handle in a request's cookie, if the browser sent one.
+pub fn cookie_handle(req: &Request) -> Option<SessionHandle> {
+    req.headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| pair.trim().strip_prefix(SESSION_COOKIE).and_then(|rest| rest.strip_prefix('=')))
+        .filter(|v| !v.is_empty())
+        .map(SessionHandle::new)
+}
 
 /// 256 random bits, base64url: a handle, a state or a PKCE verifier.
 pub fn random_secret() -> String {

@@ -8,7 +8,7 @@ use aws_credential_types::Credentials as SigningCredentials;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4::SigningParams;
 use keyward::app::{AppState, AwsClients};
-use keyward::config::{Config, LOCAL_AUDIENCE};
+use keyward::config::{Config, GoogleEndpoints, LOCAL_AUDIENCE};
 use keyward::crypto::{EncryptionContext, Purpose};
 use keyward::model::UserId;
 use keyward::providers::{Provider, ProviderEndpoints, ZaiRegion, preview};
@@ -40,6 +40,13 @@ pub const NOTES_SERVICE: Principal = Principal {
     access_key: "AKIATESTNOTES0000001",
     secret: "notes-service-secret-0123456789abcdefghij",
     arn: "arn:aws:iam::111122223333:role/notes-service",
+};
+
+/// Allowed to fetch Google access tokens, and nothing else.
+pub const CALENDAR_SERVICE: Principal = Principal {
+    access_key: "AKIATESTCALENDAR0001",
+    secret: "calendar-service-secret-0123456789abcdef",
+    arn: "arn:aws:iam::111122223333:role/calendar-service",
 };
 
 /// Signs correctly, but is on no allow-list.
@@ -83,7 +90,11 @@ impl LocalApi {
         // The gateway's port is chosen first: keyward's callback URL names it.
         let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
         let base_url = format!("http://127.0.0.1:{port}");
-        let principals = serde_json::json!({ NOTES_SERVICE.arn: ["openai", "anthropic", "zai"] }).to_string();
+        let principals = serde_json::json!({
+            NOTES_SERVICE.arn: ["openai", "anthropic", "zai"],
+            CALENDAR_SERVICE.arn: ["google-oauth"],
+        })
+        .to_string();
         let mut settings = vec![
             ("KEYWARD_DATA_DIR", dir.path().display().to_string()),
             ("KEYWARD_AUTH0_ISSUER", sandbox.auth0_issuer()),
@@ -93,8 +104,10 @@ impl LocalApi {
             ("KEYWARD_PROVIDER_TIMEOUT_SECS", "2".to_owned()),
             ("KEYWARD_AUTH0_CALLBACK_URL", format!("{base_url}/auth/callback")),
             ("KEYWARD_RETURN_ORIGINS", format!("{base_url},{APP_ORIGIN}")),
+            ("KEYWARD_GOOGLE_CLIENT_ID", keyward_sandbox::google::SANDBOX_CLIENT_ID.to_owned()),
+            ("KEYWARD_GOOGLE_REDIRECT_URL", format!("{base_url}/oauth/google/callback")),
         ];
-        for endpoint in &ProviderEndpoints::SETTINGS {
+        for endpoint in ProviderEndpoints::SETTINGS.iter().chain(&GoogleEndpoints::SETTINGS) {
             settings.push((endpoint.var, format!("{}{}", sandbox.base_url(), endpoint.sandbox_path)));
         }
         settings.retain(|(name, _)| !overrides.iter().any(|(o, _)| o == name));
@@ -131,7 +144,7 @@ impl LocalApi {
         let state = Arc::new(state);
 
         let credentials_file = dir.path().join("credentials.json");
-        let entries: Vec<_> = [NOTES_SERVICE, STRANGER]
+        let entries: Vec<_> = [NOTES_SERVICE, CALENDAR_SERVICE, STRANGER]
             .iter()
             .map(|p| serde_json::json!({"accessKeyId": p.access_key, "secretAccessKey": p.secret, "principalArn": p.arn}))
             .collect();

@@ -227,6 +227,7 @@ async fn oauth_saves_are_version_guarded(store: &Store) {
         connected_at: 1_000,
         last_refreshed_at: None,
         version: 0,
+        refresh_lease_until: None,
     };
     let saved = connections.save(&connection, None).await.unwrap().unwrap();
     assert_eq!(saved.version, 1);
@@ -239,6 +240,19 @@ async fn oauth_saves_are_version_guarded(store: &Store) {
     assert!(connections.save(&refreshed, Some(1)).await.unwrap().is_none());
     let read = connections.get(&alice).await.unwrap().unwrap();
     assert_eq!((read.version, read.access_token.clone(), read.refresh_token.clone()), (2, sealed(3), Some(sealed(1))));
+
+    // One refresh lease at a time, for the version read; a save ends it, a release gives it back.
+    assert!(connections.take_refresh_lease(&alice, 2, 4_000, 4_015).await.unwrap());
+    assert!(!connections.take_refresh_lease(&alice, 2, 4_001, 4_016).await.unwrap(), "still leased");
+    assert!(connections.get(&alice).await.unwrap().unwrap().is_leased(4_010));
+    assert!(connections.take_refresh_lease(&alice, 2, 4_015, 4_030).await.unwrap(), "an expired lease is taken over");
+    connections.release_refresh_lease(&alice, 2).await.unwrap();
+    assert!(!connections.get(&alice).await.unwrap().unwrap().is_leased(4_016));
+    assert!(!connections.take_refresh_lease(&alice, 1, 4_016, 4_031).await.unwrap(), "a stale version");
+    assert!(connections.take_refresh_lease(&alice, 2, 4_016, 4_031).await.unwrap());
+    let v3 = connections.save(&v2, Some(2)).await.unwrap().unwrap();
+    assert_eq!((v3.version, v3.refresh_lease_until), (3, None), "a save ends the lease");
+    assert!(!connections.take_refresh_lease(&user("bob"), 1, 4_016, 4_031).await.unwrap(), "no connection");
 
     assert!(connections.delete(&alice).await.unwrap());
     assert!(!connections.delete(&alice).await.unwrap());

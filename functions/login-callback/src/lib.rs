@@ -6,27 +6,26 @@
 
 use std::sync::Arc;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use keyward::app::{AppState, health};
 use keyward::auth::auth0::{Auth0Error, ClientKind};
-use keyward::http::{ApiError, json_body, json_response, no_content, rfc3339, route_key, route_not_found};
+use keyward::http::{
+    ApiError, allowed_return_to, json_body, json_response, no_content, query_param, redirect, rfc3339, route_key,
+    route_not_found,
+};
+use keyward::oauth::Pkce;
 use keyward::secret::{RefreshToken, SessionHandle};
-use keyward::session::{self, handle_hash, random_secret, refresh_context};
+use keyward::session::{self, SESSION_COOKIE, handle_hash, random_secret, refresh_context};
 use keyward::store::{
     OneTimeState, ProfileUpdate, SESSION_IDLE_SECS, SessionFamily, StatePurpose, UserProfile, now_epoch,
 };
 use lambda_http::http::{HeaderValue, StatusCode, header};
-use lambda_http::{Body, Request, RequestExt, Response};
+use lambda_http::{Body, Request, Response};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 /// This function's name, as in `template.yaml`.
 pub const FUNCTION: &str = "login-callback";
 
-/// The cookie holding a browser's session handle (`__Host-`: Secure, Path=/, no Domain).
-const SESSION_COOKIE: &str = "__Host-keyward-session";
 /// How long a sign-in may take between `/auth/login` and the callback.
 const STATE_TTL_SECS: i64 = 600;
 
@@ -64,54 +63,24 @@ fn config(state: &AppState) -> Response<Body> {
     )
 }
 
-fn query<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
-    req.query_string_parameters_ref().and_then(|q| q.first(name))
-}
-
 /// `GET /auth/login?returnTo=…` → 302 to Auth0 with a fresh state and PKCE challenge.
 async fn login(state: &AppState, req: &Request) -> Result<Response<Body>, ApiError> {
-    let return_to = match query(req, "returnTo") {
-        Some(raw) => Some(allowed_return_to(state, raw)?),
+    let return_to = match query_param(req, "returnTo") {
+        Some(raw) => Some(allowed_return_to(&state.config.auth0.return_origins, raw)?),
         None => state.config.auth0.return_origins.first().map(|origin| format!("{origin}/")),
     };
     let login_state = random_secret();
-    let verifier = random_secret();
-    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    let pkce = Pkce::new();
     let record = OneTimeState {
         purpose: StatePurpose::Auth0Login,
         user: None,
         return_to,
-        pkce_verifier: SecretString::from(verifier),
+        pkce_verifier: SecretString::from(pkce.verifier),
         expires_at: now_epoch() + STATE_TTL_SECS,
     };
     state.store.states().create(&login_state, &record).await?;
-    let url = state.auth0.authorize_url(&login_state, &challenge)?;
+    let url = state.auth0.authorize_url(&login_state, &pkce.challenge)?;
     Ok(redirect(url.as_str()))
-}
-
-/// A `returnTo` on an allowed origin (exactly: scheme, host and port), or 400. No open redirect.
-fn allowed_return_to(state: &AppState, raw: &str) -> Result<String, ApiError> {
-    let refuse = || {
-        ApiError::bad_request(
-            "invalid_return_to",
-            "`returnTo` must be an absolute URL on one of keyward's allowed origins.",
-        )
-    };
-    let url = url::Url::parse(raw).map_err(|_| refuse())?;
-    let origin = url.origin().ascii_serialization();
-    let allowed =
-        state.config.auth0.return_origins.contains(&origin) && url.username().is_empty() && url.password().is_none();
-    if allowed { Ok(url.to_string()) } else { Err(refuse()) }
-}
-
-fn redirect(location: &str) -> Response<Body> {
-    let mut response = Response::new(Body::Empty);
-    *response.status_mut() = StatusCode::FOUND;
-    if let Ok(value) = HeaderValue::from_str(location) {
-        response.headers_mut().insert(header::LOCATION, value);
-    }
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
 }
 
 /// `GET /auth/callback?code&state` (or `?error&state` from Auth0).
@@ -122,10 +91,10 @@ async fn callback(state: &AppState, req: &Request) -> Result<Response<Body>, Api
             "This sign-in link was already used, has expired or is unknown; sign in again.",
         )
     };
-    let raw_state = query(req, "state").ok_or_else(invalid_state)?;
+    let raw_state = query_param(req, "state").ok_or_else(invalid_state)?;
     // Consumed first, whatever else the callback says: a state works once.
     let login = state.store.states().consume(raw_state, StatePurpose::Auth0Login).await?.ok_or_else(invalid_state)?;
-    if let Some(error) = query(req, "error") {
+    if let Some(error) = query_param(req, "error") {
         let code = if error == "access_denied" { "access_denied" } else { "auth0_error" };
         tracing::info!(error = code, "Auth0 sign-in refused");
         return Err(ApiError::bad_request(
@@ -133,7 +102,7 @@ async fn callback(state: &AppState, req: &Request) -> Result<Response<Body>, Api
             "Sign-in was cancelled or refused at Auth0; nothing was stored. Sign in again to retry.",
         ));
     }
-    let code = query(req, "code")
+    let code = query_param(req, "code")
         .ok_or_else(|| ApiError::bad_request("missing_code", "The callback carries no authorization code."))?;
 
     let tokens = state.auth0.exchange_code(code, login.pkce_verifier.expose_secret()).await.map_err(|e| match e {
@@ -175,16 +144,8 @@ struct HandleBody {
 
 /// The session handle of a request: the cookie (browsers) or `{"refreshToken"}` (CLIs).
 fn presented_handle(req: &Request) -> Result<(SessionHandle, bool), ApiError> {
-    let from_cookie = req
-        .headers()
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| pair.trim().strip_prefix(SESSION_COOKIE).and_then(|rest| rest.strip_prefix('=')))
-        .filter(|v| !v.is_empty());
-    if let Some(value) = from_cookie {
-        return Ok((SessionHandle::new(value), true));
+    if let Some(handle) = session::cookie_handle(req) {
+        return Ok((handle, true));
     }
     let body: HandleBody = json_body(req)?;
     Ok((SessionHandle::new(body.refresh_token.expose_secret()), false))

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use keyward::app::AppState;
-use keyward::config::{Config, LOCAL_AUDIENCE, Mode};
+use keyward::config::{Config, GoogleEndpoints, LOCAL_AUDIENCE, Mode};
 use keyward::providers::ProviderEndpoints;
 use keyward_local::sigv4::LOCAL_PRINCIPAL;
 use keyward_local::{Credentials, DEFAULT_PORT, Gateway, RouteTable};
@@ -102,8 +102,14 @@ async fn run() -> Result<(), String> {
         if env("KEYWARD_RETURN_ORIGINS").is_none() {
             settings.insert("KEYWARD_RETURN_ORIGINS", format!("{base},http://localhost:{}", options.port));
         }
+        if env("KEYWARD_GOOGLE_REDIRECT_URL").is_none() {
+            settings.insert("KEYWARD_GOOGLE_REDIRECT_URL", format!("{base}/oauth/google/callback"));
+        }
     }
-    for setting in &ProviderEndpoints::SETTINGS {
+    if env("KEYWARD_GOOGLE_CLIENT_ID").is_none() {
+        settings.insert("KEYWARD_GOOGLE_CLIENT_ID", keyward_sandbox::google::SANDBOX_CLIENT_ID.to_owned());
+    }
+    for setting in ProviderEndpoints::SETTINGS.iter().chain(&GoogleEndpoints::SETTINGS) {
         if env(setting.var).is_none() {
             settings.insert(setting.var, format!("{}{}", sandbox.base_url(), setting.sandbox_path));
         }

@@ -62,7 +62,9 @@ fn runs_the_whole_api_on_embedded_defaults() {
     let data_dir = dir.path().join(".keyward");
     let mut command = Command::new(env!("CARGO_BIN_EXE_keyward-local"));
     command.current_dir(dir.path()).env_remove("KEYWARD_MODE").env_remove("KEYWARD_AUTH0_ISSUER");
-    for setting in &keyward::providers::ProviderEndpoints::SETTINGS {
+    for setting in
+        keyward::providers::ProviderEndpoints::SETTINGS.iter().chain(&keyward::config::GoogleEndpoints::SETTINGS)
+    {
         command.env_remove(setting.var);
     }
     let (_server, url, banner) = start(&mut command);
@@ -72,7 +74,7 @@ fn runs_the_whole_api_on_embedded_defaults() {
     assert_eq!(health["store"], "embedded");
     assert_eq!(
         health["sandbox"],
-        serde_json::json!(["auth0", "openai", "anthropic", "gemini", "perplexity", "zai", "zai-china"]),
+        serde_json::json!(["auth0", "google-oauth", "openai", "anthropic", "gemini", "perplexity", "zai", "zai-china"]),
         "sandbox mode is labelled"
     );
     assert!(banner.iter().any(|l| l.starts_with("SANDBOX MODE")), "{banner:#?}");

@@ -24,12 +24,12 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
+
+use crate::web::{hidden_inputs, html_escape, oauth_error, pkce_matches, random_token, redirect_back};
 
 const SIGNING_KEY_PEM: &str = include_str!("../keys/sandbox-auth0-rsa.pem");
 const JWKS: &str = include_str!("../keys/sandbox-auth0-jwks.json");
@@ -152,12 +152,6 @@ async fn jwks() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], JWKS).into_response()
 }
 
-fn random_token(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    rand::fill(&mut buf[..]);
-    URL_SAFE_NO_PAD.encode(buf)
-}
-
 fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
@@ -186,18 +180,7 @@ async fn authorize(State(tenant): State<Arc<Tenant>>, Query(q): Query<AuthorizeQ
         return (StatusCode::BAD_REQUEST, Html("<h1>invalid_request: missing client_id or redirect_uri</h1>"))
             .into_response();
     };
-    let back = |params: Vec<(&str, String)>| {
-        let mut url = redirect_uri.clone();
-        let query: Vec<String> = params
-            .into_iter()
-            .chain(q.state.clone().map(|s| ("state", s)))
-            .map(|(k, v)| format!("{k}={}", urlencode(&v)))
-            .collect();
-        url.push(if url.contains('?') { '&' } else { '?' });
-        url.push_str(&query.join("&"));
-        // Auth0 redirects with 302 Found.
-        (StatusCode::FOUND, [(header::LOCATION, url)]).into_response()
-    };
+    let back = |params: Vec<(&str, String)>| redirect_back(&redirect_uri, q.state.as_deref(), params);
     let error = |code: &str, description: &str| {
         back(vec![("error", code.to_owned()), ("error_description", description.to_owned())])
     };
@@ -232,23 +215,9 @@ async fn authorize(State(tenant): State<Arc<Tenant>>, Query(q): Query<AuthorizeQ
     back(vec![("code", code)])
 }
 
-fn urlencode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-fn html_escape(value: &str) -> String {
-    value.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
 /// A form that repeats the authorize request with the email typed in.
 fn sign_in_page(q: &AuthorizeQuery) -> String {
-    let hidden = [
+    let hidden = hidden_inputs(&[
         ("response_type", &q.response_type),
         ("client_id", &q.client_id),
         ("redirect_uri", &q.redirect_uri),
@@ -257,12 +226,7 @@ fn sign_in_page(q: &AuthorizeQuery) -> String {
         ("state", &q.state),
         ("code_challenge", &q.code_challenge),
         ("code_challenge_method", &q.code_challenge_method),
-    ]
-    .iter()
-    .filter_map(|(name, value)| {
-        value.as_ref().map(|v| format!(r#"<input type="hidden" name="{name}" value="{}">"#, html_escape(v)))
-    })
-    .collect::<String>();
+    ]);
     format!(
         r#"<!doctype html><title>keyward sandbox sign-in</title><h1>Sign in (sandbox Auth0)</h1>
 <p>Any email address signs in; one containing <code>+unverified</code> has an unverified email.</p>
@@ -535,9 +499,7 @@ fn code_grant(tenant: &Tenant, request: TokenRequest) -> Response {
             "The redirect_uri MUST match the registered callback URL for this application.",
         );
     }
-    let verified = request
-        .code_verifier
-        .is_some_and(|v| URL_SAFE_NO_PAD.encode(Sha256::digest(v.as_bytes())) == code.code_challenge);
+    let verified = request.code_verifier.as_deref().is_some_and(|v| pkce_matches(v, &code.code_challenge));
     if !verified {
         return oauth_error(StatusCode::FORBIDDEN, "invalid_grant", "Failed to verify code verifier");
     }
@@ -638,8 +600,4 @@ async fn revoke(State(tenant): State<Arc<Tenant>>, req: Request) -> Response {
 pub fn sandbox_subject(email: &str) -> String {
     let digest = Sha256::digest(email.to_ascii_lowercase().as_bytes());
     format!("auth0|{}", &hex::encode(digest)[..24])
-}
-
-fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    (status, Json(json!({ "error": error, "error_description": description }))).into_response()
 }

@@ -2,12 +2,14 @@
 //! format. Local mode starts them by default (sandbox mode) so every flow can be tried without
 //! accounts; the tests use the same stand-ins, so each wire format is written once.
 //!
-//! Each service lives under its own prefix of one listener: `/auth0/`, and one per LLM provider
+//! Each service lives under its own prefix of one listener: `/auth0/`, `/google/`, and one per LLM provider
 //! (`/openai/v1`, `/anthropic/v1`, `/gemini/v1beta`, `/perplexity`, `/zai/…`, `/zai-china/…`, the
 //! paths keyward's local-mode defaults point at).
 
 pub mod auth0;
+pub mod google;
 pub mod providers;
+mod web;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -29,6 +31,8 @@ pub struct Sandbox {
     base_url: String,
     provider_calls: Arc<providers::CallCounts>,
     auth0_calls: Arc<RequestCounts>,
+    google: Arc<google::GoogleControls>,
+    google_calls: Arc<RequestCounts>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -47,10 +51,16 @@ impl Sandbox {
         let auth0 = auth0::router(&format!("{base_url}/auth0/"), device)
             .map_err(std::io::Error::other)?
             .layer(middleware::from_fn_with_state(Arc::clone(&auth0_calls), count_request));
+        let google_calls = Arc::new(RequestCounts::default());
+        let (google, google_routes) = google::router();
+        let google_routes =
+            google_routes.layer(middleware::from_fn_with_state(Arc::clone(&google_calls), count_request));
         let (provider_calls, provider_routes) = providers::routers();
         let app = provider_routes
             .into_iter()
-            .fold(Router::new().nest("/auth0", auth0), |app, (prefix, routes)| app.nest(prefix, routes));
+            .fold(Router::new().nest("/auth0", auth0).nest("/google", google_routes), |app, (prefix, routes)| {
+                app.nest(prefix, routes)
+            });
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let served = axum::serve(listener, app).with_graceful_shutdown(async {
@@ -60,7 +70,7 @@ impl Sandbox {
                 tracing::error!(error = %e, "sandbox server failed");
             }
         });
-        Ok(Self { base_url, provider_calls, auth0_calls, stop: Some(stop), task })
+        Ok(Self { base_url, provider_calls, auth0_calls, google, google_calls, stop: Some(stop), task })
     }
 
     /// `http://127.0.0.1:PORT`, without a trailing slash.
@@ -76,6 +86,16 @@ impl Sandbox {
     /// The requests the Auth0 stand-in has received, by method and path.
     pub fn auth0_calls(&self) -> &RequestCounts {
         &self.auth0_calls
+    }
+
+    /// The Google stand-in's knobs (down, token lifetime, latency).
+    pub fn google(&self) -> &google::GoogleControls {
+        &self.google
+    }
+
+    /// The requests the Google stand-in has received, by method and path.
+    pub fn google_calls(&self) -> &RequestCounts {
+        &self.google_calls
     }
 
     /// The issuer of the Auth0 stand-in, with Auth0's trailing slash.

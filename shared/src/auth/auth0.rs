@@ -1,12 +1,12 @@
 //! keyward as an Auth0 client: the authorization-code exchange (confidential web app, PKCE), the
-//! device flow (native app), refresh with rotation, and revocation. Requests are form-encoded as
-//! Auth0 documents; failures are read by their OAuth `error` code, never by status, and Auth0's
-//! descriptions are not kept.
+//! device flow (native app), refresh with rotation, and revocation, over the shared OAuth plumbing
+//! ([`crate::oauth`]): form-encoded requests, failures read by their OAuth `error` code.
 
 use serde::Deserialize;
 use url::Url;
 
 use crate::config::Auth0Settings;
+use crate::oauth::{OAuthFailure, post_form, refusal, tokens};
 use crate::secret::{AccessToken, ClientSecret, DeviceCode, IdToken, RefreshToken};
 use crate::secrets::{SecretError, SecretReader};
 
@@ -24,6 +24,15 @@ pub enum Auth0Error {
     Secret(#[from] SecretError),
 }
 
+impl From<OAuthFailure> for Auth0Error {
+    fn from(failure: OAuthFailure) -> Self {
+        match failure {
+            OAuthFailure::Refused { error } => Self::Refused { error },
+            OAuthFailure::Unavailable(why) => Self::Unavailable(why),
+        }
+    }
+}
+
 /// Tokens from Auth0's token endpoint.
 #[derive(Debug)]
 pub struct TokenSet {
@@ -32,23 +41,6 @@ pub struct TokenSet {
     pub refresh_token: Option<RefreshToken>,
     pub expires_in: u64,
     pub token_type: String,
-}
-
-#[derive(Deserialize)]
-struct RawTokens {
-    access_token: String,
-    #[serde(default)]
-    id_token: Option<String>,
-    #[serde(default)]
-    refresh_token: Option<String>,
-    #[serde(default)]
-    expires_in: u64,
-    #[serde(default = "bearer")]
-    token_type: String,
-}
-
-fn bearer() -> String {
-    "Bearer".into()
 }
 
 /// Auth0's answer to `POST /oauth/device/code`.
@@ -77,11 +69,6 @@ struct RawDeviceAuthorization {
 
 fn five() -> u64 {
     5
-}
-
-#[derive(Deserialize)]
-struct OAuthError {
-    error: String,
 }
 
 pub struct Auth0Client {
@@ -146,7 +133,7 @@ impl Auth0Client {
         let mut form = vec![("token", token.expose())];
         form.extend(self.credentials(client, secret.as_ref()));
         let response = self.post("oauth/revoke", &form).await?;
-        if response.0 == 200 { Ok(()) } else { Err(refusal(response)) }
+        if response.0 == 200 { Ok(()) } else { Err(refusal(response).into()) }
     }
 
     /// Starts the device flow for the native client.
@@ -155,7 +142,7 @@ impl Auth0Client {
             [("client_id", self.settings.device_client_id.as_str()), ("scope", SCOPE), ("audience", &self.audience)];
         let (status, body) = self.post("oauth/device/code", &form).await?;
         if status != 200 {
-            return Err(refusal((status, body)));
+            return Err(refusal((status, body)).into());
         }
         let raw: RawDeviceAuthorization = serde_json::from_slice(&body)
             .map_err(|_| Auth0Error::Unavailable("malformed device code answer".into()))?;
@@ -199,12 +186,7 @@ impl Auth0Client {
     }
 
     async fn token(&self, form: &[(&str, &str)]) -> Result<TokenSet, Auth0Error> {
-        let (status, body) = self.post("oauth/token", form).await?;
-        if status != 200 {
-            return Err(refusal((status, body)));
-        }
-        let raw: RawTokens =
-            serde_json::from_slice(&body).map_err(|_| Auth0Error::Unavailable("malformed token answer".into()))?;
+        let raw = tokens(self.post("oauth/token", form).await?)?;
         Ok(TokenSet {
             access_token: AccessToken::new(raw.access_token),
             id_token: raw.id_token.map(IdToken::new),
@@ -215,16 +197,7 @@ impl Auth0Client {
     }
 
     async fn post(&self, path: &str, form: &[(&str, &str)]) -> Result<(u16, Vec<u8>), Auth0Error> {
-        let response = self
-            .http
-            .post(self.endpoint(path)?)
-            .form(form)
-            .send()
-            .await
-            .map_err(|e| Auth0Error::Unavailable(e.without_url().to_string()))?;
-        let status = response.status().as_u16();
-        let body = response.bytes().await.map_err(|e| Auth0Error::Unavailable(e.without_url().to_string()))?;
-        Ok((status, body.to_vec()))
+        Ok(post_form(&self.http, self.endpoint(path)?, form).await?)
     }
 }
 
@@ -248,18 +221,4 @@ impl ClientKind {
     pub fn parse(raw: &str) -> Option<Self> {
         [Self::Web, Self::Device].into_iter().find(|k| k.as_str() == raw)
     }
-}
-
-/// An answer other than 200: an OAuth error keyed by its `error` field (Auth0 uses 400, 401, 403
-/// and 429 for the same codes), or Auth0 being unavailable.
-fn refusal((status, body): (u16, Vec<u8>)) -> Auth0Error {
-    match serde_json::from_slice::<OAuthError>(&body) {
-        Ok(e) if status < 500 && is_code(&e.error) => Auth0Error::Refused { error: e.error },
-        _ => Auth0Error::Unavailable(format!("HTTP {status}")),
-    }
-}
-
-/// OAuth error codes are short snake_case words; anything else is not kept.
-fn is_code(value: &str) -> bool {
-    !value.is_empty() && value.len() <= 64 && value.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
 }

@@ -9,7 +9,7 @@ mod validate;
 pub use classify::{ProviderResponse, classify};
 pub use key::{KeyShapeError, MAX_KEY_LEN, MIN_KEY_LEN, ZaiRegion, parse_api_key, preview};
 pub use outcome::{Failure, FailureKind, Outcome, RateLimit};
-pub use validate::{EndpointSetting, KeyValidator, ProviderEndpoints};
+pub use validate::{KeyValidator, ProviderEndpoints};
 
 use std::fmt;
 use std::str::FromStr;

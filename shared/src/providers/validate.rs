@@ -12,6 +12,7 @@ use super::Provider;
 use super::classify::{ProviderResponse, classify};
 use super::key::ZaiRegion;
 use super::outcome::{Failure, FailureKind, Outcome};
+use crate::config::EndpointSetting;
 use crate::secret::ApiKey;
 
 /// Provider answers longer than this are cut (an error body is a few hundred bytes; a cut JSON body
@@ -36,13 +37,6 @@ pub struct ProviderEndpoints {
     pub perplexity: Url,
     pub zai: Url,
     pub zai_china: Url,
-}
-
-/// Which endpoint a configuration variable sets, its official URL and its path under the sandbox.
-pub struct EndpointSetting {
-    pub var: &'static str,
-    pub official: &'static str,
-    pub sandbox_path: &'static str,
 }
 
 impl ProviderEndpoints {

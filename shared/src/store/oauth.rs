@@ -1,7 +1,8 @@
 //! Connected Google accounts: sealed tokens, granted scopes and the connection's state.
 //!
-//! Every save carries a version, so concurrent refreshers cannot overwrite each other: a save
-//! succeeds only over the version it read.
+//! Every save carries a version, so concurrent writers cannot overwrite each other: a save succeeds
+//! only over the version it read. A refresh is serialised by a short lease on the item: one caller
+//! takes it and calls Google, the others wait for the version to move.
 
 use super::table::{Attr, Changes, Condition, Item, Key, Table};
 use super::{StoreError, sealed_attr, sealed_from, user_from, user_pk};
@@ -9,6 +10,7 @@ use crate::crypto::Sealed;
 use crate::model::UserId;
 
 const GOOGLE: &str = "OAUTH#google";
+const LEASE: &str = "refresh_lease_until";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnectionStatus {
@@ -39,6 +41,15 @@ pub struct OAuthConnection {
     pub last_refreshed_at: Option<i64>,
     /// Bumped by every save.
     pub version: i64,
+    /// Someone is refreshing the access token until then (epoch seconds).
+    pub refresh_lease_until: Option<i64>,
+}
+
+impl OAuthConnection {
+    /// Whether another caller holds a live refresh lease at `now`.
+    pub fn is_leased(&self, now: i64) -> bool {
+        self.refresh_lease_until.is_some_and(|until| until > now)
+    }
 }
 
 pub struct OAuthConnections<'a>(pub(super) &'a dyn Table);
@@ -72,11 +83,42 @@ impl OAuthConnections<'_> {
             .set("status", Attr::S(connection.status.as_str().into()))
             .set("connected_at", Attr::N(connection.connected_at))
             .set_opt("last_refreshed_at", connection.last_refreshed_at.map(Attr::N))
-            .set("version", Attr::N(version));
+            .set("version", Attr::N(version))
+            .remove(LEASE);
         let when = read_version.map(|v| Condition::Equals("version", Attr::N(v)));
         match self.0.update(&key(&connection.user), changes, when).await {
             Ok(item) => parse(&item).map(Some),
             Err(StoreError::ConditionFailed { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Takes the refresh lease of version `version` until `until`, if no live lease is held and the
+    /// version has not moved. Returns whether this caller holds it now.
+    pub async fn take_refresh_lease(
+        &self,
+        user: &UserId,
+        version: i64,
+        now: i64,
+        until: i64,
+    ) -> Result<bool, StoreError> {
+        let when = Condition::All(vec![
+            Condition::Present,
+            Condition::Equals("version", Attr::N(version)),
+            Condition::MissingOrBelow(LEASE, now + 1),
+        ]);
+        match self.0.update(&key(user), Changes::default().set(LEASE, Attr::N(until)), Some(when)).await {
+            Ok(_) => Ok(true),
+            Err(StoreError::ConditionFailed { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Gives a lease back without saving (the refresh failed; the stored tokens stay as they were).
+    pub async fn release_refresh_lease(&self, user: &UserId, version: i64) -> Result<(), StoreError> {
+        let when = Condition::All(vec![Condition::Present, Condition::Equals("version", Attr::N(version))]);
+        match self.0.update(&key(user), Changes::default().remove(LEASE), Some(when)).await {
+            Ok(_) | Err(StoreError::ConditionFailed { .. }) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -106,5 +148,6 @@ fn parse(item: &Item) -> Result<OAuthConnection, StoreError> {
         connected_at: item.n("connected_at")?,
         last_refreshed_at: item.opt_n("last_refreshed_at")?,
         version: item.n("version")?,
+        refresh_lease_until: item.opt_n(LEASE)?,
     })
 }
