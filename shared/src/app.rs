@@ -63,6 +63,8 @@ pub struct AppState {
     pub auth0: Auth0Client,
     /// `None` when Google connections are not configured (aws mode without a Google client).
     pub google: Option<GoogleClient>,
+    /// The Stripe webhook secrets; `None` when Stripe is not configured.
+    pub stripe_secrets: Option<SecretReader>,
 }
 
 impl AppState {
@@ -123,9 +125,13 @@ impl AppState {
                 SecretReader::new(config.auth0.client_secret.clone(), secrets_client.clone()),
             ),
             google: config.google.clone().map(|settings| {
-                let secret = SecretReader::new(settings.client_secret.clone(), secrets_client);
+                let secret = SecretReader::new(settings.client_secret.clone(), secrets_client.clone());
                 GoogleClient::new(http.clone(), settings, secret)
             }),
+            stripe_secrets: config
+                .stripe
+                .as_ref()
+                .map(|stripe| SecretReader::new(stripe.webhook_secret.clone(), secrets_client)),
             store,
             http,
             config,

@@ -3,6 +3,7 @@
 //! A missing or malformed setting fails the cold start with one line naming the variable. AWS's own
 //! variables (`AWS_REGION`, `AWS_ENDPOINT_URL`, `AWS_PROFILE`, credentials) are left to the SDK.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use std::time::Duration;
 use url::Url;
 
 use crate::auth::service::InternalPrincipals;
+use crate::billing::Tier;
 use crate::providers::ProviderEndpoints;
 
 /// Where the local sandbox stand-ins listen by default (see `infra/`); local mode points at them.
@@ -130,6 +132,20 @@ impl GoogleEndpoints {
     ];
 }
 
+/// How keyward reads Stripe: the webhook endpoint's secrets and what each price stands for.
+#[derive(Debug, Clone)]
+pub struct StripeSettings {
+    /// One `whsec_…`, or several (comma-separated) while one is rolled.
+    pub webhook_secret: SecretSetting,
+    /// Subscription price id → tier (`pro`, `enterprise`).
+    pub price_tiers: HashMap<String, Tier>,
+    /// Credits each paid invoice of a tier grants.
+    pub monthly_allowances: HashMap<Tier, i64>,
+}
+
+/// The sandbox's webhook secret (public by design: it signs only test deliveries).
+pub const SANDBOX_STRIPE_WEBHOOK_SECRET: &str = "whsec_keyward_sandbox_0123456789abcdef";
+
 /// The scopes asked for unless `KEYWARD_GOOGLE_SCOPES` says otherwise: who the account is, and calendar.
 pub const DEFAULT_GOOGLE_SCOPES: &str = "openid email https://www.googleapis.com/auth/calendar";
 /// The sandbox's Google OAuth client (public by design: loopback only).
@@ -152,6 +168,8 @@ pub struct Config {
     pub validations_per_hour: u32,
     /// `None` in aws mode without `KEYWARD_GOOGLE_CLIENT_ID`: the Google routes answer 503.
     pub google: Option<GoogleSettings>,
+    /// `None` in aws mode without a webhook secret: the webhook answers 503 (Stripe retries).
+    pub stripe: Option<StripeSettings>,
 }
 
 impl Config {
@@ -246,10 +264,12 @@ impl Config {
         };
 
         let google = google_settings(&get, local, in_lambda)?;
+        let stripe = stripe_settings(&get, local)?;
 
         Ok(Self {
             mode,
             google,
+            stripe,
             auth0,
             tokens: TokenSettings { issuer, audience, jwks_url },
             internal_principals,
@@ -340,6 +360,46 @@ fn client_secret(
             "required in aws mode (the secret lives in Secrets Manager, never in the environment)",
         )),
     }
+}
+
+/// Stripe is optional in aws mode (no webhook secret: not offered); local mode has the sandbox's.
+fn stripe_settings(get: &impl Fn(&str) -> Option<String>, local: bool) -> Result<Option<StripeSettings>, ConfigError> {
+    let webhook_secret = match (get("KEYWARD_STRIPE_WEBHOOK_SECRET_ARN"), get("KEYWARD_STRIPE_WEBHOOK_SECRET")) {
+        (Some(arn), _) => SecretSetting::SecretsManager { arn },
+        (None, Some(value)) if local => SecretSetting::Value(value.into()),
+        (None, None) if local => SecretSetting::Value(SANDBOX_STRIPE_WEBHOOK_SECRET.into()),
+        (None, Some(_)) => {
+            return Err(ConfigError::new(
+                "KEYWARD_STRIPE_WEBHOOK_SECRET_ARN",
+                "required in aws mode (the secret lives in Secrets Manager, never in the environment)",
+            ));
+        }
+        (None, None) => return Ok(None),
+    };
+    let price_tiers: HashMap<String, String> = match get("KEYWARD_STRIPE_PRICE_TIERS") {
+        Some(raw) => serde_json::from_str(&raw)
+            .map_err(|_| ConfigError::new("KEYWARD_STRIPE_PRICE_TIERS", "must be a JSON object of price id to tier"))?,
+        None if local => HashMap::from([
+            ("price_sandbox_pro".to_owned(), "pro".to_owned()),
+            ("price_sandbox_enterprise".to_owned(), "enterprise".to_owned()),
+        ]),
+        None => HashMap::new(),
+    };
+    let price_tiers = price_tiers
+        .into_iter()
+        .map(|(price, tier)| match Tier::parse(&tier) {
+            Some(tier) => Ok((price, tier)),
+            None => {
+                Err(ConfigError::new("KEYWARD_STRIPE_PRICE_TIERS", format!("unknown tier `{tier}` (pro, enterprise)")))
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    let monthly_allowances = HashMap::from([
+        (Tier::Free, 0),
+        (Tier::Pro, bounded(get, "KEYWARD_PRO_MONTHLY_CREDITS", 0..=100_000_000, 1_000)?),
+        (Tier::Enterprise, bounded(get, "KEYWARD_ENTERPRISE_MONTHLY_CREDITS", 0..=100_000_000, 10_000)?),
+    ]);
+    Ok(Some(StripeSettings { webhook_secret, price_tiers, monthly_allowances }))
 }
 
 fn local_mode(get: &impl Fn(&str) -> Option<String>) -> Mode {

@@ -32,8 +32,11 @@ pub enum ApiError {
     NotFound { code: &'static str, detail: String },
     #[error("{detail}")]
     Conflict { code: &'static str, detail: String },
-    #[error("request body is larger than {MAX_BODY_BYTES} bytes")]
-    PayloadTooLarge,
+    /// Not enough credits for what was asked; nothing changed.
+    #[error("{detail}")]
+    PaymentRequired { code: &'static str, detail: String },
+    #[error("The request body is larger than {limit} bytes.")]
+    PayloadTooLarge { limit: usize },
     #[error("{detail}")]
     Unprocessable { code: &'static str, detail: String },
     #[error("{detail}")]
@@ -102,7 +105,8 @@ impl ApiError {
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
-            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::PaymentRequired { .. } => StatusCode::PAYMENT_REQUIRED,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -123,11 +127,12 @@ impl ApiError {
             | Self::Forbidden { code, .. }
             | Self::NotFound { code, .. }
             | Self::Conflict { code, .. }
+            | Self::PaymentRequired { code, .. }
             | Self::Unprocessable { code, .. }
             | Self::TooManyRequests { code, .. }
             | Self::Unavailable { code, .. }
             | Self::BadGateway { code, .. } => code,
-            Self::PayloadTooLarge => "payload_too_large",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::Provider(failure) => failure.kind.code(),
             Self::Internal(_) => "internal_error",
         }
@@ -229,6 +234,17 @@ impl From<crate::oauth::google::GoogleError> for ApiError {
     }
 }
 
+impl From<crate::secrets::SecretError> for ApiError {
+    fn from(err: crate::secrets::SecretError) -> Self {
+        tracing::warn!(error = %err, "a secret is unavailable");
+        Self::Unavailable {
+            code: "secret_unavailable",
+            detail: "A secret keyward needs is unavailable; retry shortly.".into(),
+            retry_after_secs: 5,
+        }
+    }
+}
+
 impl From<Failure> for ApiError {
     fn from(failure: Failure) -> Self {
         Self::Provider(Box::new(failure))
@@ -284,6 +300,16 @@ impl From<AuthError> for ApiError {
     }
 }
 
+/// The request body's bytes exactly as sent (signatures are computed over them), at most `limit`.
+pub fn raw_body(req: &Request, limit: usize) -> Result<&[u8], ApiError> {
+    let bytes: &[u8] = match req.body() {
+        Body::Text(text) => text.as_bytes(),
+        Body::Binary(bytes) => bytes,
+        _ => b"",
+    };
+    if bytes.len() > limit { Err(ApiError::PayloadTooLarge { limit }) } else { Ok(bytes) }
+}
+
 /// Parses a JSON request body into `T`, strictly: `application/json`, at most [`MAX_BODY_BYTES`],
 /// valid UTF-8, valid JSON of the right shape. Errors never quote the body (it may hold a secret).
 pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
@@ -292,15 +318,7 @@ pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
     if !essence.eq_ignore_ascii_case("application/json") {
         return Err(ApiError::bad_request("unsupported_content_type", "Send the request body as application/json."));
     }
-    let bytes: &[u8] = match req.body() {
-        Body::Empty => b"",
-        Body::Text(text) => text.as_bytes(),
-        Body::Binary(bytes) => bytes,
-        _ => b"",
-    };
-    if bytes.len() > MAX_BODY_BYTES {
-        return Err(ApiError::PayloadTooLarge);
-    }
+    let bytes = raw_body(req, MAX_BODY_BYTES)?;
     let text = std::str::from_utf8(bytes)
         .map_err(|_| ApiError::bad_request("invalid_utf8", "The request body is not valid UTF-8."))?;
     if text.trim().is_empty() {

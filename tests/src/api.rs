@@ -49,6 +49,13 @@ pub const CALENDAR_SERVICE: Principal = Principal {
     arn: "arn:aws:iam::111122223333:role/calendar-service",
 };
 
+/// Allowed to read and consume users' credits, and nothing else.
+pub const BILLING_SERVICE: Principal = Principal {
+    access_key: "AKIATESTBILLING00001",
+    secret: "billing-service-secret-0123456789abcdefg",
+    arn: "arn:aws:iam::111122223333:role/billing-service",
+};
+
 /// Signs correctly, but is on no allow-list.
 pub const STRANGER: Principal = Principal {
     access_key: "AKIATESTSTRANGER0001",
@@ -93,6 +100,7 @@ impl LocalApi {
         let principals = serde_json::json!({
             NOTES_SERVICE.arn: ["openai", "anthropic", "zai"],
             CALENDAR_SERVICE.arn: ["google-oauth"],
+            BILLING_SERVICE.arn: ["credits"],
         })
         .to_string();
         let mut settings = vec![
@@ -115,6 +123,7 @@ impl LocalApi {
         let aws_calls = CallCounter::default();
         let (state, table) = match backend {
             Backend::Embedded => {
+                settings.push(("KEYWARD_STRIPE_WEBHOOK_SECRET", crate::stripe::ENDPOINT_SECRETS.join(",")));
                 let config = config(&settings);
                 (AppState::with_aws(config, None).expect("local state"), None)
             }
@@ -122,7 +131,18 @@ impl LocalApi {
                 let aws = aws().await;
                 let table = TestTable::new().await;
                 let key = kms_key(&aws_sdk_kms::Client::new(&aws)).await;
+                // In aws mode the endpoint secrets live in Secrets Manager, both while one is rolled.
+                let secrets = aws_sdk_secretsmanager::Client::new(&aws);
+                let created = secrets
+                    .create_secret()
+                    .name(crate::unique_name("stripe-webhook"))
+                    .secret_string(crate::stripe::ENDPOINT_SECRETS.join(","))
+                    .send()
+                    .await
+                    .expect("create the webhook secret on moto");
                 settings.extend([
+                    ("KEYWARD_STRIPE_WEBHOOK_SECRET_ARN", created.arn().expect("arn").to_owned()),
+                    ("KEYWARD_STRIPE_PRICE_TIERS", crate::stripe::PRICE_TIERS.to_owned()),
                     ("KEYWARD_MODE", "aws".to_owned()),
                     ("KEYWARD_TABLE_NAME", table.name.clone()),
                     ("KEYWARD_KMS_KEY_ID", key),
@@ -144,7 +164,7 @@ impl LocalApi {
         let state = Arc::new(state);
 
         let credentials_file = dir.path().join("credentials.json");
-        let entries: Vec<_> = [NOTES_SERVICE, CALENDAR_SERVICE, STRANGER]
+        let entries: Vec<_> = [NOTES_SERVICE, CALENDAR_SERVICE, BILLING_SERVICE, STRANGER]
             .iter()
             .map(|p| serde_json::json!({"accessKeyId": p.access_key, "secretAccessKey": p.secret, "principalArn": p.arn}))
             .collect();
@@ -226,7 +246,7 @@ impl LocalApi {
         body["access_token"].as_str().expect("access_token").to_owned()
     }
 
-    /// Sends a request signed for `principal` at `time` (SigV4, service `execute-api`).
+    /// Sends a request signed for `principal` at `time` (SigV4, service `execute-api`); a body is JSON.
     pub async fn signed(
         &self,
         method: &str,
@@ -240,6 +260,10 @@ impl LocalApi {
         let mut request = self.client.request(method.parse().expect("method"), &url).body(body.to_vec());
         for (name, value) in headers {
             request = request.header(name, value);
+        }
+        // Internal routes take JSON bodies.
+        if !body.is_empty() {
+            request = request.header("content-type", "application/json");
         }
         request.send().await.expect("send signed request")
     }

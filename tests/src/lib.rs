@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod sign_in;
+pub mod stripe;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

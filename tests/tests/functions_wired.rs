@@ -113,5 +113,7 @@ async fn sample_events_are_served() {
         assert_eq!(handle(Arc::clone(&state), request).await.status(), 200, "{}", file.display());
         served += 1;
     }
-    assert_eq!(served, std::fs::read_dir(&events).unwrap().count(), "every event file belongs to a function");
+    // Stripe's own event payloads live in `events/stripe/`.
+    let files = std::fs::read_dir(&events).unwrap().filter(|e| e.as_ref().is_ok_and(|e| e.path().is_file())).count();
+    assert_eq!(served, files, "every event file belongs to a function");
 }

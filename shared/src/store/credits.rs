@@ -16,6 +16,7 @@ use crate::model::UserId;
 const ACCOUNT: &str = "CREDITS";
 const LEDGER: &str = "LEDGER#";
 const STRIPE_CUSTOMER: &str = "STRIPE_CUSTOMER";
+const SUBSCRIPTION: &str = "SUBSCRIPTION";
 /// Optimistic retries under contention before giving up with a retryable conflict.
 const MAX_ATTEMPTS: u32 = 64;
 
@@ -128,6 +129,36 @@ pub enum Applied {
     },
 }
 
+/// A user's plan, as the newest subscription event applied set it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    pub subscription_id: String,
+    /// `free`, `pro`, `enterprise`.
+    pub tier: String,
+    /// Stripe's status (`active`, `past_due`, `canceled`, …).
+    pub status: String,
+    /// The `created` of the event that set it: an older event never overwrites a newer one.
+    pub event_created: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscriptionApplied {
+    Applied,
+    /// The event was applied before.
+    Duplicate,
+    /// A newer event set the plan already; this one is recorded and has no effect.
+    Stale,
+}
+
+/// A paid checkout, kept so its refunds can be clawed back in proportion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payment {
+    pub user: UserId,
+    pub credits: i64,
+    /// What was paid, in the currency's smallest unit.
+    pub amount_total: i64,
+}
+
 pub struct Credits<'a>(pub(super) &'a dyn Table);
 
 impl Credits<'_> {
@@ -221,6 +252,70 @@ impl Credits<'_> {
         page.items.first().map(|item| user_from(item.s("user_id")?)).transpose()
     }
 
+    /// The user's plan, if a subscription event ever set one.
+    pub async fn subscription(&self, user: &UserId) -> Result<Option<Subscription>, StoreError> {
+        let Some(item) = self.0.get(&Key::new(user_pk(user), SUBSCRIPTION)).await? else { return Ok(None) };
+        Ok(Some(Subscription {
+            subscription_id: item.s("subscription_id")?.to_owned(),
+            tier: item.s("tier")?.to_owned(),
+            status: item.s("status")?.to_owned(),
+            event_created: item.n("event_created")?,
+        }))
+    }
+
+    /// Sets the plan from event `event_id` exactly once, and only if no newer event set it: the
+    /// event's marker and the plan are one transaction.
+    pub async fn apply_subscription(
+        &self,
+        user: &UserId,
+        plan: &Subscription,
+        event_id: &str,
+    ) -> Result<SubscriptionApplied, StoreError> {
+        let once = OnceKey::StripeEvent(event_id.to_owned());
+        let writes = vec![
+            Write::Put { item: once.marker(plan.event_created, None), when: Some(Condition::Absent) },
+            Write::Update {
+                key: Key::new(user_pk(user), SUBSCRIPTION),
+                changes: Changes::default()
+                    .set("entity", Attr::S("subscription".into()))
+                    .set("subscription_id", Attr::S(plan.subscription_id.clone()))
+                    .set("tier", Attr::S(plan.tier.clone()))
+                    .set("status", Attr::S(plan.status.clone()))
+                    .set("event_created", Attr::N(plan.event_created)),
+                // Same-second events (Stripe's `created` is per second) apply in arrival order.
+                when: Some(Condition::MissingOrBelow("event_created", plan.event_created + 1)),
+            },
+        ];
+        match self.0.transact(writes).await {
+            Ok(()) => Ok(SubscriptionApplied::Applied),
+            Err(StoreError::ConditionFailed { failed }) if failed.contains(&0) => Ok(SubscriptionApplied::Duplicate),
+            Err(StoreError::ConditionFailed { .. }) => {
+                let first = self.mark_once(&once, plan.event_created).await?;
+                Ok(if first { SubscriptionApplied::Stale } else { SubscriptionApplied::Duplicate })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Remembers what a checkout's payment granted (keyed by its payment intent).
+    pub async fn record_payment(&self, payment_intent: &str, payment: &Payment) -> Result<(), StoreError> {
+        let item = Item::new(&payment_key(payment_intent))
+            .with("entity", Attr::S("payment".into()))
+            .with("user_id", Attr::S(payment.user.to_string()))
+            .with("credits", Attr::N(payment.credits))
+            .with("amount_total", Attr::N(payment.amount_total));
+        self.0.put(item, None).await
+    }
+
+    pub async fn payment(&self, payment_intent: &str) -> Result<Option<Payment>, StoreError> {
+        let Some(item) = self.0.get(&payment_key(payment_intent)).await? else { return Ok(None) };
+        Ok(Some(Payment {
+            user: user_from(item.s("user_id")?)?,
+            credits: item.n("credits")?,
+            amount_total: item.n("amount_total")?,
+        }))
+    }
+
     /// A user's ledger, newest first.
     pub async fn ledger(
         &self,
@@ -248,6 +343,10 @@ impl Credits<'_> {
             None => Ok(None),
         }
     }
+}
+
+fn payment_key(payment_intent: &str) -> Key {
+    Key::new(format!("PAYMENT#{payment_intent}"), "PAYMENT")
 }
 
 /// Jittered exponential backoff between optimistic retries (1 ms up to ~64 ms).

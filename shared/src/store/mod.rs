@@ -22,7 +22,10 @@ mod users;
 use std::sync::Arc;
 
 pub use audit::{Actor, Audit, AuditEntry};
-pub use credits::{Account, Applied, CreditChange, Credits, LedgerEntry, LedgerKind, OnceKey};
+pub use credits::{
+    Account, Applied, CreditChange, Credits, LedgerEntry, LedgerKind, OnceKey, Payment, Subscription,
+    SubscriptionApplied,
+};
 pub use devices::{DeviceGrant, Devices};
 pub use dynamo::{DynamoTable, create_table};
 pub use embedded::EmbeddedTable;

@@ -1,0 +1,116 @@
+//! Stripe as the tests play it: the endpoint's secrets, signed deliveries, and events built from
+//! the real-shaped samples in `events/stripe/`.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hmac::{Hmac, Mac};
+use keyward::model::UserId;
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+use crate::api::LocalApi;
+
+/// The endpoint's secrets while one is rolled: the current one first, the previous still active.
+pub const ENDPOINT_SECRETS: [&str; 2] = ["whsec_test_current_7f3a9c2e5b1d4f60", "whsec_test_previous_2b8e4d6a0c9f1e37"];
+/// The sandbox's subscription prices (local mode's default mapping), for aws mode.
+pub const PRICE_TIERS: &str = r#"{"price_sandbox_pro":"pro","price_sandbox_enterprise":"enterprise"}"#;
+
+pub fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or_default()
+}
+
+/// `v1` for `body` at `t` under `secret`, as Stripe computes it.
+pub fn v1(secret: &str, t: i64, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// A header as Stripe sends it now, with a fake `v0` as test-mode events carry.
+pub fn header(body: &[u8]) -> String {
+    let t = now();
+    format!("t={t},v1={},v0={}", v1(ENDPOINT_SECRETS[0], t, body), "0".repeat(64))
+}
+
+/// `POST /webhooks/stripe` with `header` (none when `None`).
+pub async fn deliver_with(api: &LocalApi, body: &[u8], header: Option<&str>) -> reqwest::Response {
+    let mut request = api.client.post(api.url("/webhooks/stripe")).header("content-type", "application/json");
+    if let Some(header) = header {
+        request = request.header("stripe-signature", header);
+    }
+    request.body(body.to_vec()).send().await.expect("deliver")
+}
+
+/// A correctly signed delivery of `event`; returns the status and keyward's `outcome`.
+pub async fn deliver(api: &LocalApi, event: &Value) -> (u16, String) {
+    let body = serde_json::to_vec(event).expect("event JSON");
+    let response = deliver_with(api, &body, Some(&header(&body))).await;
+    let status = response.status().as_u16();
+    let answer: Value = response.json().await.unwrap_or(Value::Null);
+    let outcome = answer["outcome"].as_str().or(answer["code"].as_str()).unwrap_or_default().to_owned();
+    (status, outcome)
+}
+
+/// A sample event from `events/stripe/`.
+pub fn sample(name: &str) -> Value {
+    let path = format!("{}/../events/stripe/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("sample event")).expect("sample JSON")
+}
+
+/// A paid checkout by `user` granting `credits` for `amount_total` cents.
+pub fn checkout(event_id: &str, session_id: &str, user: &UserId, credits: i64, amount_total: i64) -> Value {
+    let mut event = sample("checkout.session.completed");
+    event["id"] = json!(event_id);
+    let session = &mut event["data"]["object"];
+    session["id"] = json!(session_id);
+    session["client_reference_id"] = json!(user.as_str());
+    session["metadata"] = json!({ "credits": credits.to_string(), "user_id": user.as_str() });
+    session["amount_total"] = json!(amount_total);
+    session["payment_intent"] = json!(format!("pi_{}", &session_id[3..]));
+    session["customer"] = json!(format!("cus_{}", user_suffix(user)));
+    event
+}
+
+/// A subscription event (`created`, `updated` or `deleted`) of `user`'s subscription at `created`.
+pub fn subscription(event_id: &str, kind: &str, created: i64, user: &UserId, price: &str, status: &str) -> Value {
+    let mut event = sample(&format!("customer.subscription.{kind}"));
+    event["id"] = json!(event_id);
+    event["created"] = json!(created);
+    let object = &mut event["data"]["object"];
+    object["status"] = json!(status);
+    object["metadata"] = json!({ "user_id": user.as_str() });
+    object["customer"] = json!(format!("cus_{}", user_suffix(user)));
+    object["items"]["data"][0]["price"]["id"] = json!(price);
+    event
+}
+
+/// A paid invoice of `user`'s subscription on `price` (basil shape).
+pub fn invoice(event_id: &str, invoice_id: &str, user: &UserId, price: &str) -> Value {
+    let mut event = sample("invoice.paid");
+    event["id"] = json!(event_id);
+    let object = &mut event["data"]["object"];
+    object["id"] = json!(invoice_id);
+    object["customer"] = json!(format!("cus_{}", user_suffix(user)));
+    object["parent"]["subscription_details"]["metadata"] = json!({ "user_id": user.as_str() });
+    object["lines"]["data"][0]["pricing"]["price_details"]["price"] = json!(price);
+    event
+}
+
+/// `charge.refunded` for the checkout `session_id`'s charge, listing `refunds` as `(id, cents)`.
+pub fn refund(event_id: &str, session_id: &str, refunds: &[(&str, i64)]) -> Value {
+    let mut event = sample("charge.refunded");
+    event["id"] = json!(event_id);
+    let object = &mut event["data"]["object"];
+    object["payment_intent"] = json!(format!("pi_{}", &session_id[3..]));
+    object["refunds"]["data"] = refunds
+        .iter()
+        .map(|(id, amount)| json!({ "id": id, "object": "refund", "amount": amount, "status": "succeeded" }))
+        .collect();
+    event
+}
+
+/// A customer id per user, so events of one user share one customer.
+fn user_suffix(user: &UserId) -> String {
+    user.as_str().chars().filter(char::is_ascii_alphanumeric).collect()
+}
