@@ -253,6 +253,17 @@ async fn refunds_claw_back_per_refund_id(backend: Backend) {
     assert_eq!(deliver(&api, &refund("evt_r3", "cs_refunded", &[("re_3", 500)])).await.1, "applied");
     assert_eq!(balance(&api, &ada).await, -125);
     assert_eq!(ledger_sum(&api, &ada).await, (-125, 5));
+
+    // Current API versions announce each refund with its own event; the refund id keeps it single.
+    let mut created = sample("refund.created");
+    created["data"]["object"]["payment_intent"] = json!("pi_refunded");
+    created["data"]["object"]["id"] = json!("re_5");
+    created["data"]["object"]["amount"] = json!(200);
+    assert_eq!(deliver(&api, &created).await.1, "applied");
+    assert_eq!(balance(&api, &ada).await, -175);
+    created["id"] = json!("evt_r5_listed_again");
+    assert_eq!(deliver(&api, &refund("evt_r6", "cs_refunded", &[("re_5", 200)])).await.1, "duplicate");
+    assert_eq!(deliver(&api, &created).await.1, "duplicate");
     // A refund of a charge keyward sold no credits for is recorded and ignored.
     assert_eq!(deliver(&api, &refund("evt_r4", "cs_unknown", &[("re_4", 100)])).await.1, "ignored");
 }

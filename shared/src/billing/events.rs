@@ -86,7 +86,8 @@ pub struct RefundedCharge {
     pub customer: Option<String>,
     pub user: Option<UserId>,
     pub payment_intent: Option<String>,
-    /// The charge's refunds as `(refund id, amount in the smallest currency unit)`.
+    /// The refunds as `(refund id, amount in the smallest currency unit)`: those a (pre-2022-11-15)
+    /// charge lists, or the one of a `refund.*` event.
     pub refunds: Vec<(String, i64)>,
 }
 
@@ -106,6 +107,8 @@ pub fn parse(body: &[u8]) -> Result<StripeEvent, EventShapeError> {
         }
         "invoice.paid" => invoice(object)?,
         "charge.refunded" => Effect::Refund(charge(object)?),
+        // Since API 2022-11-15 a charge no longer lists its refunds; each refund has its own event.
+        "refund.created" | "refund.updated" => refund(object)?,
         _ => Effect::Ignored,
     };
     Ok(StripeEvent { id: envelope.id, kind: envelope.kind, created: envelope.created, effect })
@@ -211,6 +214,21 @@ fn invoice(object: &Value) -> Result<Effect, EventShapeError> {
         user: metadata_user(metadata),
         subscription_id: Some(subscription_id),
         price_ids,
+    }))
+}
+
+fn refund(object: &Value) -> Result<Effect, EventShapeError> {
+    let id = id_of(object, "re_")?;
+    if !matches!(text(object, &["status"]).as_deref(), Some("succeeded" | "pending")) {
+        return Ok(Effect::Ignored);
+    }
+    let amount = object.get("amount").and_then(Value::as_i64).ok_or(EventShapeError("a refund has an amount"))?;
+    Ok(Effect::Refund(RefundedCharge {
+        charge_id: reference(object, "charge").ok_or(EventShapeError("a refund names its charge"))?,
+        customer: None,
+        user: metadata_user(object.get("metadata")),
+        payment_intent: reference(object, "payment_intent"),
+        refunds: vec![(id, amount)],
     }))
 }
 
