@@ -364,18 +364,12 @@ fn client_secret(
 
 /// Stripe is optional in aws mode (no webhook secret: not offered); local mode has the sandbox's.
 fn stripe_settings(get: &impl Fn(&str) -> Option<String>, local: bool) -> Result<Option<StripeSettings>, ConfigError> {
-    let webhook_secret = match (get("KEYWARD_STRIPE_WEBHOOK_SECRET_ARN"), get("KEYWARD_STRIPE_WEBHOOK_SECRET")) {
-        (Some(arn), _) => SecretSetting::SecretsManager { arn },
-        (None, Some(value)) if local => SecretSetting::Value(value.into()),
-        (None, None) if local => SecretSetting::Value(SANDBOX_STRIPE_WEBHOOK_SECRET.into()),
-        (None, Some(_)) => {
-            return Err(ConfigError::new(
-                "KEYWARD_STRIPE_WEBHOOK_SECRET_ARN",
-                "required in aws mode (the secret lives in Secrets Manager, never in the environment)",
-            ));
-        }
-        (None, None) => return Ok(None),
-    };
+    let secret_vars = ["KEYWARD_STRIPE_WEBHOOK_SECRET_ARN", "KEYWARD_STRIPE_WEBHOOK_SECRET"];
+    if !local && secret_vars.iter().all(|var| get(var).is_none()) {
+        return Ok(None);
+    }
+    // Local mode is the sandbox: its public secret signs only test deliveries.
+    let webhook_secret = client_secret(get, secret_vars, local, local, SANDBOX_STRIPE_WEBHOOK_SECRET)?;
     let price_tiers: HashMap<String, String> = match get("KEYWARD_STRIPE_PRICE_TIERS") {
         Some(raw) => serde_json::from_str(&raw)
             .map_err(|_| ConfigError::new("KEYWARD_STRIPE_PRICE_TIERS", "must be a JSON object of price id to tier"))?,
@@ -616,6 +610,29 @@ mod tests {
         vars.pop();
         vars.push(("KEYWARD_GOOGLE_REFRESH_MARGIN_SECS", "5"));
         assert_eq!(config(&vars).unwrap_err().var, "KEYWARD_GOOGLE_REFRESH_MARGIN_SECS");
+    }
+
+    #[test]
+    fn stripe_is_optional_in_aws_mode_and_its_secret_never_in_the_environment() {
+        assert!(config(&AWS).unwrap().stripe.is_none(), "no secret: not offered");
+        let mut vars = AWS.to_vec();
+        vars.push(("KEYWARD_STRIPE_WEBHOOK_SECRET", "whsec_in_the_environment"));
+        assert_eq!(config(&vars).unwrap_err().var, "KEYWARD_STRIPE_WEBHOOK_SECRET_ARN");
+        vars.pop();
+        vars.push((
+            "KEYWARD_STRIPE_WEBHOOK_SECRET_ARN",
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:s-AbCdEf",
+        ));
+        vars.push(("KEYWARD_STRIPE_PRICE_TIERS", r#"{"price_1":"gold"}"#));
+        assert_eq!(config(&vars).unwrap_err().var, "KEYWARD_STRIPE_PRICE_TIERS", "unknown tier");
+        vars.pop();
+        let stripe = config(&vars).unwrap().stripe.unwrap();
+        assert!(matches!(stripe.webhook_secret, SecretSetting::SecretsManager { .. }));
+        assert!(stripe.price_tiers.is_empty());
+        let local = config(&[]).unwrap().stripe.unwrap();
+        assert!(matches!(local.webhook_secret, SecretSetting::Value(_)), "the sandbox secret");
+        assert_eq!(local.price_tiers.get("price_sandbox_pro"), Some(&Tier::Pro));
+        assert_eq!(local.monthly_allowances[&Tier::Enterprise], 10_000);
     }
 
     #[test]

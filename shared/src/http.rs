@@ -402,6 +402,13 @@ pub fn path_param<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
     req.path_parameters_ref().and_then(|p| p.first(name))
 }
 
+/// The keyward user named by an internal route's `{uid}`, or 400.
+pub fn path_user(req: &Request) -> Result<crate::model::UserId, ApiError> {
+    path_param(req, "uid")
+        .and_then(|raw| crate::model::UserId::parse(raw).ok())
+        .ok_or_else(|| ApiError::bad_request("invalid_user_id", "The user id in the path is not a keyward user id."))
+}
+
 /// A Unix time as the API shows it: RFC 3339 in UTC (`2026-11-22T19:00:00Z`).
 pub fn rfc3339(epoch_secs: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(epoch_secs)

@@ -9,8 +9,7 @@ use std::sync::Arc;
 use keyward::app::{AppState, health};
 use keyward::auth::Grant;
 use keyward::crypto::{EncryptionContext, Purpose};
-use keyward::http::{ApiError, json_response, path_param, route_key, route_not_found};
-use keyward::model::UserId;
+use keyward::http::{ApiError, json_response, path_user, route_key, route_not_found};
 use keyward::providers::Provider;
 use keyward::store::{Actor, AuditEntry, now_epoch};
 use lambda_http::http::StatusCode;
@@ -42,9 +41,7 @@ async fn route(state: &AppState, req: &Request) -> Result<Response<Body>, ApiErr
 /// `"regions": {"zai": "international" | "china"}`, which decides the endpoint it works on.
 async fn fetch_llm_keys(state: &AppState, req: &Request) -> Result<Response<Body>, ApiError> {
     let caller = state.config.internal_principals.caller(req)?;
-    let user = path_param(req, "uid")
-        .and_then(|raw| UserId::parse(raw).ok())
-        .ok_or_else(|| ApiError::bad_request("invalid_user_id", "The user id in the path is not a keyward user id."))?;
+    let user = path_user(req)?;
     let requested = requested_providers(req)?;
     let granted: BTreeSet<Provider> = requested.into_iter().filter(|p| caller.may(Grant::LlmKey(*p))).collect();
     if granted.is_empty() {

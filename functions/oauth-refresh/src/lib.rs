@@ -12,13 +12,13 @@ use keyward::app::{AppState, health};
 use keyward::auth::Grant;
 use keyward::crypto::{EncryptionContext, Purpose, Sealed};
 use keyward::http::{
-    ApiError, allowed_return_to, json_response, no_content, path_param, query_param, redirect, rfc3339, route_key,
+    ApiError, allowed_return_to, json_response, no_content, path_user, query_param, redirect, rfc3339, route_key,
     route_not_found,
 };
 use keyward::model::UserId;
 use keyward::oauth::Pkce;
-use keyward::oauth::google::{GoogleClient, GoogleError, GoogleTokens};
-use keyward::secret::{AccessToken, RefreshToken};
+use keyward::oauth::google::{GoogleClient, GoogleError};
+use keyward::secret::RefreshToken;
 use keyward::session::{self, handle_hash, random_secret};
 use keyward::store::{Actor, AuditEntry, ConnectionStatus, OAuthConnection, OneTimeState, StatePurpose, now_epoch};
 use lambda_http::http::StatusCode;
@@ -295,9 +295,7 @@ struct TokenView<'a> {
 async fn internal_token(state: &AppState, req: &Request) -> Result<Response<Body>, ApiError> {
     let caller = state.config.internal_principals.caller(req)?;
     caller.require(Grant::GoogleOAuth)?;
-    let user = path_param(req, "uid")
-        .and_then(|raw| UserId::parse(raw).ok())
-        .ok_or_else(|| ApiError::bad_request("invalid_user_id", "The user id in the path is not a keyward user id."))?;
+    let user = path_user(req)?;
     let google = google(state)?;
     let actor = Actor::Service(caller.arn.clone());
     let margin = google.settings().refresh_margin.as_secs() as i64;
@@ -358,7 +356,7 @@ async fn refresh(
         return Err(reconnect_required());
     };
     let refresh_token = RefreshToken::new(open(state, user, "refresh-token", sealed_refresh).await?.expose_secret());
-    let tokens: GoogleTokens = match google.refresh(&refresh_token).await {
+    let tokens = match google.refresh(&refresh_token).await {
         Ok(tokens) => tokens,
         Err(GoogleError::Refused { error }) if error == "invalid_grant" => {
             mark_reconnect_required(state, connection).await?;
@@ -373,7 +371,7 @@ async fn refresh(
         }
     };
     let now = now_epoch();
-    let access_token: AccessToken = tokens.access_token;
+    let access_token = tokens.access_token;
     let updated = OAuthConnection {
         access_token: seal(state, user, "access-token", access_token.expose()).await?,
         // Google does not rotate refresh tokens; a new one replaces the old only when sent.

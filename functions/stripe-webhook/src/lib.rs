@@ -10,7 +10,7 @@ use keyward::app::{AppState, health};
 use keyward::auth::Grant;
 use keyward::billing::{self, BillingError, Tier, events, signature};
 use keyward::http::{
-    ApiError, json_body, json_response, path_param, query_param, raw_body, rfc3339, route_key, route_not_found,
+    ApiError, json_body, json_response, path_user, query_param, raw_body, rfc3339, route_key, route_not_found,
 };
 use keyward::model::UserId;
 use keyward::store::{Applied, CreditChange, LedgerEntry, LedgerKind, OnceKey, now_epoch};
@@ -156,9 +156,7 @@ async fn my_credits(state: &AppState, req: &Request) -> Result<Response<Body>, A
 fn internal_user(state: &AppState, req: &Request) -> Result<(UserId, String), ApiError> {
     let caller = state.config.internal_principals.caller(req)?;
     caller.require(Grant::Credits)?;
-    let user = path_param(req, "uid")
-        .and_then(|raw| UserId::parse(raw).ok())
-        .ok_or_else(|| ApiError::bad_request("invalid_user_id", "The user id in the path is not a keyward user id."))?;
+    let user = path_user(req)?;
     Ok((user, caller.arn))
 }
 
