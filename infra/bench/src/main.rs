@@ -1,0 +1,318 @@
+//! `keyward-bench`: runs every release-built function under a Lambda Runtime API emulator, beside a
+//! bare `lambda_runtime` hello function (the floor), and prints BENCHMARKS.md's tables.
+//!
+//! `scripts/bench` builds the binaries, starts moto and calls this; see BENCHMARKS.md.
+
+mod proxy;
+mod runtime;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use keyward::crypto::{EncryptionContext, Envelope, KmsKeyProvider, Purpose};
+use keyward::model::UserId;
+use keyward::providers::{Provider, preview};
+use keyward::secret::ApiKey;
+use keyward::store::{DynamoTable, KeyStatus, NewLlmKey, Store, create_table, now_epoch};
+
+use runtime::Emulator;
+
+const FUNCTIONS: [&str; 6] =
+    ["login-callback", "device-auth", "llm-keys", "internal-keys", "oauth-refresh", "stripe-webhook"];
+const HELLO: &str = "bench-hello";
+/// The user of `events/internal-keys/fetch.json`, and the role it signs as.
+const USER: &str = "auth0|b5fc85e55755f9e0d030a10a";
+const CALLER_ROLE: &str = "arn:aws:iam::111122223333:role/notes-service";
+
+struct Args {
+    bin_dir: PathBuf,
+    events: PathBuf,
+    moto: String,
+    warm: usize,
+}
+
+fn args() -> Args {
+    let mut args = std::env::args().skip(1);
+    let mut parsed =
+        Args { bin_dir: "target/release".into(), events: "events".into(), moto: String::new(), warm: 1000 };
+    while let Some(flag) = args.next() {
+        let value = args.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--bin-dir" => parsed.bin_dir = value.into(),
+            "--events" => parsed.events = value.into(),
+            "--moto" => parsed.moto = value,
+            "--warm" => parsed.warm = value.parse().expect("--warm N"),
+            other => panic!("unknown option {other}"),
+        }
+    }
+    assert!(!parsed.moto.is_empty(), "--moto URL is required (scripts/bench starts one)");
+    parsed
+}
+
+/// A function process that is killed when dropped.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Process {
+    /// Peak resident set (VmHWM) so far, in KiB.
+    fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// One function's figures.
+struct Run {
+    init: Duration,
+    first: Duration,
+    warm: Vec<Duration>,
+    peak_rss_kib: u64,
+    size: u64,
+    /// AWS calls of the cold start plus first invocation, and per warm invocation.
+    cold_calls: BTreeMap<String, usize>,
+    warm_calls: BTreeMap<String, usize>,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
+
+/// Runs `binary` under the emulator with `env`, feeding `event` once cold and `warm` times warm.
+async fn run(
+    binary: &Path,
+    env: &[(String, String)],
+    event: &[u8],
+    warm: usize,
+    counts: Option<&proxy::Counts>,
+) -> Run {
+    let mut emulator = Emulator::start().await.expect("start the runtime emulator");
+    if let Some(c) = counts {
+        c.take();
+    }
+    let spawned = Instant::now();
+    let child = Command::new(binary)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_LAMBDA_RUNTIME_API", emulator.addr.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", binary.file_name().and_then(|n| n.to_str()).unwrap_or("f"))
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/bench")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
+        .env("AWS_LAMBDA_LOG_LEVEL", "WARN")
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()));
+    let process = Process(child);
+    let ready = emulator
+        .first_next(Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|| panic!("{} never asked for an event", binary.display()));
+    let init = ready - spawned;
+    let (first, answer) = emulator.invoke(event).await.expect("first invocation");
+    check(binary, &answer);
+    let cold_calls = counts.map(proxy::Counts::take).unwrap_or_default();
+    let mut latencies = Vec::with_capacity(warm);
+    for _ in 0..warm {
+        let (took, answer) = emulator.invoke(event).await.expect("warm invocation");
+        check(binary, &answer);
+        latencies.push(took);
+    }
+    let warm_calls = counts.map(proxy::Counts::take).unwrap_or_default();
+    latencies.sort();
+    Run {
+        init,
+        first,
+        warm: latencies,
+        peak_rss_kib: process.peak_rss_kib(),
+        size: std::fs::metadata(binary).map(|m| m.len()).unwrap_or(0),
+        cold_calls,
+        warm_calls,
+    }
+}
+
+/// Every answer must be the API Gateway response the event documents as a success.
+fn check(binary: &Path, answer: &runtime::Answer) {
+    let body: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
+    let status = body["statusCode"].as_u64().unwrap_or(0);
+    assert!(answer.ok && status == 200, "{}: {}", binary.display(), String::from_utf8_lossy(&answer.body));
+}
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
+
+/// A table and KMS key on moto with one sealed OpenAI key for [`USER`]; returns (table, key id).
+async fn seed(sdk: &aws_config::SdkConfig) -> (String, String) {
+    let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+    let kms = aws_sdk_kms::Client::new(sdk);
+    let table = format!("keyward-bench-{}", std::process::id());
+    create_table(&dynamodb, &table).await.expect("create the table");
+    let key = kms.create_key().send().await.expect("create a KMS key");
+    let key_id = key.key_metadata().map(|m| m.key_id().to_owned()).expect("key id");
+    let store = Store::new(Arc::new(DynamoTable::new(dynamodb, &table)));
+    let envelope = Envelope::new(Arc::new(KmsKeyProvider::new(kms, &key_id)), Duration::from_secs(300));
+    let user = UserId::parse(USER).expect("user id");
+    let plaintext = "sk-proj-bench-0123456789abcdefghijklmnopqrstuvwxyz";
+    let sealed = envelope
+        .seal(plaintext.as_bytes(), &EncryptionContext::new(&user, Purpose::LlmKey, Provider::OpenAi.slug()))
+        .await
+        .expect("seal");
+    let new = NewLlmKey {
+        provider: Provider::OpenAi,
+        sealed,
+        preview: preview(&ApiKey::new(plaintext)),
+        status: KeyStatus::Valid,
+        test: None,
+        zai_region: None,
+    };
+    store.llm_keys().put(&user, &new, now_epoch()).await.expect("store the key");
+    (table, key_id)
+}
+
+async fn sdk_for(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("bench", "bench", None, None, "bench"))
+        .load()
+        .await
+}
+
+fn calls(counts: &BTreeMap<String, usize>, per: usize) -> String {
+    if counts.is_empty() {
+        return "0".into();
+    }
+    counts
+        .iter()
+        .map(|(op, n)| if per > 1 { format!("{op} {:.2}", *n as f64 / per as f64) } else { format!("{op} {n}") })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[tokio::main]
+async fn main() {
+    let args = args();
+    // Every AWS call of every process goes through the counting proxy in front of moto.
+    let (proxy, counts) = proxy::start(&args.moto).await.expect("start the proxy");
+    let endpoint = format!("http://{proxy}");
+    let sdk = sdk_for(&endpoint).await;
+    let (table, key_id) = seed(&sdk).await;
+    counts.take();
+    let principals = format!("{{\"{CALLER_ROLE}\": [\"openai\"]}}");
+    let aws = env(&[
+        ("KEYWARD_MODE", "aws"),
+        ("KEYWARD_TABLE_NAME", &table),
+        ("KEYWARD_KMS_KEY_ID", &key_id),
+        ("KEYWARD_AUTH0_ISSUER", "https://tenant.example.auth0.com/"),
+        ("KEYWARD_AUTH0_AUDIENCE", "https://api.keyward.dev"),
+        ("KEYWARD_AUTH0_CLIENT_ID", "web-client"),
+        ("KEYWARD_AUTH0_DEVICE_CLIENT_ID", "cli-client"),
+        ("KEYWARD_AUTH0_CLIENT_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:123456789012:secret:auth0-AbCdEf"),
+        ("KEYWARD_AUTH0_CALLBACK_URL", "https://api.keyward.dev/auth/callback"),
+        ("KEYWARD_INTERNAL_PRINCIPALS", &principals),
+        ("AWS_ENDPOINT_URL", &endpoint),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "bench"),
+        ("AWS_SECRET_ACCESS_KEY", "bench"),
+    ]);
+    let health = |function: &str| std::fs::read(args.events.join(function).join("health.json")).expect("health event");
+    let hello = run(&args.bin_dir.join(HELLO), &[], &health("llm-keys"), args.warm, None).await;
+    println!("## Cold start, warm latency, memory and size (aws mode on moto, `GET /health/<function>`)\n");
+    println!(
+        "{} warm invocations each after the first, with the configuration Lambda runs (aws mode). Ratios are \
+         to `{HELLO}`, measured in the same run.\n",
+        args.warm
+    );
+    println!(
+        "| function | init ms | ×floor | first ms | warm p50 ms | warm p99 ms | peak RSS MiB | stripped bytes | AWS calls, cold |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let row = |name: &str, r: &Run| {
+        println!(
+            "| {name} | {} | {:.2} | {} | {} | {} | {:.1} | {} | {} |",
+            ms(r.init),
+            r.init.as_secs_f64() / hello.init.as_secs_f64(),
+            ms(r.first),
+            ms(percentile(&r.warm, 0.5)),
+            ms(percentile(&r.warm, 0.99)),
+            r.peak_rss_kib as f64 / 1024.0,
+            r.size,
+            calls(&r.cold_calls, 1),
+        );
+    };
+    row(&format!("{HELLO} (floor)"), &hello);
+    for function in FUNCTIONS {
+        let result = run(&args.bin_dir.join(function), &aws, &health(function), args.warm, Some(&counts)).await;
+        row(function, &result);
+    }
+
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let get_item = || {
+        dynamodb
+            .get_item()
+            .table_name(&table)
+            .key("pk", AttributeValue::S(format!("USER#{USER}")))
+            .key("sk", AttributeValue::S("LLMKEY#openai".into()))
+            .send()
+    };
+    get_item().await.expect("warm-up GetItem");
+    let mut floor = Vec::with_capacity(args.warm);
+    for _ in 0..args.warm {
+        let started = Instant::now();
+        get_item().await.expect("GetItem");
+        floor.push(started.elapsed());
+    }
+    floor.sort();
+    counts.take();
+
+    let fetch = std::fs::read(args.events.join("internal-keys/fetch.json")).expect("fetch event");
+    let fetched = run(&args.bin_dir.join("internal-keys"), &aws, &fetch, args.warm, Some(&counts)).await;
+    let p50 = percentile(&fetched.warm, 0.5);
+    let floor_p50 = percentile(&floor, 0.5);
+    println!("\n## Data path on moto: `GET /internal/users/{{uid}}/llm-keys` (internal-keys, aws mode)\n");
+    println!("Every AWS call goes through a counting loopback proxy in front of moto, the floor's too.\n");
+    println!("| what | p50 ms | p99 ms | ×floor (p50) |");
+    println!("|---|---|---|---|");
+    println!("| raw DynamoDB GetItem (floor) | {} | {} | 1.00 |", ms(floor_p50), ms(percentile(&floor, 0.99)));
+    println!(
+        "| warm fetch (emulator → function → moto) | {} | {} | {:.2} |",
+        ms(p50),
+        ms(percentile(&fetched.warm, 0.99)),
+        p50.as_secs_f64() / floor_p50.as_secs_f64()
+    );
+    println!("\n| AWS calls | count |");
+    println!("|---|---|");
+    println!("| cold start + first fetch | {} |", calls(&fetched.cold_calls, 1));
+    println!("| per warm fetch (mean of {}) | {} |", args.warm, calls(&fetched.warm_calls, args.warm));
+    println!(
+        "\ninit {} ms, first fetch {} ms, peak RSS {:.1} MiB in aws mode.",
+        ms(fetched.init),
+        ms(fetched.first),
+        fetched.peak_rss_kib as f64 / 1024.0
+    );
+}
