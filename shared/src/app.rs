@@ -4,7 +4,6 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use lambda_http::http::StatusCode;
 use lambda_http::request::RequestContext;
@@ -18,6 +17,7 @@ use crate::config::{Config, ConfigError, Mode};
 use crate::crypto::{CryptoError, Envelope, KeyProvider, KmsKeyProvider, LocalKeyProvider};
 use crate::http::json_response;
 use crate::oauth::google::GoogleClient;
+use crate::outbound::Outbound;
 use crate::providers::KeyValidator;
 use crate::secrets::SecretReader;
 use crate::store::{DynamoTable, EmbeddedTable, Store, StoreError};
@@ -30,8 +30,6 @@ pub enum InitError {
     Store(#[from] StoreError),
     #[error("key provider: {0}")]
     Crypto(#[from] CryptoError),
-    #[error("HTTP client: {0}")]
-    Http(String),
 }
 
 /// The AWS clients of aws mode.
@@ -57,8 +55,6 @@ pub struct AppState {
     pub store: Store,
     pub envelope: Envelope,
     pub tokens: TokenVerifier,
-    /// One outbound client per cold start, reused across requests (connection pooling).
-    pub http: reqwest::Client,
     pub validator: KeyValidator,
     pub auth0: Auth0Client,
     /// `None` when Google connections are not configured (aws mode without a Google client).
@@ -113,7 +109,8 @@ impl AppState {
                 Arc::new(LocalKeyProvider::open_or_create(data_dir)?),
             ),
         };
-        let http = outbound_client().map_err(|e| InitError::Http(e.to_string()))?;
+        // One outbound client per execution environment, shared (connection pooling), built on first use.
+        let http = Outbound::new();
         Ok(Self {
             envelope: Envelope::new(provider, config.data_key_cache_ttl),
             tokens: TokenVerifier::new(config.tokens.clone(), http.clone()),
@@ -133,21 +130,9 @@ impl AppState {
                 .as_ref()
                 .map(|stripe| SecretReader::new(stripe.webhook_secret.clone(), secrets_client)),
             store,
-            http,
             config,
         })
     }
-}
-
-/// The client for calls to identity and LLM providers: short timeouts, no redirects (a redirect
-/// could carry a key to a host keyward did not choose).
-fn outbound_client() -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(3))
-        .timeout(Duration::from_secs(10))
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("keyward/", env!("CARGO_PKG_VERSION")))
-        .build()
 }
 
 /// Wraps a handler as the service `lambda_http::run` drives, serving each request in its own span.

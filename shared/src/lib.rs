@@ -12,6 +12,7 @@ pub mod files;
 pub mod http;
 pub mod model;
 pub mod oauth;
+pub mod outbound;
 pub mod providers;
 pub mod secret;
 pub mod secrets;

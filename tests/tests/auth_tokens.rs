@@ -59,7 +59,7 @@ fn verifier(server: &MockServer) -> TokenVerifier {
         audience: AUDIENCE.into(),
         jwks_url: format!("{}/.well-known/jwks.json", server.uri()).parse().unwrap(),
     };
-    TokenVerifier::new(settings, reqwest::Client::new())
+    TokenVerifier::new(settings, keyward::outbound::Outbound::new())
 }
 
 fn b64(value: &Value) -> String {

@@ -20,7 +20,7 @@ fn endpoints(base: &str) -> ProviderEndpoints {
 
 fn validator(base: &str, timeout: Duration) -> KeyValidator {
     let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(3)).build().unwrap();
-    KeyValidator::new(http, endpoints(base), timeout)
+    KeyValidator::new(http.into(), endpoints(base), timeout)
 }
 
 fn stand_in(provider: Provider) -> StandIn {

@@ -99,7 +99,7 @@ async fn planted_secrets_never_reach_logs_errors_or_panics() {
             audience: "https://api.keyward.dev".into(),
             jwks_url: "http://127.0.0.1:9/.well-known/jwks.json".parse().unwrap(),
         };
-        let verifier = keyward::auth::TokenVerifier::new(settings, reqwest::Client::new());
+        let verifier = keyward::auth::TokenVerifier::new(settings, keyward::outbound::Outbound::new());
         let rejected = verifier.verify(BEARER).await.unwrap_err();
         tracing::warn!(?rejected, "token rejected");
         bodies.push(problem_body(ApiError::from(rejected)));

@@ -73,7 +73,7 @@ fn jwt(c: &mut Criterion) {
             .expect("token JSON");
         answer["access_token"].as_str().expect("access token").to_owned()
     });
-    let verifier = TokenVerifier::new(config.tokens.clone(), http);
+    let verifier = TokenVerifier::new(config.tokens.clone(), http.into());
     rt.block_on(verifier.verify(&token)).expect("first verification fetches the JWKS");
     c.bench_function("JWT verify (RS256, JWKS cached)", |b| {
         b.iter(|| rt.block_on(verifier.verify(&token)).expect("verify"))

@@ -7,6 +7,7 @@ use url::Url;
 
 use crate::config::Auth0Settings;
 use crate::oauth::{OAuthFailure, post_form, refusal, tokens};
+use crate::outbound::Outbound;
 use crate::secret::{AccessToken, ClientSecret, DeviceCode, IdToken, RefreshToken};
 use crate::secrets::{SecretError, SecretReader};
 
@@ -72,14 +73,14 @@ fn five() -> u64 {
 }
 
 pub struct Auth0Client {
-    http: reqwest::Client,
+    http: Outbound,
     settings: Auth0Settings,
     audience: String,
     secret: SecretReader,
 }
 
 impl Auth0Client {
-    pub fn new(http: reqwest::Client, settings: Auth0Settings, audience: String, secret: SecretReader) -> Self {
+    pub fn new(http: Outbound, settings: Auth0Settings, audience: String, secret: SecretReader) -> Self {
         Self { http, settings, audience, secret }
     }
 

@@ -16,6 +16,7 @@ use tokio::sync::RwLock;
 use super::AuthError;
 use crate::config::TokenSettings;
 use crate::model::UserId;
+use crate::outbound::Outbound;
 
 /// How long fetched keys are trusted before a refetch.
 const JWKS_TTL: Duration = Duration::from_secs(600);
@@ -72,14 +73,14 @@ struct KeyCache {
 
 pub struct TokenVerifier {
     settings: TokenSettings,
-    http: reqwest::Client,
+    http: Outbound,
     validation: Validation,
     refetch_interval: Duration,
     cache: RwLock<KeyCache>,
 }
 
 impl TokenVerifier {
-    pub fn new(settings: TokenSettings, http: reqwest::Client) -> Self {
+    pub fn new(settings: TokenSettings, http: Outbound) -> Self {
         let mut validation = Validation::new(Algorithm::RS256);
         validation.set_issuer(&[&settings.issuer]);
         validation.set_audience(&[&settings.audience]);
@@ -190,7 +191,8 @@ impl TokenVerifier {
     }
 
     async fn fetch(&self) -> Result<HashMap<String, DecodingKey>, ()> {
-        let response = self.http.get(self.settings.jwks_url.clone()).send().await.map_err(|e| {
+        let http = self.http.client().map_err(|e| tracing::warn!(error = %e, "JWKS fetch failed"))?;
+        let response = http.get(self.settings.jwks_url.clone()).send().await.map_err(|e| {
             tracing::warn!(error = %e, "JWKS fetch failed");
         })?;
         if !response.status().is_success() {

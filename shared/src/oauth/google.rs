@@ -6,6 +6,7 @@ use url::Url;
 
 use super::{OAuthFailure, post_form, read, refusal, tokens};
 use crate::config::GoogleSettings;
+use crate::outbound::Outbound;
 use crate::secret::{AccessToken, RefreshToken};
 use crate::secrets::{SecretError, SecretReader};
 
@@ -50,13 +51,13 @@ pub struct GoogleAccount {
 }
 
 pub struct GoogleClient {
-    http: reqwest::Client,
+    http: Outbound,
     settings: GoogleSettings,
     secret: SecretReader,
 }
 
 impl GoogleClient {
-    pub fn new(http: reqwest::Client, settings: GoogleSettings, secret: SecretReader) -> Self {
+    pub fn new(http: Outbound, settings: GoogleSettings, secret: SecretReader) -> Self {
         Self { http, settings, secret }
     }
 
@@ -109,8 +110,8 @@ impl GoogleClient {
 
     /// Who the access token belongs to.
     pub async fn account(&self, access_token: &AccessToken) -> Result<GoogleAccount, GoogleError> {
-        let response = self
-            .http
+        let http = self.http.client().map_err(|e| GoogleError::Unavailable(e.to_string()))?;
+        let response = http
             .get(self.settings.endpoints.userinfo.clone())
             .bearer_auth(access_token.expose())
             .send()

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use url::Url;
 
+use crate::outbound::Outbound;
 use crate::session::random_secret;
 
 /// A token endpoint's failure.
@@ -75,10 +76,11 @@ struct ErrorAnswer {
 /// POSTs a form; the status and body of whatever answered. Transport errors drop the URL, which
 /// may carry a token in a query (Google's revoke endpoint accepts one there).
 pub(crate) async fn post_form(
-    http: &reqwest::Client,
+    http: &Outbound,
     url: Url,
     form: &[(&str, &str)],
 ) -> Result<(u16, Vec<u8>), OAuthFailure> {
+    let http = http.client().map_err(|e| OAuthFailure::Unavailable(e.to_string()))?;
     let response =
         http.post(url).form(form).send().await.map_err(|e| OAuthFailure::Unavailable(e.without_url().to_string()))?;
     read(response).await

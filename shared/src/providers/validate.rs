@@ -13,6 +13,7 @@ use super::classify::{ProviderResponse, classify};
 use super::key::ZaiRegion;
 use super::outcome::{Failure, FailureKind, Outcome};
 use crate::config::EndpointSetting;
+use crate::outbound::Outbound;
 use crate::secret::ApiKey;
 
 /// Provider answers longer than this are cut (an error body is a few hundred bytes; a cut JSON body
@@ -105,14 +106,14 @@ impl ProviderEndpoints {
 /// Checks keys with their providers over the one shared outbound client.
 #[derive(Clone)]
 pub struct KeyValidator {
-    http: reqwest::Client,
+    http: Outbound,
     endpoints: ProviderEndpoints,
     timeout: Duration,
 }
 
 impl KeyValidator {
     /// `timeout` bounds the whole call (the client's connect timeout still applies).
-    pub fn new(http: reqwest::Client, endpoints: ProviderEndpoints, timeout: Duration) -> Self {
+    pub fn new(http: Outbound, endpoints: ProviderEndpoints, timeout: Duration) -> Self {
         Self { http, endpoints, timeout }
     }
 
@@ -121,12 +122,15 @@ impl KeyValidator {
     pub async fn validate(&self, provider: Provider, region: ZaiRegion, key: &ApiKey) -> Outcome {
         let base = self.endpoints.base(provider, region).as_str().trim_end_matches('/');
         let (path, body) = probe(provider);
-        let request = self
-            .http
-            .post(format!("{base}{path}"))
-            .headers(auth_headers(provider, key))
-            .json(&body)
-            .timeout(self.timeout);
+        let http = match self.http.client() {
+            Ok(http) => http,
+            Err(e) => {
+                tracing::warn!(provider = %provider, error = %e, "provider call failed");
+                return Outcome::Invalid(Failure::new(provider, FailureKind::Unreachable));
+            }
+        };
+        let request =
+            http.post(format!("{base}{path}")).headers(auth_headers(provider, key)).json(&body).timeout(self.timeout);
         let answer = async {
             let response = request.send().await?;
             let status = response.status().as_u16();
