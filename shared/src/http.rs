@@ -324,6 +324,11 @@ pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
     if text.trim().is_empty() {
         return Err(ApiError::bad_request("missing_body", "This request needs a JSON body."));
     }
+    // serde reads a struct from an array too (`["sk-…"]` would fill the first field); every body
+    // keyward takes is an object with named fields.
+    if !text.trim_start().starts_with('{') {
+        return Err(ApiError::bad_request("invalid_body", "The request body must be a JSON object."));
+    }
     let mut de = serde_json::Deserializer::from_str(text);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| body_shape_error(&e))?;
     de.end().map_err(|e| syntax_error(&e))?;
@@ -499,6 +504,7 @@ mod tests {
             (Some("application/json"), Body::from(format!(r#"{{"apiKey":"x","{secret}":1}}"#)), 400, "invalid_body"),
             (Some("application/json"), Body::from(format!(r#"{{"apiKey":"x"}} {secret}"#)), 400, "invalid_body"),
             (Some("application/json"), Body::from("{}"), 400, "invalid_body"),
+            (Some("application/json"), Body::from(format!(r#"["{secret}"]"#)), 400, "invalid_body"),
             (Some("application/json"), Body::from(" ".repeat(MAX_BODY_BYTES + 1)), 413, "payload_too_large"),
         ];
         for (ct, body, status, code) in cases {

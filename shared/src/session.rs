@@ -100,3 +100,33 @@ async fn start(
     state.store.sessions().create(&record, now_epoch()).await?;
     Ok(handle)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_cookie_headers_never_panic(
+            values in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..200), 0..4),
+            planted in "[A-Za-z0-9_-]{1,60}",
+        ) {
+            let mut builder = lambda_http::http::Request::builder();
+            for value in &values {
+                if let Ok(value) = header::HeaderValue::from_bytes(value) {
+                    builder = builder.header(header::COOKIE, value);
+                }
+            }
+            let with_handle = format!("a=b; {SESSION_COOKIE}={planted}; c=d");
+            let request = builder.header(header::COOKIE, with_handle).body(lambda_http::Body::Empty).unwrap();
+            // Whatever came first, a handle is found, and it is one a header carried.
+            let handle = cookie_handle(&request);
+            proptest::prop_assert!(handle.is_some());
+            let handle = handle.unwrap();
+            let carried = request.headers().get_all(header::COOKIE).iter().any(|v| {
+                v.to_str().is_ok_and(|v| v.contains(&format!("{SESSION_COOKIE}={}", handle.expose())))
+            });
+            proptest::prop_assert!(carried);
+        }
+    }
+}

@@ -17,8 +17,9 @@ use keyward::store::{KeyStatus, NewLlmKey, StoredLlmKey, now_epoch};
 use keyward_local::{Credentials, Gateway, RouteTable};
 use keyward_sandbox::Sandbox;
 use keyward_sandbox::auth0::DeviceTimings;
+use keyward_sandbox::aws_proxy::AwsProxy;
 
-use crate::{CallCounter, TestTable, aws, kms_key};
+use crate::{CallCounter, TestTable, aws, aws_at, kms_key};
 
 pub const REGION: &str = "us-east-1";
 /// A web app origin the local API lets sign-in return to.
@@ -81,7 +82,7 @@ pub struct LocalApi {
     pub aws_calls: CallCounter,
     _gateway: Gateway,
     _dir: tempfile::TempDir,
-    _table: Option<TestTable>,
+    table: Option<TestTable>,
 }
 
 impl LocalApi {
@@ -92,10 +93,21 @@ impl LocalApi {
     /// Starts with configuration `overrides` on top of the defaults (which point every third-party
     /// endpoint at the sandbox).
     pub async fn start_with(backend: Backend, overrides: &[(&'static str, &str)]) -> Self {
+        Self::start_inner(backend, overrides, None).await
+    }
+
+    /// Starts on moto with every AWS call going through `proxy` (which can count and fail them).
+    pub async fn start_behind(proxy: &AwsProxy, overrides: &[(&'static str, &str)]) -> Self {
+        Self::start_inner(Backend::Moto, overrides, Some(proxy.url())).await
+    }
+
+    async fn start_inner(backend: Backend, overrides: &[(&'static str, &str)], aws_endpoint: Option<String>) -> Self {
+        crate::leaks::init();
         let dir = tempfile::tempdir().expect("temp dir");
         let sandbox = Sandbox::start_with(([127, 0, 0, 1], 0).into(), DEVICE_TIMINGS).await.expect("start sandbox");
-        // The gateway's port is chosen first: keyward's callback URL names it.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+        // The gateway's port is chosen (and held) first: keyward's callback URL names it.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let port = listener.local_addr().expect("bound address").port();
         let base_url = format!("http://127.0.0.1:{port}");
         let principals = serde_json::json!({
             NOTES_SERVICE.arn: ["openai", "anthropic", "zai"],
@@ -128,7 +140,10 @@ impl LocalApi {
                 (AppState::with_aws(config, None).expect("local state"), None)
             }
             Backend::Moto => {
-                let aws = aws().await;
+                let aws = match &aws_endpoint {
+                    Some(endpoint) => aws_at(endpoint).await,
+                    None => aws().await,
+                };
                 let table = TestTable::new().await;
                 let key = kms_key(&aws_sdk_kms::Client::new(&aws)).await;
                 // In aws mode the endpoint secrets live in Secrets Manager, both while one is rolled.
@@ -152,7 +167,10 @@ impl LocalApi {
                         aws_sdk_dynamodb::config::Builder::from(&aws).interceptor(aws_calls.clone()).build(),
                     ),
                     kms: aws_sdk_kms::Client::from_conf(
-                        aws_sdk_kms::config::Builder::from(&aws).interceptor(aws_calls.clone()).build(),
+                        aws_sdk_kms::config::Builder::from(&aws)
+                            .interceptor(aws_calls.clone())
+                            .interceptor(crate::leaks::DataKeyRecorder)
+                            .build(),
                     ),
                     secrets: aws_sdk_secretsmanager::Client::from_conf(
                         aws_sdk_secretsmanager::config::Builder::from(&aws).interceptor(aws_calls.clone()).build(),
@@ -177,14 +195,13 @@ impl LocalApi {
 
         let template = std::fs::read_to_string(keyward_local::default_template_path()).expect("read template.yaml");
         let routes = RouteTable::from_template(&template).expect("parse template.yaml");
-        let gateway = Gateway::start(
-            ([127, 0, 0, 1], port).into(),
+        let gateway = Gateway::start_on(
+            listener,
             routes.clone(),
             keyward_local::functions(&state),
             credentials,
             REGION.to_owned(),
         )
-        .await
         .expect("start gateway");
         Self {
             state,
@@ -197,8 +214,13 @@ impl LocalApi {
             aws_calls,
             _gateway: gateway,
             _dir: dir,
-            _table: table,
+            table,
         }
+    }
+
+    /// The DynamoDB table behind the API (moto backend only), for tests that change items directly.
+    pub fn table(&self) -> Option<&TestTable> {
+        self.table.as_ref()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -332,5 +354,12 @@ pub fn botocore_python() -> String {
     match std::env::var("KEYWARD_TEST_PYTHON") {
         Ok(path) if !path.is_empty() => path,
         _ => panic!("KEYWARD_TEST_PYTHON is not set: run the tests with `scripts/test`, which installs botocore"),
+    }
+}
+
+impl Drop for LocalApi {
+    /// Whatever the stand-ins issued while this API ran joins the leak audit's planted secrets.
+    fn drop(&mut self) {
+        crate::leaks::plant_issued();
     }
 }

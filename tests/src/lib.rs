@@ -2,13 +2,14 @@
 //! protocols, a fresh table or KMS key per test, both store backends, and AWS call counting.
 
 pub mod api;
+pub mod leaks;
 pub mod sign_in;
 pub mod stripe;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{Region, SdkConfig};
 use aws_sdk_dynamodb::config::Credentials;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
@@ -28,8 +29,14 @@ pub fn moto_url() -> String {
 
 /// An AWS configuration pointed at moto with dummy credentials.
 pub async fn aws() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(moto_url())
+    aws_at(&moto_url()).await
+}
+
+/// keyward's own AWS settings (timeouts included), pointed at `endpoint` with dummy credentials.
+pub async fn aws_at(endpoint: &str) -> SdkConfig {
+    leaks::init();
+    keyward::app::aws_config_loader()
+        .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("testing", "testing", None, None, "keyward-tests"))
         .load()

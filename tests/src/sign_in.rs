@@ -36,6 +36,7 @@ pub async fn sign_in(api: &LocalApi, email: &str) -> String {
 pub fn session_cookie(response: &reqwest::Response) -> Option<String> {
     let cookie = response.headers().get("set-cookie")?.to_str().ok()?;
     let value = cookie.strip_prefix("__Host-keyward-session=")?.split(';').next()?;
+    crate::leaks::plant(value);
     (!value.is_empty()).then(|| value.to_owned())
 }
 
@@ -53,9 +54,17 @@ pub async fn start_device(api: &LocalApi) -> Value {
 
 /// `POST /auth/device/poll` → status and body.
 pub async fn poll(api: &LocalApi, device_code: &str) -> (u16, Value) {
+    crate::leaks::plant(device_code);
     let response =
         api.client.post(api.url("/auth/device/poll")).json(&json!({ "deviceCode": device_code })).send().await.unwrap();
-    (response.status().as_u16(), json(response).await)
+    let (status, body) = (response.status().as_u16(), json(response).await);
+    // A CLI's session: the handle and the access token it is given.
+    for field in ["refreshToken", "accessToken"] {
+        if let Some(secret) = body[field].as_str() {
+            crate::leaks::plant(secret);
+        }
+    }
+    (status, body)
 }
 
 /// A person approving (`approve`) or denying (`deny`) a user code on the sandbox's activation page, as Ada.

@@ -143,7 +143,11 @@ async fn every_forgery_is_refused_with_its_reason() {
         ("oversized (100 KB)", format!("{head}.{}.{sig}", "A".repeat(100_000)), AuthError::Malformed),
     ];
     for (name, token, expected) in cases {
-        assert_eq!(verifier.verify(&token).await.unwrap_err(), expected, "{name}");
+        let err = verifier.verify(&token).await.unwrap_err();
+        assert_eq!(err, expected, "{name}");
+        let response = keyward::http::ApiError::from(err).into_response();
+        assert_eq!(response.status(), 401, "{name}");
+        assert!(response.headers().contains_key("www-authenticate"), "{name}");
     }
 }
 

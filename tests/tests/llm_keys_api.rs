@@ -420,8 +420,9 @@ async fn aws_calls_per_route() {
     calls();
 
     assert_eq!(ada.put_key("openai", &magic_key(StandIn::OpenAi, Scenario::Valid)).await.status(), 200);
-    // The allowance, the sealed key (one fresh data key), the audit entry.
-    assert_eq!(calls(), "DynamoDB.PutItem=1 DynamoDB.UpdateItem=2 KMS.GenerateDataKey=1");
+    // The allowance, one fresh data key, the sealed key and its audit entry in one transaction, and
+    // the stored key read back (a transaction returns no item).
+    assert_eq!(calls(), "DynamoDB.GetItem=1 DynamoDB.TransactWriteItems=1 DynamoDB.UpdateItem=1 KMS.GenerateDataKey=1");
 
     assert_eq!(ada.send("GET", "/me/llm-keys", None).await.status(), 200);
     assert_eq!(calls(), "DynamoDB.Query=1");

@@ -152,3 +152,25 @@ async fn a_closed_port_is_unreachable() {
         Outcome::Valid => panic!("nothing listens there"),
     }
 }
+
+/// keyward's own outbound client follows no redirect: a provider (or anything posing as one) that
+/// answers 307 to another host never receives the key there.
+#[tokio::test]
+async fn a_redirect_never_carries_the_key_to_another_host() {
+    use wiremock::matchers::any;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let elsewhere = MockServer::start().await;
+    Mock::given(any()).respond_with(ResponseTemplate::new(200)).mount(&elsewhere).await;
+    let provider = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(307).insert_header("location", format!("{}/steal", elsewhere.uri())))
+        .mount(&provider)
+        .await;
+    let validator =
+        KeyValidator::new(keyward::outbound::Outbound::new(), endpoints(&provider.uri()), Duration::from_secs(5));
+    let key = parse_api_key(Provider::OpenAi, &magic_key(StandIn::OpenAi, Scenario::Valid)).unwrap();
+    let outcome = validator.validate(Provider::OpenAi, ZaiRegion::International, &key).await;
+    assert!(matches!(outcome, Outcome::Invalid(_)), "a redirect is no validation");
+    assert_eq!(provider.received_requests().await.unwrap().len(), 1);
+    assert!(elsewhere.received_requests().await.unwrap().is_empty(), "the key went to the redirect target");
+}

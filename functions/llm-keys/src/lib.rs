@@ -130,8 +130,8 @@ async fn put(state: &AppState, req: &Request) -> Result<Response<Body>, ApiError
         test: Some(TestResult { ok: true, message: works(provider), at: now }),
         zai_region: region,
     };
-    let stored = state.store.llm_keys().put(&claims.user, &new, now).await?;
-    audit(state, &claims.user, "llm_key.put", provider.to_string(), "ok").await?;
+    let entry = audit_entry(&claims.user, "llm_key.put", provider.to_string(), "ok");
+    let stored = state.store.llm_keys().put_audited(&claims.user, &new, now, &entry).await?;
     tracing::info!(user = %claims.user, provider = %provider, "llm key stored");
     Ok(json_response(StatusCode::OK, &KeyListing::from(stored)))
 }
@@ -234,14 +234,17 @@ async fn spend_validation(state: &AppState, user: &UserId, provider: Provider) -
 
 /// Records what the user did to their keys and how it ended (never the key).
 async fn audit(state: &AppState, user: &UserId, action: &str, target: String, outcome: &str) -> Result<(), ApiError> {
-    let entry = AuditEntry {
+    Ok(state.store.audit().append(user, &audit_entry(user, action, target, outcome)).await?)
+}
+
+fn audit_entry(user: &UserId, action: &str, target: String, outcome: &str) -> AuditEntry {
+    AuditEntry {
         at: now_epoch(),
         actor: Actor::User(user.clone()),
         action: action.into(),
         target: Some(target),
         outcome: outcome.into(),
-    };
-    Ok(state.store.audit().append(user, &entry).await?)
+    }
 }
 
 fn works(provider: Provider) -> String {

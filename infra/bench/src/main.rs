@@ -3,7 +3,6 @@
 //!
 //! `scripts/bench` builds the binaries, starts moto and calls this; see BENCHMARKS.md.
 
-mod proxy;
 mod runtime;
 
 use std::collections::BTreeMap;
@@ -18,6 +17,7 @@ use keyward::model::UserId;
 use keyward::providers::{Provider, preview};
 use keyward::secret::ApiKey;
 use keyward::store::{DynamoTable, KeyStatus, NewLlmKey, Store, create_table, now_epoch};
+use keyward_sandbox::aws_proxy::AwsProxy;
 
 use runtime::Emulator;
 
@@ -99,16 +99,10 @@ fn ms(d: Duration) -> String {
 }
 
 /// Runs `binary` under the emulator with `env`, feeding `event` once cold and `warm` times warm.
-async fn run(
-    binary: &Path,
-    env: &[(String, String)],
-    event: &[u8],
-    warm: usize,
-    counts: Option<&proxy::Counts>,
-) -> Run {
+async fn run(binary: &Path, env: &[(String, String)], event: &[u8], warm: usize, counts: Option<&AwsProxy>) -> Run {
     let mut emulator = Emulator::start().await.expect("start the runtime emulator");
     if let Some(c) = counts {
-        c.take();
+        c.take_counts();
     }
     let spawned = Instant::now();
     let child = Command::new(binary)
@@ -135,14 +129,14 @@ async fn run(
     let init = ready - spawned;
     let (first, answer) = emulator.invoke(event).await.expect("first invocation");
     check(binary, &answer);
-    let cold_calls = counts.map(proxy::Counts::take).unwrap_or_default();
+    let cold_calls = counts.map(AwsProxy::take_counts).unwrap_or_default();
     let mut latencies = Vec::with_capacity(warm);
     for _ in 0..warm {
         let (took, answer) = emulator.invoke(event).await.expect("warm invocation");
         check(binary, &answer);
         latencies.push(took);
     }
-    let warm_calls = counts.map(proxy::Counts::take).unwrap_or_default();
+    let warm_calls = counts.map(AwsProxy::take_counts).unwrap_or_default();
     latencies.sort();
     Run {
         init,
@@ -160,13 +154,7 @@ const COLD_STARTS: usize = 5;
 
 /// [`run`], then `COLD_STARTS - 1` more cold starts (init and first invocation only); the result's
 /// init and first invocation are the medians of all of them.
-async fn runs(
-    binary: &Path,
-    env: &[(String, String)],
-    event: &[u8],
-    warm: usize,
-    counts: Option<&proxy::Counts>,
-) -> Run {
+async fn runs(binary: &Path, env: &[(String, String)], event: &[u8], warm: usize, counts: Option<&AwsProxy>) -> Run {
     let mut result = run(binary, env, event, warm, counts).await;
     let (mut inits, mut firsts) = (vec![result.init], vec![result.first]);
     for _ in 1..COLD_STARTS {
@@ -244,11 +232,11 @@ fn calls(counts: &BTreeMap<String, usize>, per: usize) -> String {
 async fn main() {
     let args = args();
     // Every AWS call of every process goes through the counting proxy in front of moto.
-    let (proxy, counts) = proxy::start(&args.moto).await.expect("start the proxy");
-    let endpoint = format!("http://{proxy}");
+    let proxy = AwsProxy::start(&args.moto).await.expect("start the proxy");
+    let endpoint = proxy.url();
     let sdk = sdk_for(&endpoint).await;
     let (table, key_id) = seed(&sdk).await;
-    counts.take();
+    proxy.take_counts();
     let principals = format!("{{\"{CALLER_ROLE}\": [\"openai\"]}}");
     let aws = env(&[
         ("KEYWARD_MODE", "aws"),
@@ -293,7 +281,7 @@ async fn main() {
     };
     row(&format!("{HELLO} (floor)"), &hello);
     for function in FUNCTIONS {
-        let result = runs(&args.bin_dir.join(function), &aws, &health(function), args.warm, Some(&counts)).await;
+        let result = runs(&args.bin_dir.join(function), &aws, &health(function), args.warm, Some(&proxy)).await;
         row(function, &result);
     }
 
@@ -314,10 +302,10 @@ async fn main() {
         floor.push(started.elapsed());
     }
     floor.sort();
-    counts.take();
+    proxy.take_counts();
 
     let fetch = std::fs::read(args.events.join("internal-keys/fetch.json")).expect("fetch event");
-    let fetched = run(&args.bin_dir.join("internal-keys"), &aws, &fetch, args.warm, Some(&counts)).await;
+    let fetched = run(&args.bin_dir.join("internal-keys"), &aws, &fetch, args.warm, Some(&proxy)).await;
     let p50 = percentile(&fetched.warm, 0.5);
     let floor_p50 = percentile(&floor, 0.5);
     println!("\n## Data path on moto: `GET /internal/users/{{uid}}/llm-keys` (internal-keys, aws mode)\n");

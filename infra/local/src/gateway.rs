@@ -50,8 +50,21 @@ pub struct Gateway {
 impl Gateway {
     /// Serves `routes` on `addr` (port 0 picks a free one). Every route's function must have a
     /// handler in `functions`, so a template change cannot leave a route silently unserved.
-    pub async fn start(
+    pub fn start(
         addr: SocketAddr,
+        routes: RouteTable,
+        functions: HashMap<String, FunctionHandler>,
+        credentials: Credentials,
+        region: String,
+    ) -> Result<Self, GatewayError> {
+        let listener = std::net::TcpListener::bind(addr).map_err(|source| GatewayError::Bind { addr, source })?;
+        Self::start_on(listener, routes, functions, credentials, region)
+    }
+
+    /// Serves on a listener the caller bound (and kept), so no one else can take its port between
+    /// choosing it and serving on it.
+    pub fn start_on(
+        listener: std::net::TcpListener,
         routes: RouteTable,
         functions: HashMap<String, FunctionHandler>,
         credentials: Credentials,
@@ -60,8 +73,10 @@ impl Gateway {
         if let Some(route) = routes.routes().iter().find(|r| !functions.contains_key(&r.function)) {
             return Err(GatewayError::UnknownFunction { route: route.key(), function: route.function.clone() });
         }
-        let listener = TcpListener::bind(addr).await.map_err(|source| GatewayError::Bind { addr, source })?;
-        let addr = listener.local_addr().map_err(|source| GatewayError::Bind { addr, source })?;
+        let bound = |source| GatewayError::Bind { addr: SocketAddr::from(([0, 0, 0, 0], 0)), source };
+        let addr = listener.local_addr().map_err(bound)?;
+        listener.set_nonblocking(true).map_err(|source| GatewayError::Bind { addr, source })?;
+        let listener = TcpListener::from_std(listener).map_err(|source| GatewayError::Bind { addr, source })?;
         let inner = Arc::new(Inner { routes, functions, credentials, region });
         let app = Router::new().fallback(serve).with_state(inner);
         let (stop, stopped) = oneshot::channel::<()>();
@@ -309,6 +324,10 @@ fn into_http(response: lambda_http::Response<Body>) -> AxumResponse {
         Body::Binary(bytes) => Bytes::from(bytes),
         _ => Bytes::new(),
     };
+    if parts.status.is_client_error() || parts.status.is_server_error() {
+        // Problem bodies never carry a secret, so they can be logged; the leak audit reads them here.
+        tracing::debug!(status = parts.status.as_u16(), body = %String::from_utf8_lossy(&bytes), "error answered");
+    }
     AxumResponse::from_parts(parts, AxumBody::from(bytes))
 }
 

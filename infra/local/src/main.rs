@@ -127,8 +127,7 @@ async fn run() -> Result<(), String> {
     }
 
     let aws_mode = env("KEYWARD_MODE").as_deref() == Some("aws");
-    let aws =
-        if aws_mode { Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await) } else { None };
+    let aws = if aws_mode { Some(keyward::app::aws_config_loader().load().await) } else { None };
     match (&aws, options.bootstrap) {
         (Some(aws), true) => {
             let table = env("KEYWARD_TABLE_NAME").unwrap_or_else(|| "keyward-local".to_owned());
@@ -150,9 +149,8 @@ async fn run() -> Result<(), String> {
 
     let functions = keyward_local::functions(&state);
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, options.port));
-    let gateway = Gateway::start(addr, routes.clone(), functions, credentials, region.clone())
-        .await
-        .map_err(|e| e.to_string())?;
+    let gateway =
+        Gateway::start(addr, routes.clone(), functions, credentials, region.clone()).map_err(|e| e.to_string())?;
     print_banner(&gateway, &sandbox, &state, &routes, &credentials_path, &region);
     tokio::select! {
         () = gateway.wait() => {}

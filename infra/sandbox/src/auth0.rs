@@ -402,7 +402,12 @@ struct IdClaims<'a> {
 fn sign<T: Serialize>(tenant: &Tenant, claims: &T) -> jsonwebtoken::errors::Result<String> {
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some(KEY_ID.to_owned());
-    jsonwebtoken::encode(&header, claims, &tenant.signing_key)
+    let token = jsonwebtoken::encode(&header, claims, &tenant.signing_key)?;
+    // The signature is what makes a token a bearer credential; header and claims are not secret.
+    if let Some(signature) = token.rsplit('.').next() {
+        crate::web::record_issued(signature);
+    }
+    Ok(token)
 }
 
 /// Auth0's token response for a grant: an access token for the audience, an ID token when `openid`

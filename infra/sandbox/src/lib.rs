@@ -7,9 +7,12 @@
 //! paths keyward's local-mode defaults point at).
 
 pub mod auth0;
+pub mod aws_proxy;
 pub mod google;
 pub mod providers;
 mod web;
+
+pub use web::issued;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

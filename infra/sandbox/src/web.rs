@@ -8,10 +8,28 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+/// A fresh random token (a code, a device code, a refresh or access token), recorded in [`issued`].
 pub(crate) fn random_token(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     rand::fill(&mut buf[..]);
-    URL_SAFE_NO_PAD.encode(buf)
+    let token = URL_SAFE_NO_PAD.encode(buf);
+    record_issued(&token);
+    token
+}
+
+static ISSUED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+pub(crate) fn record_issued(secret: &str) {
+    if let Ok(mut issued) = ISSUED.lock() {
+        issued.push(secret.to_owned());
+    }
+}
+
+/// Every secret the stand-ins of this process have handed out so far (codes, device codes,
+/// refresh tokens, access tokens and the signatures of signed tokens), so the leak audit can look
+/// for each in keyward's logs.
+pub fn issued() -> Vec<String> {
+    ISSUED.lock().map(|issued| issued.clone()).unwrap_or_default()
 }
 
 /// 302 Found to the client's `redirect_uri` with `params` and the `state` it sent, as Auth0 and

@@ -85,7 +85,8 @@ pub fn verify(header: Option<&str>, body: &[u8], secrets: &[SecretString], now: 
     if !matched {
         return Err(SignatureError::NoMatch);
     }
-    if (now - header.timestamp).abs() > TOLERANCE_SECS {
+    // `abs_diff`: a signed timestamp far from `now` must not overflow a subtraction.
+    if now.abs_diff(header.timestamp) > TOLERANCE_SECS.unsigned_abs() {
         return Err(SignatureError::OutsideTolerance);
     }
     Ok(header.timestamp)
@@ -141,5 +142,41 @@ mod tests {
         assert_eq!(verify(Some(&only_old), body, &secrets, 1301), Err(SignatureError::OutsideTolerance));
         assert_eq!(verify(Some(&only_old), body, &secrets, 699), Err(SignatureError::OutsideTolerance), "future");
         assert_eq!(verify(None, body, &secrets, 1000), Err(SignatureError::Missing));
+    }
+
+    /// Header pieces an attacker would combine: timestamps, schemes, hex of every length, separators.
+    fn header_piece() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            "t=-?[0-9]{0,20}",
+            "v[0-9]=[0-9a-fA-F]{0,70}",
+            "[a-z0-9]{0,3}=?[ -~]{0,10}",
+            Just(",".to_owned()),
+            Just(" ".to_owned()),
+            Just("=".to_owned()),
+        ]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_headers_never_panic_or_verify(header in "\\PC{0,200}", body in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+            let secrets = secrets_of("whsec_current,whsec_previous");
+            proptest::prop_assert!(verify(Some(&header), &body, &secrets, 1000).is_err());
+        }
+
+        #[test]
+        fn signed_headers_verify_exactly_within_tolerance(t in proptest::num::i64::ANY, now in proptest::num::i64::ANY) {
+            let body = br#"{"id":"evt_1"}"#;
+            let header = format!("t={t},v1={}", sign("whsec_current", t, body));
+            let within = now.abs_diff(t) <= 300;
+            proptest::prop_assert_eq!(verify(Some(&header), body, &secrets_of("whsec_current"), now).is_ok(), within);
+        }
+
+        #[test]
+        fn assembled_headers_never_panic_or_verify(pieces in proptest::collection::vec(header_piece(), 0..12), now in proptest::num::i64::ANY) {
+            let header = pieces.join(",");
+            let secrets = secrets_of("whsec_current");
+            proptest::prop_assert!(verify(Some(&header), b"{}", &secrets, now).is_err(), "{header}");
+        }
     }
 }

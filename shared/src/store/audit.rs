@@ -31,27 +31,7 @@ pub struct Audit<'a>(pub(super) &'a dyn Table);
 
 impl Audit<'_> {
     pub async fn append(&self, user: &UserId, entry: &AuditEntry) -> Result<(), StoreError> {
-        let (actor_kind, actor_id) = match &entry.actor {
-            Actor::User(id) => ("user", id.to_string()),
-            Actor::Service(arn) => ("service", arn.clone()),
-            Actor::Stripe => ("stripe", String::new()),
-            Actor::System => ("system", String::new()),
-        };
-        // Entries of one second sort by the microsecond they were written, so a trail reads in order.
-        let micros = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_micros())
-            .unwrap_or_default();
-        let sk = format!("{PREFIX}{:012}.{micros:06}#{}", entry.at, random_id());
-        let item = Item::new(&Key::new(user_pk(user), sk))
-            .with("entity", Attr::S("audit".into()))
-            .with("at", Attr::N(entry.at))
-            .with("actor_kind", Attr::S(actor_kind.into()))
-            .with("actor_id", Attr::S(actor_id))
-            .with("action", Attr::S(entry.action.clone()))
-            .with_opt("target", entry.target.clone().map(Attr::S))
-            .with("outcome", Attr::S(entry.outcome.clone()));
-        self.0.put(item, None).await
+        self.0.put(item(user, entry), None).await
     }
 
     /// A user's audit trail, newest first.
@@ -80,4 +60,29 @@ fn parse(item: &Item) -> Result<AuditEntry, StoreError> {
         target: item.opt_s("target")?.map(str::to_owned),
         outcome: item.s("outcome")?.to_owned(),
     })
+}
+
+/// The item of one audit entry; also a write of another repository's transaction, so an action
+/// and its audit entry are stored together or not at all.
+pub(super) fn item(user: &UserId, entry: &AuditEntry) -> Item {
+    let (actor_kind, actor_id) = match &entry.actor {
+        Actor::User(id) => ("user", id.to_string()),
+        Actor::Service(arn) => ("service", arn.clone()),
+        Actor::Stripe => ("stripe", String::new()),
+        Actor::System => ("system", String::new()),
+    };
+    // Entries of one second sort by the microsecond they were written, so a trail reads in order.
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_micros())
+        .unwrap_or_default();
+    let sk = format!("{PREFIX}{:012}.{micros:06}#{}", entry.at, random_id());
+    Item::new(&Key::new(user_pk(user), sk))
+        .with("entity", Attr::S("audit".into()))
+        .with("at", Attr::N(entry.at))
+        .with("actor_kind", Attr::S(actor_kind.into()))
+        .with("actor_id", Attr::S(actor_id))
+        .with("action", Attr::S(entry.action.clone()))
+        .with_opt("target", entry.target.clone().map(Attr::S))
+        .with("outcome", Attr::S(entry.outcome.clone()))
 }

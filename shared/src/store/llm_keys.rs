@@ -1,7 +1,7 @@
 //! Users' LLM provider keys: sealed, with their masked preview and validation history.
 
 use super::table::{Attr, Changes, Condition, Index, Item, Key, Query, Table, Write};
-use super::{StoreError, sealed_attr, sealed_from, user_pk};
+use super::{AuditEntry, StoreError, sealed_attr, sealed_from, user_pk};
 use crate::crypto::Sealed;
 use crate::model::UserId;
 use crate::providers::{Provider, ZaiRegion};
@@ -82,23 +82,43 @@ fn test_changes(changes: Changes, test: Option<&TestResult>) -> Changes {
         .set_opt("test_at", test.map(|t| Attr::N(t.at)))
 }
 
+/// The attributes of a stored key; `created_at` survives replacement, `last_used_at` does not.
+fn put_changes(new: &NewLlmKey, now: i64) -> Changes {
+    let validated_at = (new.status == KeyStatus::Valid).then(|| new.test.as_ref().map_or(now, |t| t.at));
+    let changes = Changes::default()
+        .set("entity", Attr::S("llm-key".into()))
+        .set("provider", Attr::S(new.provider.to_string()))
+        .set("sealed", sealed_attr(&new.sealed))
+        .set("preview", Attr::S(new.preview.clone()))
+        .set("status", Attr::S(new.status.as_str().into()))
+        .set_opt("zai_region", new.zai_region.map(|r| Attr::S(r.slug().into())))
+        .set_opt("last_validated_at", validated_at.map(Attr::N))
+        .set("updated_at", Attr::N(now))
+        .set_if_missing("created_at", Attr::N(now))
+        .remove("last_used_at");
+    test_changes(changes, new.test.as_ref())
+}
+
 impl LlmKeys<'_> {
     /// Stores (or replaces) a user's key for a provider; `created_at` survives replacement.
     pub async fn put(&self, user: &UserId, new: &NewLlmKey, now: i64) -> Result<StoredLlmKey, StoreError> {
-        let validated_at = (new.status == KeyStatus::Valid).then(|| new.test.as_ref().map_or(now, |t| t.at));
-        let changes = Changes::default()
-            .set("entity", Attr::S("llm-key".into()))
-            .set("provider", Attr::S(new.provider.to_string()))
-            .set("sealed", sealed_attr(&new.sealed))
-            .set("preview", Attr::S(new.preview.clone()))
-            .set("status", Attr::S(new.status.as_str().into()))
-            .set_opt("zai_region", new.zai_region.map(|r| Attr::S(r.slug().into())))
-            .set_opt("last_validated_at", validated_at.map(Attr::N))
-            .set("updated_at", Attr::N(now))
-            .set_if_missing("created_at", Attr::N(now))
-            .remove("last_used_at");
-        let item = self.0.update(&key(user, new.provider), test_changes(changes, new.test.as_ref()), None).await?;
-        parse(&item)
+        parse(&self.0.update(&key(user, new.provider), put_changes(new, now), None).await?)
+    }
+
+    /// [`put`](Self::put) and the audit entry saying so, in one transaction: a key is never stored
+    /// without its entry, nor an entry written for a key that was not stored.
+    pub async fn put_audited(
+        &self,
+        user: &UserId,
+        new: &NewLlmKey,
+        now: i64,
+        entry: &AuditEntry,
+    ) -> Result<StoredLlmKey, StoreError> {
+        let store = Write::Update { key: key(user, new.provider), changes: put_changes(new, now), when: None };
+        let audit = Write::Put { item: super::audit::item(user, entry), when: None };
+        self.0.transact(vec![store, audit]).await?;
+        // A transaction returns no item; `created_at` may predate this write.
+        self.get(user, new.provider).await?.ok_or_else(|| StoreError::Corrupt("a key just stored is missing".into()))
     }
 
     pub async fn get(&self, user: &UserId, provider: Provider) -> Result<Option<StoredLlmKey>, StoreError> {

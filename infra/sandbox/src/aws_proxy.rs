@@ -1,0 +1,311 @@
+//! A loopback proxy in front of an AWS-protocol server (moto) that counts each AWS operation and
+//! can fail chosen ones the way AWS fails: a throttling answer, a 500, an answer that never comes,
+//! a connection reset, or a write that happened but whose answer was lost. The benchmark counts a
+//! function process's calls from outside it; the fault suite makes DynamoDB, KMS and Secrets
+//! Manager misbehave under a running API.
+//!
+//! It speaks just enough HTTP/1.1 for the AWS SDK's JSON protocols: requests framed by
+//! `Content-Length`, connections kept alive on both sides as the client and upstream keep them (so
+//! latency through it is what the SDK would see); a throttle or 500 answers on the same connection,
+//! as AWS does.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// How an operation fails while a fault is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// 400 `ThrottlingException`, as every one of the three services sends it.
+    Throttle,
+    /// 500 with the service's internal-error code.
+    ServerError,
+    /// The request is read and never answered.
+    Timeout,
+    /// The connection is reset (TCP RST) instead of answered.
+    Reset,
+    /// The request reaches the service and takes effect, then the answer is lost (a reset): the
+    /// caller cannot tell it from `Reset`, and its retry repeats a write that already happened.
+    LostAnswer,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 5] = [Fault::Throttle, Fault::ServerError, Fault::Timeout, Fault::Reset, Fault::LostAnswer];
+}
+
+struct Rule {
+    operation: String,
+    /// Calls let through before the fault starts.
+    pass: usize,
+    fault: Fault,
+}
+
+#[derive(Default)]
+struct Shared {
+    counts: Mutex<BTreeMap<String, usize>>,
+    rules: Mutex<Vec<Rule>>,
+}
+
+/// A running proxy; it stops when dropped.
+pub struct AwsProxy {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+impl AwsProxy {
+    /// Starts a proxy on a free loopback port in front of `upstream` (`http://host:port`).
+    pub async fn start(upstream: &str) -> std::io::Result<Self> {
+        let upstream = upstream.trim_start_matches("http://").trim_end_matches('/').to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared::default());
+        let serving = Arc::clone(&shared);
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(serve(stream, upstream.clone(), Arc::clone(&serving)));
+            }
+        });
+        Ok(Self { addr, shared, task })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Fails every call of `operation` (`DynamoDB.Query`, `KMS.Decrypt`, `SecretsManager.GetSecretValue`…)
+    /// after the next `pass` calls, until [`heal`](Self::heal).
+    pub fn fail(&self, operation: &str, pass: usize, fault: Fault) {
+        if let Ok(mut rules) = self.shared.rules.lock() {
+            rules.push(Rule { operation: operation.to_owned(), pass, fault });
+        }
+    }
+
+    /// Ends every fault.
+    pub fn heal(&self) {
+        if let Ok(mut rules) = self.shared.rules.lock() {
+            rules.clear();
+        }
+    }
+
+    /// The calls seen since the last `take`, by operation (each SDK retry is a call).
+    pub fn take_counts(&self) -> BTreeMap<String, usize> {
+        self.shared.counts.lock().map(|mut c| std::mem::take(&mut *c)).unwrap_or_default()
+    }
+}
+
+impl Drop for AwsProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// `X-Amz-Target` as `Service.Operation`.
+fn operation(target: &str) -> String {
+    let (service, operation) = target.split_once('.').unwrap_or(("unknown", target));
+    let service = match service {
+        "TrentService" => "KMS",
+        "secretsmanager" => "SecretsManager",
+        s if s.starts_with("DynamoDB") => "DynamoDB",
+        other => other,
+    };
+    format!("{service}.{operation}")
+}
+
+/// The fault for this call of `operation`, if any; counts the call against each rule's `pass`.
+fn fault_for(shared: &Shared, operation: &str) -> Option<Fault> {
+    let mut rules = shared.rules.lock().ok()?;
+    let rule = rules.iter_mut().find(|r| r.operation == operation)?;
+    if rule.pass > 0 {
+        rule.pass -= 1;
+        return None;
+    }
+    Some(rule.fault)
+}
+
+struct Incoming {
+    head: Vec<u8>,
+    body: Vec<u8>,
+    target: String,
+}
+
+/// Reads one request: its head (request line and headers), `X-Amz-Target`, and its body.
+async fn read_request(stream: &mut TcpStream) -> std::io::Result<Option<Incoming>> {
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut request = httparse::Request::new(&mut headers);
+        let Ok(httparse::Status::Complete(head_len)) = request.parse(&buf) else { continue };
+        let header = |name: &str| {
+            request
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(name))
+                .map(|h| String::from_utf8_lossy(h.value).into_owned())
+        };
+        let length: usize = header("content-length").and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+        let target = header("x-amz-target").unwrap_or_default();
+        let mut body = buf.split_off(head_len);
+        while body.len() < length {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(None);
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+        return Ok(Some(Incoming { head: buf, body, target }));
+    }
+}
+
+async fn serve(mut stream: TcpStream, upstream: String, shared: Arc<Shared>) {
+    // One upstream connection per client connection, kept alive as the client keeps its own.
+    let mut upstream_conn = None;
+    while let Ok(Some(request)) = read_request(&mut stream).await {
+        let operation = operation(&request.target);
+        if let Ok(mut counts) = shared.counts.lock() {
+            *counts.entry(operation.clone()).or_default() += 1;
+        }
+        let answer = match fault_for(&shared, &operation) {
+            None => match forward(&request, &upstream, &mut upstream_conn).await {
+                Ok(answer) => answer,
+                Err(_) => canned(502, "application/json", "{}"),
+            },
+            Some(Fault::Throttle) => error_answer(&operation, 400, "ThrottlingException", "Rate exceeded"),
+            Some(Fault::ServerError) => {
+                error_answer(&operation, 500, internal_error_code(&operation), "Internal error")
+            }
+            Some(Fault::Timeout) => {
+                // Holds the connection well past any client timeout keyward sets.
+                tokio::time::sleep(Duration::from_secs(120)).await;
+                return;
+            }
+            Some(Fault::Reset) => {
+                // Linger 0: closing sends RST, not FIN.
+                let _ = stream.set_zero_linger();
+                return;
+            }
+            Some(Fault::LostAnswer) => {
+                let _ = forward(&request, &upstream, &mut upstream_conn).await;
+                let _ = stream.set_zero_linger();
+                return;
+            }
+        };
+        if stream.write_all(&answer).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Sends the request on to the upstream over `conn` (connecting first if needed, and once more if
+/// a kept connection turns out closed) and returns its whole answer.
+async fn forward(request: &Incoming, upstream: &str, conn: &mut Option<TcpStream>) -> std::io::Result<Vec<u8>> {
+    for attempt in 0..2 {
+        let reused = conn.is_some();
+        let out = match conn {
+            Some(out) => out,
+            None => conn.insert(TcpStream::connect(upstream).await?),
+        };
+        let sent = async {
+            out.write_all(&request.head).await?;
+            out.write_all(&request.body).await?;
+            read_response(out).await
+        };
+        match sent.await {
+            Ok((answer, keep_alive)) => {
+                if !keep_alive {
+                    *conn = None;
+                }
+                return Ok(answer);
+            }
+            Err(e) => {
+                *conn = None;
+                if !reused || attempt == 1 {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Err(std::io::Error::other("unreachable"))
+}
+
+/// Reads one answer: its head, and a body framed by `Content-Length` (or, without one, by the
+/// upstream closing). Returns the raw bytes and whether the connection can carry another request.
+async fn read_response(stream: &mut TcpStream) -> std::io::Result<(Vec<u8>, bool)> {
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut response = httparse::Response::new(&mut headers);
+        let Ok(httparse::Status::Complete(head_len)) = response.parse(&buf) else { continue };
+        let header = |name: &str| {
+            response
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(name))
+                .map(|h| String::from_utf8_lossy(h.value).to_ascii_lowercase())
+        };
+        let close = header("connection").is_some_and(|v| v.contains("close"));
+        let Some(length) = header("content-length").and_then(|v| v.trim().parse::<usize>().ok()) else {
+            stream.read_to_end(&mut buf).await?;
+            return Ok((buf, false));
+        };
+        while buf.len() < head_len + length {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        return Ok((buf, !close));
+    }
+}
+
+fn internal_error_code(operation: &str) -> &'static str {
+    match operation.split_once('.').map(|(service, _)| service) {
+        Some("KMS") => "KMSInternalException",
+        Some("SecretsManager") => "InternalServiceError",
+        _ => "InternalServerError",
+    }
+}
+
+/// An AWS JSON-protocol error answer: DynamoDB speaks awsJson 1.0 with a namespaced `__type`; KMS
+/// and Secrets Manager speak awsJson 1.1.
+fn error_answer(operation: &str, status: u16, code: &str, message: &str) -> Vec<u8> {
+    let (content_type, kind) = if operation.starts_with("DynamoDB.") {
+        ("application/x-amz-json-1.0", format!("com.amazonaws.dynamodb.v20120810#{code}"))
+    } else {
+        ("application/x-amz-json-1.1", code.to_owned())
+    };
+    let body = serde_json::json!({ "__type": kind, "message": message }).to_string();
+    canned(status, content_type, &body)
+}
+
+fn canned(status: u16, content_type: &str, body: &str) -> Vec<u8> {
+    let reason = match status {
+        400 => "Bad Request",
+        500 => "Internal Server Error",
+        _ => "Bad Gateway",
+    };
+    format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nx-amzn-requestid: \
+         keyward-fault\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}

@@ -1,0 +1,229 @@
+//! Fault injection: DynamoDB, KMS and Secrets Manager throttle, fail with 500s, never answer, reset
+//! the connection, or apply a write and lose its answer (a loopback proxy in front of moto,
+//! `keyward_sandbox::aws_proxy`) at each AWS call of each route that writes or hands out secrets.
+//! For every case: the answer is a problem+json 503 with `Retry-After`, nothing is half-written (a
+//! key is stored with its audit entry or not at all, no plaintext is handed out, ledger equals
+//! balance, no event or idempotency key is used up without its effect), and the same request
+//! succeeds once the fault heals, exactly once.
+//!
+//! Every case runs on its own API and proxy, all at once: each waits out the SDK's retries (and,
+//! for `Timeout`, keyward's 5 s operation timeout), so one after another would take minutes.
+
+use std::time::SystemTime;
+
+use futures::future::join_all;
+use keyward::model::UserId;
+use keyward::providers::Provider;
+use keyward_sandbox::auth0::sandbox_subject;
+use keyward_sandbox::aws_proxy::{AwsProxy, Fault};
+use keyward_sandbox::providers::{Provider as StandIn, Scenario, magic_key};
+use keyward_tests::api::{BILLING_SERVICE, LocalApi, NOTES_SERVICE, in_path, json};
+use keyward_tests::stripe::{checkout, deliver, deliver_with, header};
+use serde_json::{Value, json};
+
+const ADA: &str = "ada@example.com";
+
+fn user(email: &str) -> UserId {
+    UserId::parse(&sandbox_subject(email)).unwrap()
+}
+
+/// An API on moto whose every AWS call goes through its own fault proxy.
+async fn api_behind_proxy(overrides: &[(&'static str, &str)]) -> (LocalApi, AwsProxy) {
+    let proxy = AwsProxy::start(&keyward_tests::moto_url()).await.expect("start the AWS proxy");
+    (LocalApi::start_behind(&proxy, overrides).await, proxy)
+}
+
+/// Sets the fault, runs `request`, heals, and asserts the fault was reached (the operation was
+/// called more than `pass` times while it was set).
+async fn under_fault<Fut: std::future::Future<Output = reqwest::Response>>(
+    proxy: &AwsProxy,
+    case: &str,
+    (operation, pass, fault): (&str, usize, Fault),
+    request: Fut,
+) -> reqwest::Response {
+    proxy.take_counts();
+    proxy.fail(operation, pass, fault);
+    let response = request.await;
+    proxy.heal();
+    let calls = proxy.take_counts().get(operation).copied().unwrap_or(0);
+    assert!(calls > pass, "{case}: the route never reached the fault ({calls} calls)");
+    response
+}
+
+/// Asserts a fault's answer: 503 problem+json with `Retry-After`, naming no secret; returns its code.
+async fn refused_for_now(case: &str, response: reqwest::Response, secret: Option<&str>) -> String {
+    let status = response.status().as_u16();
+    let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+    let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+    let body = response.text().await.unwrap();
+    assert_eq!(status, 503, "{case}: {body}");
+    assert!(retry_after.is_some_and(|s| s.parse::<u64>().is_ok_and(|s| s > 0)), "{case}: Retry-After");
+    assert_eq!(content_type.as_deref(), Some("application/problem+json"), "{case}");
+    assert!(secret.is_none_or(|s| !body.contains(s)), "{case}: the answer carries the secret");
+    serde_json::from_str::<Value>(&body).unwrap()["code"].as_str().unwrap_or_default().to_owned()
+}
+
+/// The AWS calls of one route, in the order it makes them, as `(operation, calls let through first)`.
+type FaultPoints = &'static [(&'static str, usize)];
+
+/// `PUT /me/llm-keys/openai`: the validation allowance, the fresh data key, the transaction of the
+/// sealed key and its audit entry, the read-back of the stored key.
+const STORE_KEY: FaultPoints = &[
+    ("DynamoDB.UpdateItem", 0),
+    ("KMS.GenerateDataKey", 0),
+    ("DynamoDB.TransactWriteItems", 0),
+    ("DynamoDB.GetItem", 0),
+];
+
+async fn store_key_case(operation: &'static str, pass: usize, fault: Fault) {
+    let case = format!("store key: {fault:?} at {operation} (after {pass})");
+    let (api, proxy) = api_behind_proxy(&[]).await;
+    let token = api.user_token(ADA).await;
+    let key = magic_key(StandIn::OpenAi, Scenario::Valid);
+    let put =
+        || api.client.put(api.url("/me/llm-keys/openai")).bearer_auth(&token).json(&json!({ "apiKey": key })).send();
+
+    let response = under_fault(&proxy, &case, (operation, pass, fault), async { put().await.unwrap() }).await;
+    refused_for_now(&case, response, Some(&key)).await;
+    let stored = api.state.store.llm_keys().get(&user(ADA), Provider::OpenAi).await.unwrap();
+    let audited =
+        api.audit_trail(&user(ADA)).await.iter().any(|(action, _, outcome)| action == "llm_key.put" && outcome == "ok");
+    // A key and its audit entry are stored together or not at all. Only the read-back comes after
+    // the transaction (or the transaction's answer was lost): then both are there, and the caller's
+    // retry below stores the key once more.
+    let committed =
+        operation == "DynamoDB.GetItem" || (operation == "DynamoDB.TransactWriteItems" && fault == Fault::LostAnswer);
+    assert_eq!(stored.is_some(), committed, "{case}: stored");
+    assert_eq!(audited, committed, "{case}: audited");
+
+    let response = put().await.unwrap();
+    assert_eq!(response.status(), 200, "{case}: after healing");
+    let fetched = fetch(&api, "openai").await;
+    assert_eq!(fetched.status(), 200, "{case}");
+    assert_eq!(json(fetched).await["keys"]["openai"], key.as_str(), "{case}");
+}
+
+/// `GET /internal/users/{uid}/llm-keys`, cold data-key cache: the listing, the data key's unwrap, the
+/// `lastUsed` mark, the audit entry.
+const FETCH_KEY: FaultPoints =
+    &[("DynamoDB.Query", 0), ("KMS.Decrypt", 0), ("DynamoDB.UpdateItem", 0), ("DynamoDB.PutItem", 0)];
+
+async fn fetch(api: &LocalApi, providers: &str) -> reqwest::Response {
+    let path = format!("/internal/users/{}/llm-keys?providers={providers}", in_path(&user(ADA)));
+    api.signed("GET", &path, b"", NOTES_SERVICE, SystemTime::now()).await
+}
+
+async fn fetch_key_case(operation: &'static str, pass: usize, fault: Fault) {
+    let case = format!("fetch key: {fault:?} at {operation} (after {pass})");
+    // No data-key cache: every fetch unwraps its data key with KMS, as the first one after a cold start does.
+    let (api, proxy) = api_behind_proxy(&[("KEYWARD_DATA_KEY_CACHE_TTL_SECS", "0")]).await;
+    let key = magic_key(StandIn::OpenAi, Scenario::Valid);
+    api.seed_llm_key(&user(ADA), Provider::OpenAi, &key).await;
+
+    let response = under_fault(&proxy, &case, (operation, pass, fault), fetch(&api, "openai")).await;
+    refused_for_now(&case, response, Some(&key)).await;
+    let response = fetch(&api, "openai").await;
+    assert_eq!(response.status(), 200, "{case}: after healing");
+    assert_eq!(json(response).await["keys"]["openai"], key.as_str(), "{case}");
+    // Every key handed out has its audit entry; a failed audit write handed nothing out. An audit
+    // write whose answer was lost was stored (once per SDK attempt) although nothing was handed out.
+    let fetches = api.audit_trail(&user(ADA)).await.iter().filter(|(action, ..)| action == "llm_key.fetch").count();
+    if operation == "DynamoDB.PutItem" && fault == Fault::LostAnswer {
+        assert!(fetches >= 2, "{case}: {fetches}");
+    } else {
+        assert_eq!(fetches, 1, "{case}");
+    }
+}
+
+/// A Stripe purchase: the webhook secret, then linking the customer, recording the payment, reading
+/// the balance, and the one transaction that credits it.
+const WEBHOOK: FaultPoints = &[
+    ("SecretsManager.GetSecretValue", 0),
+    ("DynamoDB.PutItem", 0),
+    ("DynamoDB.PutItem", 1),
+    ("DynamoDB.GetItem", 0),
+    ("DynamoDB.TransactWriteItems", 0),
+];
+
+async fn webhook_case(operation: &'static str, pass: usize, fault: Fault) {
+    let case = format!("webhook: {fault:?} at {operation} (after {pass})");
+    let (api, proxy) = api_behind_proxy(&[]).await;
+    let ada = user(ADA);
+    let purchase = checkout("evt_fault", "cs_fault", &ada, 5, 50);
+    let body = purchase.to_string();
+    let signature = header(body.as_bytes());
+
+    // Any non-2xx makes Stripe deliver again later; keyward says 503 so the retry is expected.
+    let response =
+        under_fault(&proxy, &case, (operation, pass, fault), deliver_with(&api, body.as_bytes(), Some(&signature)))
+            .await;
+    refused_for_now(&case, response, None).await;
+    let account = api.state.store.credits().account(&ada).await.unwrap();
+    // Only a transaction whose answer was lost has credited (the redelivery then finds it done).
+    let credited = operation == "DynamoDB.TransactWriteItems" && fault == Fault::LostAnswer;
+    assert_eq!(account.balance, if credited { 5 } else { 0 }, "{case}: credited while the delivery failed");
+    let (status, _) = deliver(&api, &purchase).await;
+    assert_eq!(status, 200, "{case}: Stripe's redelivery after healing");
+    let (status, _) = deliver(&api, &purchase).await;
+    assert_eq!(status, 200, "{case}: a duplicate");
+    let account = api.state.store.credits().account(&ada).await.unwrap();
+    assert_eq!(account.balance, 5, "{case}: credited exactly once");
+    let ledger = api.state.store.credits().ledger(&ada, 100, None).await.unwrap();
+    assert_eq!(ledger.items.iter().map(|e| e.amount).sum::<i64>(), 5, "{case}: ledger equals balance");
+}
+
+/// `POST /internal/users/{uid}/credits/consume`: reading the balance, then the one transaction.
+const CONSUME: FaultPoints = &[("DynamoDB.GetItem", 0), ("DynamoDB.TransactWriteItems", 0)];
+
+async fn consume_case(operation: &'static str, pass: usize, fault: Fault) {
+    let case = format!("consume: {fault:?} at {operation} (after {pass})");
+    let (api, proxy) = api_behind_proxy(&[]).await;
+    let ada = user(ADA);
+    assert_eq!(deliver(&api, &checkout("evt_seed", "cs_seed", &ada, 10, 100)).await.0, 200);
+    let body = json!({ "amount": 3, "idempotencyKey": "summary-1", "reason": "notes summary" }).to_string();
+    let path = format!("/internal/users/{}/credits/consume", in_path(&ada));
+    let consume = || api.signed("POST", &path, body.as_bytes(), BILLING_SERVICE, SystemTime::now());
+
+    let response = under_fault(&proxy, &case, (operation, pass, fault), consume()).await;
+    refused_for_now(&case, response, None).await;
+    // Only a transaction whose answer was lost has consumed (the retry then finds its key used).
+    let consumed = operation == "DynamoDB.TransactWriteItems" && fault == Fault::LostAnswer;
+    let balance = api.state.store.credits().account(&ada).await.unwrap().balance;
+    assert_eq!(balance, if consumed { 7 } else { 10 }, "{case}: consumed while the request failed");
+    // The idempotency key was not used up without its effect: the retry consumes once, its repeat not.
+    assert_eq!(consume().await.status(), 200, "{case}: after healing");
+    assert_eq!(consume().await.status(), 200, "{case}: the repeat");
+    assert_eq!(api.state.store.credits().account(&ada).await.unwrap().balance, 7, "{case}: consumed once");
+    let ledger = api.state.store.credits().ledger(&ada, 100, None).await.unwrap();
+    assert_eq!(ledger.items.iter().map(|e| e.amount).sum::<i64>(), 7, "{case}: ledger equals balance");
+}
+
+/// Runs `case` for every fault at every point, all at once.
+async fn every_fault_at<F, Fut>(points: FaultPoints, case: F)
+where
+    F: Fn(&'static str, usize, Fault) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let cases = points.iter().flat_map(|&(op, pass)| Fault::ALL.map(|fault| (op, pass, fault)));
+    join_all(cases.map(|(op, pass, fault)| case(op, pass, fault))).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn storing_a_key_survives_every_fault() {
+    every_fault_at(STORE_KEY, store_key_case).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fetching_keys_survives_every_fault() {
+    every_fault_at(FETCH_KEY, fetch_key_case).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stripe_deliveries_survive_every_fault() {
+    every_fault_at(WEBHOOK, webhook_case).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn consuming_credits_survives_every_fault() {
+    every_fault_at(CONSUME, consume_case).await;
+}
