@@ -3,8 +3,10 @@
 //! `keyward_sandbox::aws_proxy`) at each AWS call of each route that writes or hands out secrets.
 //! For every case: the answer is a problem+json 503 with `Retry-After`, nothing is half-written (a
 //! key is stored with its audit entry or not at all, no plaintext is handed out, ledger equals
-//! balance, no event or idempotency key is used up without its effect), and the same request
-//! succeeds once the fault heals, exactly once.
+//! balance, no event or idempotency key is used up without its effect, no session without its
+//! sealed token), and the same request succeeds once the fault heals, exactly once. Where a
+//! one-time credential was spent before the fault (Auth0's code, Auth0's rotated refresh token),
+//! the flow ends cleanly instead and starting over works; SECURITY.md lists those as residual risks.
 //!
 //! Every case runs on its own API and proxy, all at once: each waits out the SDK's retries (and,
 //! for `Timeout`, keyward's 5 s operation timeout), so one after another would take minutes.
@@ -17,7 +19,8 @@ use keyward::providers::Provider;
 use keyward_sandbox::auth0::sandbox_subject;
 use keyward_sandbox::aws_proxy::{AwsProxy, Fault};
 use keyward_sandbox::providers::{Provider as StandIn, Scenario, magic_key};
-use keyward_tests::api::{BILLING_SERVICE, LocalApi, NOTES_SERVICE, in_path, json};
+use keyward_tests::api::{APP_ORIGIN, BILLING_SERVICE, LocalApi, NOTES_SERVICE, in_path, json};
+use keyward_tests::sign_in::{authorize, code_of, refresh, sign_in};
 use keyward_tests::stripe::{checkout, deliver, deliver_with, header};
 use serde_json::{Value, json};
 
@@ -198,6 +201,88 @@ async fn consume_case(operation: &'static str, pass: usize, fault: Fault) {
     assert_eq!(ledger.items.iter().map(|e| e.amount).sum::<i64>(), 7, "{case}: ledger equals balance");
 }
 
+/// `GET /auth/callback` (a web sign-in): consuming the one-time state, upserting the profile, a
+/// fresh data key for Auth0's refresh token, the session's transaction.
+const SIGN_IN: FaultPoints = &[
+    ("DynamoDB.DeleteItem", 0),
+    ("DynamoDB.UpdateItem", 0),
+    ("KMS.GenerateDataKey", 0),
+    ("DynamoDB.TransactWriteItems", 0),
+];
+
+/// Session families in the table (each is one `FAMILY` item).
+async fn session_families(api: &LocalApi) -> usize {
+    let table = api.table().expect("moto backend");
+    let scan = table
+        .client
+        .scan()
+        .table_name(&table.name)
+        .filter_expression("sk = :family")
+        .expression_attribute_values(":family", aws_sdk_dynamodb::types::AttributeValue::S("FAMILY".into()))
+        .send()
+        .await
+        .unwrap();
+    scan.items().len()
+}
+
+async fn sign_in_case(operation: &'static str, pass: usize, fault: Fault) {
+    let case = format!("sign-in: {fault:?} at {operation} (after {pass})");
+    let (api, proxy) = api_behind_proxy(&[]).await;
+    let callback = authorize(&api, &format!("{APP_ORIGIN}/after"), ADA).await;
+    let response = under_fault(&proxy, &case, (operation, pass, fault), async {
+        api.client.get(callback.clone()).send().await.unwrap()
+    })
+    .await;
+    refused_for_now(&case, response, None).await;
+    // No session is half-created: a family exists only when its transaction took effect.
+    let created = operation == "DynamoDB.TransactWriteItems" && fault == Fault::LostAnswer;
+    assert_eq!(session_families(&api).await, usize::from(created), "{case}");
+    // The same callback completes only if its state was never consumed (the fault stopped the
+    // consumption itself); otherwise the state is gone, and so is Auth0's one-time code with it.
+    let replay = api.client.get(callback).send().await.unwrap();
+    if operation == "DynamoDB.DeleteItem" && fault != Fault::LostAnswer {
+        assert_eq!(replay.status(), 302, "{case}: the unconsumed state completes the sign-in");
+    } else {
+        assert_eq!(code_of(replay).await, (400, "invalid_state".to_owned()), "{case}: a consumed state");
+    }
+    // Starting over always works.
+    let handle = sign_in(&api, ADA).await;
+    assert_eq!(refresh(&api, &handle).await.status(), 200, "{case}: signing in again");
+}
+
+/// `POST /auth/refresh` (a CLI rotating its session): the handle and its family, then (after
+/// Auth0's refresh grant) a fresh data key for Auth0's rotated token and the rotation's transaction.
+const REFRESH: FaultPoints =
+    &[("DynamoDB.GetItem", 0), ("DynamoDB.GetItem", 1), ("KMS.GenerateDataKey", 0), ("DynamoDB.TransactWriteItems", 0)];
+
+async fn refresh_case(operation: &'static str, pass: usize, fault: Fault) {
+    let case = format!("refresh: {fault:?} at {operation} (after {pass})");
+    let (api, proxy) = api_behind_proxy(&[]).await;
+    let handle = sign_in(&api, ADA).await;
+    let response = under_fault(&proxy, &case, (operation, pass, fault), refresh(&api, &handle)).await;
+    refused_for_now(&case, response, Some(&handle)).await;
+    let retry = refresh(&api, &handle).await;
+    match (operation, fault) {
+        // Before Auth0 was asked, nothing changed: the retry rotates the handle, once.
+        ("DynamoDB.GetItem", _) => {
+            assert_eq!(retry.status(), 200, "{case}: the retry");
+            let next = json(retry).await["refreshToken"].as_str().unwrap().to_owned();
+            assert_eq!(refresh(&api, &next).await.status(), 200, "{case}: the rotated handle");
+        }
+        // The rotation took effect and only its answer was lost: the old handle now reads as
+        // reused, which ends the session (SECURITY.md, residual risks).
+        ("DynamoDB.TransactWriteItems", Fault::LostAnswer) => {
+            assert_eq!(code_of(retry).await, (401, "session_reused".to_owned()), "{case}");
+        }
+        // Auth0 rotated its refresh token but keyward could not store the new one: the old one is
+        // spent at Auth0, so the session ends cleanly, nothing half-written (residual risks).
+        _ => assert_eq!(code_of(retry).await, (401, "reauthentication_required".to_owned()), "{case}"),
+    }
+    // Signing in again always works.
+    let again = sign_in(&api, ADA).await;
+    assert_eq!(refresh(&api, &again).await.status(), 200, "{case}: signing in again");
+}
+
 /// Runs `case` for every fault at every point, all at once.
 async fn every_fault_at<F, Fut>(points: FaultPoints, case: F)
 where
@@ -226,4 +311,14 @@ async fn stripe_deliveries_survive_every_fault() {
 #[tokio::test(flavor = "multi_thread")]
 async fn consuming_credits_survives_every_fault() {
     every_fault_at(CONSUME, consume_case).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signing_in_survives_every_fault() {
+    every_fault_at(SIGN_IN, sign_in_case).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refreshing_a_session_survives_every_fault() {
+    every_fault_at(REFRESH, refresh_case).await;
 }

@@ -128,51 +128,92 @@ fn fault_for(shared: &Shared, operation: &str) -> Option<Fault> {
     Some(rule.fault)
 }
 
-struct Incoming {
+/// One HTTP/1.1 message as read: its head (start line and headers), the headers in it, its body.
+struct Message {
     head: Vec<u8>,
+    headers: Vec<(String, String)>,
     body: Vec<u8>,
-    target: String,
 }
 
-/// Reads one request: its head (request line and headers), `X-Amz-Target`, and its body.
-async fn read_request(stream: &mut TcpStream) -> std::io::Result<Option<Incoming>> {
+impl Message {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    fn content_length(&self) -> Option<usize> {
+        self.header("content-length").and_then(|v| v.trim().parse().ok())
+    }
+}
+
+type Headers = Vec<(String, String)>;
+
+fn pairs(headers: &[httparse::Header<'_>]) -> Headers {
+    headers.iter().map(|h| (h.name.to_owned(), String::from_utf8_lossy(h.value).into_owned())).collect()
+}
+
+fn request_head(buf: &[u8]) -> Option<(usize, Headers)> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut request = httparse::Request::new(&mut headers);
+    match request.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => Some((len, pairs(request.headers))),
+        _ => None,
+    }
+}
+
+fn response_head(buf: &[u8]) -> Option<(usize, Headers)> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut response = httparse::Response::new(&mut headers);
+    match response.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => Some((len, pairs(response.headers))),
+        _ => None,
+    }
+}
+
+/// Reads one message: a head `parse` accepts, then a body of `Content-Length` bytes (or, without
+/// one, none for a request and everything until the peer closes for a response). `None` when the
+/// peer closes first.
+async fn read_message(
+    stream: &mut TcpStream,
+    parse: fn(&[u8]) -> Option<(usize, Headers)>,
+    body_until_close: bool,
+) -> std::io::Result<Option<Message>> {
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = [0u8; 8192];
-    loop {
+    let (head_len, headers) = loop {
         let n = stream.read(&mut chunk).await?;
         if n == 0 {
             return Ok(None);
         }
         buf.extend_from_slice(&chunk[..n]);
-        let mut headers = [httparse::EMPTY_HEADER; 64];
-        let mut request = httparse::Request::new(&mut headers);
-        let Ok(httparse::Status::Complete(head_len)) = request.parse(&buf) else { continue };
-        let header = |name: &str| {
-            request
-                .headers
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case(name))
-                .map(|h| String::from_utf8_lossy(h.value).into_owned())
-        };
-        let length: usize = header("content-length").and_then(|v| v.trim().parse().ok()).unwrap_or(0);
-        let target = header("x-amz-target").unwrap_or_default();
-        let mut body = buf.split_off(head_len);
-        while body.len() < length {
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                return Ok(None);
-            }
-            body.extend_from_slice(&chunk[..n]);
+        if let Some(head) = parse(&buf) {
+            break head;
         }
-        return Ok(Some(Incoming { head: buf, body, target }));
+    };
+    let body = buf.split_off(head_len);
+    let mut message = Message { head: buf, headers, body };
+    match message.content_length() {
+        Some(length) => {
+            while message.body.len() < length {
+                let n = stream.read(&mut chunk).await?;
+                if n == 0 {
+                    return Ok(None);
+                }
+                message.body.extend_from_slice(&chunk[..n]);
+            }
+        }
+        None if body_until_close => {
+            stream.read_to_end(&mut message.body).await?;
+        }
+        None => {}
     }
+    Ok(Some(message))
 }
 
 async fn serve(mut stream: TcpStream, upstream: String, shared: Arc<Shared>) {
     // One upstream connection per client connection, kept alive as the client keeps its own.
     let mut upstream_conn = None;
-    while let Ok(Some(request)) = read_request(&mut stream).await {
-        let operation = operation(&request.target);
+    while let Ok(Some(request)) = read_message(&mut stream, request_head, false).await {
+        let operation = operation(request.header("x-amz-target").unwrap_or_default());
         if let Ok(mut counts) = shared.counts.lock() {
             *counts.entry(operation.clone()).or_default() += 1;
         }
@@ -209,7 +250,7 @@ async fn serve(mut stream: TcpStream, upstream: String, shared: Arc<Shared>) {
 
 /// Sends the request on to the upstream over `conn` (connecting first if needed, and once more if
 /// a kept connection turns out closed) and returns its whole answer.
-async fn forward(request: &Incoming, upstream: &str, conn: &mut Option<TcpStream>) -> std::io::Result<Vec<u8>> {
+async fn forward(request: &Message, upstream: &str, conn: &mut Option<TcpStream>) -> std::io::Result<Vec<u8>> {
     for attempt in 0..2 {
         let reused = conn.is_some();
         let out = match conn {
@@ -219,14 +260,17 @@ async fn forward(request: &Incoming, upstream: &str, conn: &mut Option<TcpStream
         let sent = async {
             out.write_all(&request.head).await?;
             out.write_all(&request.body).await?;
-            read_response(out).await
+            read_message(out, response_head, true)
+                .await?
+                .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))
         };
         match sent.await {
-            Ok((answer, keep_alive)) => {
-                if !keep_alive {
+            Ok(answer) => {
+                let close = answer.header("connection").is_some_and(|v| v.to_ascii_lowercase().contains("close"));
+                if close || answer.content_length().is_none() {
                     *conn = None;
                 }
-                return Ok(answer);
+                return Ok([answer.head, answer.body].concat());
             }
             Err(e) => {
                 *conn = None;
@@ -237,43 +281,6 @@ async fn forward(request: &Incoming, upstream: &str, conn: &mut Option<TcpStream
         }
     }
     Err(std::io::Error::other("unreachable"))
-}
-
-/// Reads one answer: its head, and a body framed by `Content-Length` (or, without one, by the
-/// upstream closing). Returns the raw bytes and whether the connection can carry another request.
-async fn read_response(stream: &mut TcpStream) -> std::io::Result<(Vec<u8>, bool)> {
-    let mut buf = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 8192];
-    loop {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        let mut headers = [httparse::EMPTY_HEADER; 64];
-        let mut response = httparse::Response::new(&mut headers);
-        let Ok(httparse::Status::Complete(head_len)) = response.parse(&buf) else { continue };
-        let header = |name: &str| {
-            response
-                .headers
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case(name))
-                .map(|h| String::from_utf8_lossy(h.value).to_ascii_lowercase())
-        };
-        let close = header("connection").is_some_and(|v| v.contains("close"));
-        let Some(length) = header("content-length").and_then(|v| v.trim().parse::<usize>().ok()) else {
-            stream.read_to_end(&mut buf).await?;
-            return Ok((buf, false));
-        };
-        while buf.len() < head_len + length {
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        return Ok((buf, !close));
-    }
 }
 
 fn internal_error_code(operation: &str) -> &'static str {
