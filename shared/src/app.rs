@@ -146,7 +146,9 @@ pub fn aws_config_loader() -> aws_config::ConfigLoader {
         .operation_attempt_timeout(Duration::from_secs(2))
         .operation_timeout(Duration::from_secs(5))
         .build();
-    aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(timeouts)
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(timeouts)
+        .http_client(crate::aws_trust::https_client())
 }
 
 /// Wraps a handler as the service `lambda_http::run` drives, serving each request in its own span.

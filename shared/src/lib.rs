@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod auth;
+mod aws_trust;
 pub mod billing;
 pub mod config;
 pub mod crypto;

@@ -85,6 +85,8 @@ struct Run {
     /// AWS calls of the cold start plus first invocation, and per warm invocation.
     cold_calls: BTreeMap<String, usize>,
     warm_calls: BTreeMap<String, usize>,
+    /// Time the warm invocations' AWS calls spent upstream, by operation.
+    warm_upstream: BTreeMap<String, Duration>,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -92,6 +94,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
         return Duration::ZERO;
     }
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn mean(durations: &[Duration]) -> Duration {
+    durations.iter().sum::<Duration>() / durations.len().max(1) as u32
 }
 
 fn ms(d: Duration) -> String {
@@ -103,6 +109,7 @@ async fn run(binary: &Path, env: &[(String, String)], event: &[u8], warm: usize,
     let mut emulator = Emulator::start().await.expect("start the runtime emulator");
     if let Some(c) = counts {
         c.take_counts();
+        c.take_upstream_time();
     }
     let spawned = Instant::now();
     let child = Command::new(binary)
@@ -130,6 +137,7 @@ async fn run(binary: &Path, env: &[(String, String)], event: &[u8], warm: usize,
     let (first, answer) = emulator.invoke(event).await.expect("first invocation");
     check(binary, &answer);
     let cold_calls = counts.map(AwsProxy::take_counts).unwrap_or_default();
+    counts.map(AwsProxy::take_upstream_time);
     let mut latencies = Vec::with_capacity(warm);
     for _ in 0..warm {
         let (took, answer) = emulator.invoke(event).await.expect("warm invocation");
@@ -137,6 +145,7 @@ async fn run(binary: &Path, env: &[(String, String)], event: &[u8], warm: usize,
         latencies.push(took);
     }
     let warm_calls = counts.map(AwsProxy::take_counts).unwrap_or_default();
+    let warm_upstream = counts.map(AwsProxy::take_upstream_time).unwrap_or_default();
     latencies.sort();
     Run {
         init,
@@ -146,6 +155,7 @@ async fn run(binary: &Path, env: &[(String, String)], event: &[u8], warm: usize,
         size: std::fs::metadata(binary).map(|m| m.len()).unwrap_or(0),
         cold_calls,
         warm_calls,
+        warm_upstream,
     }
 }
 
@@ -295,6 +305,7 @@ async fn main() {
             .send()
     };
     get_item().await.expect("warm-up GetItem");
+    proxy.take_upstream_time();
     let mut floor = Vec::with_capacity(args.warm);
     for _ in 0..args.warm {
         let started = Instant::now();
@@ -303,9 +314,10 @@ async fn main() {
     }
     floor.sort();
     proxy.take_counts();
+    let floor_upstream = proxy.take_upstream_time();
 
     let fetch = std::fs::read(args.events.join("internal-keys/fetch.json")).expect("fetch event");
-    let fetched = run(&args.bin_dir.join("internal-keys"), &aws, &fetch, args.warm, Some(&proxy)).await;
+    let fetched = runs(&args.bin_dir.join("internal-keys"), &aws, &fetch, args.warm, Some(&proxy)).await;
     let p50 = percentile(&fetched.warm, 0.5);
     let floor_p50 = percentile(&floor, 0.5);
     println!("\n## Data path on moto: `GET /internal/users/{{uid}}/llm-keys` (internal-keys, aws mode)\n");
@@ -324,7 +336,28 @@ async fn main() {
     println!("| cold start + first fetch | {} |", calls(&fetched.cold_calls, 1));
     println!("| per warm fetch (mean of {}) | {} |", args.warm, calls(&fetched.warm_calls, args.warm));
     println!(
-        "\ninit {} ms, first fetch {} ms, peak RSS {:.1} MiB in aws mode.",
+        "\nWhere a warm call's time goes (means): the proxy times each AWS call from forwarding it to \
+         its whole answer; the rest is the SDK and the proxy hop, and for the fetch also the emulator, \
+         the runtime and keyward's own code.\n"
+    );
+    println!("| what | end to end ms | inside AWS calls ms | rest ms |");
+    println!("|---|---|---|---|");
+    let breakdown = |what: &str, latencies: &[Duration], upstream: &BTreeMap<String, Duration>| {
+        let calls = latencies.len().max(1) as u32;
+        let (total, inside) = (mean(latencies), upstream.values().sum::<Duration>() / calls);
+        let parts: Vec<String> = upstream.iter().map(|(op, t)| format!("{op} {}", ms(*t / calls))).collect();
+        println!(
+            "| {what} | {} | {} ({}) | {} |",
+            ms(total),
+            ms(inside),
+            parts.join(", "),
+            ms(total.saturating_sub(inside))
+        );
+    };
+    breakdown("raw DynamoDB GetItem (floor)", &floor, &floor_upstream);
+    breakdown("warm fetch", &fetched.warm, &fetched.warm_upstream);
+    println!(
+        "\ninit {} ms, first fetch {} ms (medians of {COLD_STARTS} cold starts), peak RSS {:.1} MiB in aws mode.",
         ms(fetched.init),
         ms(fetched.first),
         fetched.peak_rss_kib as f64 / 1024.0

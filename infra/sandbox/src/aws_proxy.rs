@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -48,6 +48,8 @@ struct Rule {
 #[derive(Default)]
 struct Shared {
     counts: Mutex<BTreeMap<String, usize>>,
+    /// Time spent waiting on the upstream, by operation (forwarded calls only).
+    upstream: Mutex<BTreeMap<String, Duration>>,
     rules: Mutex<Vec<Rule>>,
 }
 
@@ -96,6 +98,12 @@ impl AwsProxy {
     /// The calls seen since the last `take`, by operation (each SDK retry is a call).
     pub fn take_counts(&self) -> BTreeMap<String, usize> {
         self.shared.counts.lock().map(|mut c| std::mem::take(&mut *c)).unwrap_or_default()
+    }
+
+    /// The time the upstream took to answer the calls forwarded since the last `take`, by
+    /// operation: what a route spends inside AWS, as against in its own code.
+    pub fn take_upstream_time(&self) -> BTreeMap<String, Duration> {
+        self.shared.upstream.lock().map(|mut t| std::mem::take(&mut *t)).unwrap_or_default()
     }
 }
 
@@ -218,10 +226,14 @@ async fn serve(mut stream: TcpStream, upstream: String, shared: Arc<Shared>) {
             *counts.entry(operation.clone()).or_default() += 1;
         }
         let answer = match fault_for(&shared, &operation) {
-            None => match forward(&request, &upstream, &mut upstream_conn).await {
-                Ok(answer) => answer,
-                Err(_) => canned(502, "application/json", "{}"),
-            },
+            None => {
+                let started = Instant::now();
+                let forwarded = forward(&request, &upstream, &mut upstream_conn).await;
+                if let Ok(mut upstream) = shared.upstream.lock() {
+                    *upstream.entry(operation.clone()).or_default() += started.elapsed();
+                }
+                forwarded.unwrap_or_else(|_| canned(502, "application/json", "{}"))
+            }
             Some(Fault::Throttle) => error_answer(&operation, 400, "ThrottlingException", "Rate exceeded"),
             Some(Fault::ServerError) => {
                 error_answer(&operation, 500, internal_error_code(&operation), "Internal error")
