@@ -7,7 +7,12 @@ use std::sync::Arc;
 
 use keyward::app::{AppState, AwsClients};
 use keyward::config::Config;
+use keyward::crypto::{EncryptionContext, Purpose};
+use keyward::model::UserId;
+use keyward::providers::Provider;
+use keyward::store::{KeyStatus, NewLlmKey, now_epoch};
 use lambda_http::{Body, Request, Response};
+use secrecy::ExposeSecret;
 use serde_json::Value;
 
 type Handler = fn(Arc<AppState>, Request) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
@@ -79,23 +84,71 @@ async fn every_function_serves_liveness_in_local_mode() {
     assert!(dir.path().join("master.key").exists() && dir.path().join("keyward.sqlite3").exists());
 }
 
-#[tokio::test]
-async fn every_function_serves_liveness_in_aws_mode_on_moto() {
-    let table = keyward_tests::TestTable::new().await;
-    let sdk = keyward_tests::aws().await;
-    let key = keyward_tests::kms_key(&aws_sdk_kms::Client::new(&sdk)).await;
-    let vars = [
+/// aws-mode settings for a function on moto's `table` and KMS `key`.
+fn aws_settings(table: &str, key: &str) -> Vec<(&'static str, String)> {
+    [
         ("KEYWARD_MODE", "aws"),
-        ("KEYWARD_TABLE_NAME", table.name.as_str()),
-        ("KEYWARD_KMS_KEY_ID", key.as_str()),
+        ("KEYWARD_TABLE_NAME", table),
+        ("KEYWARD_KMS_KEY_ID", key),
         ("KEYWARD_AUTH0_ISSUER", "https://tenant.example.auth0.com/"),
         ("KEYWARD_AUTH0_AUDIENCE", "https://api.keyward.dev"),
         ("KEYWARD_AUTH0_CLIENT_ID", "web-client"),
         ("KEYWARD_AUTH0_DEVICE_CLIENT_ID", "cli-client"),
         ("KEYWARD_AUTH0_CLIENT_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:123456789012:secret:auth0-AbCdEf"),
         ("KEYWARD_AUTH0_CALLBACK_URL", "https://api.keyward.dev/auth/callback"),
-    ];
-    let config = Config::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())).unwrap();
+    ]
+    .map(|(name, value)| (name, value.to_owned()))
+    .to_vec()
+}
+
+fn lookup(vars: &[(&'static str, String)]) -> impl Fn(&str) -> Option<String> {
+    |name| vars.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone())
+}
+
+#[tokio::test]
+async fn every_function_serves_liveness_in_aws_mode_on_moto() {
+    let table = keyward_tests::TestTable::new().await;
+    let sdk = keyward_tests::aws().await;
+    let key = keyward_tests::kms_key(&aws_sdk_kms::Client::new(&sdk)).await;
+    let config = Config::from_lookup(lookup(&aws_settings(&table.name, &key))).unwrap();
     let state = Arc::new(AppState::with_aws(config, Some(AwsClients::new(&sdk))).unwrap());
     check_all(state, "dynamodb").await;
+}
+
+/// What `main.rs` does inside Lambda: the AWS clients come from Lambda's own variables alone (no
+/// profile, no metadata service), and they sign calls DynamoDB and KMS accept.
+#[tokio::test]
+async fn a_cold_start_on_lambdas_variables_reaches_dynamodb_and_kms() {
+    let table = keyward_tests::TestTable::new().await;
+    let key = keyward_tests::kms_key(&aws_sdk_kms::Client::new(&keyward_tests::aws().await)).await;
+    let mut vars = aws_settings(&table.name, &key);
+    vars.extend([
+        ("AWS_LAMBDA_FUNCTION_NAME", "internal-keys".to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+        ("AWS_SESSION_TOKEN", "testing-session".to_owned()),
+        ("AWS_ENDPOINT_URL", keyward_tests::moto_url()),
+    ]);
+    let config = Config::from_lookup(lookup(&vars)).unwrap();
+    let state = Arc::new(AppState::on_lambda(config, lookup(&vars)).unwrap());
+    check_all(Arc::clone(&state), "dynamodb").await;
+
+    let user = UserId::parse("auth0|lambda-variables").unwrap();
+    let context = EncryptionContext::new(&user, Purpose::LlmKey, Provider::OpenAi.slug());
+    let sealed = state.envelope.seal(b"sk-proj-lambda-variables", &context).await.expect("KMS GenerateDataKey");
+    let new = NewLlmKey {
+        provider: Provider::OpenAi,
+        sealed,
+        preview: "sk-p…bles".into(),
+        status: KeyStatus::Unchecked,
+        test: None,
+        zai_region: None,
+    };
+    state.store.llm_keys().put(&user, &new, now_epoch()).await.expect("DynamoDB UpdateItem");
+    let stored = state.store.llm_keys().get(&user, Provider::OpenAi).await.expect("DynamoDB GetItem").unwrap();
+    // A state of its own, so the data key comes from KMS Decrypt rather than the sealing cache.
+    let fresh = AppState::on_lambda(Config::from_lookup(lookup(&vars)).unwrap(), lookup(&vars)).unwrap();
+    let opened = fresh.envelope.open_text(&stored.sealed, &context).await.expect("KMS Decrypt");
+    assert_eq!(opened.expose_secret(), "sk-proj-lambda-variables");
 }

@@ -3,6 +3,6 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     keyward::telemetry::init();
-    let state = keyward::app::AppState::from_env_or_exit().await;
+    let state = keyward::app::AppState::from_env_or_exit();
     lambda_http::run(keyward::app::service(state, internal_keys::handle)).await
 }

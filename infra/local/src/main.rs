@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use keyward::app::AppState;
+use keyward::app::{AppState, AwsClients};
 use keyward::config::{Config, GoogleEndpoints, LOCAL_AUDIENCE, Mode};
 use keyward::providers::ProviderEndpoints;
 use keyward_local::sigv4::LOCAL_PRINCIPAL;
@@ -145,7 +145,9 @@ async fn run() -> Result<(), String> {
     let template = std::fs::read_to_string(&options.template)
         .map_err(|e| format!("cannot read {}: {e}", options.template.display()))?;
     let routes = RouteTable::from_template(&template).map_err(|e| e.to_string())?;
-    let state = Arc::new(AppState::from_config(config).await.map_err(|e| format!("cold start failed: {e}"))?);
+    let state = Arc::new(
+        AppState::with_aws(config, aws.as_ref().map(AwsClients::new)).map_err(|e| format!("cold start failed: {e}"))?,
+    );
 
     let functions = keyward_local::functions(&state);
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, options.port));

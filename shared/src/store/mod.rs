@@ -3,13 +3,14 @@
 //!
 //! Handlers see only the repositories ([`Store::users`], [`Store::llm_keys`], …). Each repository
 //! is written once over the [`table::Table`] primitives, which two adapters implement: DynamoDB
-//! ([`DynamoTable`]) and an embedded SQLite file ([`EmbeddedTable`]) for local mode. The key schema
-//! is documented in `docs/storage.md`.
+//! ([`DynamoTable`]) and, with the `embedded-store` feature, an embedded SQLite file
+//! (`EmbeddedTable`) for local mode. The key schema is documented in `docs/storage.md`.
 
 mod audit;
 mod credits;
 mod devices;
 mod dynamo;
+#[cfg(feature = "embedded-store")]
 mod embedded;
 mod limits;
 mod llm_keys;
@@ -28,6 +29,7 @@ pub use credits::{
 };
 pub use devices::{DeviceGrant, Devices};
 pub use dynamo::{DynamoTable, create_table};
+#[cfg(feature = "embedded-store")]
 pub use embedded::EmbeddedTable;
 pub use limits::{Allowance, Limits};
 pub use llm_keys::{KeyStatus, LlmKeys, NewLlmKey, StoredLlmKey, TestResult};
