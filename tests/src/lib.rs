@@ -133,6 +133,35 @@ impl CallCounter {
             m.clear();
         }
     }
+
+    /// The calls since the last take or reset, as `Service.Operation=n` in order, after asserting
+    /// that `template.yaml` lets the role of `function` (a resource name: `LlmKeysFunction`) make
+    /// each DynamoDB call among them. moto does not enforce IAM, so a call missing from a role's
+    /// policy would otherwise show only once deployed.
+    pub fn take_as(&self, function: &str) -> String {
+        let counts = self.counts();
+        self.reset();
+        let allowed = dynamodb_actions(function);
+        for op in counts.keys().filter_map(|op| op.strip_prefix("DynamoDB.")) {
+            // A transaction is authorised item by item, as the Put/Update/Delete/ConditionCheck it holds.
+            let action = format!("dynamodb:{op}");
+            assert!(op == "TransactWriteItems" || allowed.contains(&action), "{function} may not call {action}");
+        }
+        counts.into_iter().map(|(op, n)| format!("{op}={n}")).collect::<Vec<_>>().join(" ")
+    }
+}
+
+/// The DynamoDB actions `template.yaml` grants the role of `function`.
+fn dynamodb_actions(function: &str) -> std::collections::BTreeSet<String> {
+    let template: serde_norway::Value = serde_norway::from_str(
+        &std::fs::read_to_string(keyward_local::default_template_path()).expect("template.yaml"),
+    )
+    .expect("template.yaml parses");
+    let policies =
+        template["Resources"][function]["Properties"]["Policies"].as_sequence().expect("the role's policies");
+    let statements = policies.iter().filter_map(|p| p["Statement"].as_sequence()).flatten();
+    let actions = statements.filter_map(|s| s["Action"].as_sequence()).flatten().filter_map(|a| a.as_str());
+    actions.filter(|a| a.starts_with("dynamodb:")).map(str::to_owned).collect()
 }
 
 impl Intercept for CallCounter {

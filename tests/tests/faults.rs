@@ -106,10 +106,10 @@ async fn store_key_case(operation: &'static str, pass: usize, fault: Fault) {
     assert_eq!(json(fetched).await["keys"]["openai"], key.as_str(), "{case}");
 }
 
-/// `GET /internal/users/{uid}/llm-keys`, cold data-key cache: the listing, the data key's unwrap, the
-/// `lastUsed` mark, the audit entry.
+/// `GET /internal/users/{uid}/llm-keys`, cold data-key cache: the read of the granted keys, the data
+/// key's unwrap, the `lastUsed` mark, the audit entry.
 const FETCH_KEY: FaultPoints =
-    &[("DynamoDB.Query", 0), ("KMS.Decrypt", 0), ("DynamoDB.UpdateItem", 0), ("DynamoDB.PutItem", 0)];
+    &[("DynamoDB.BatchGetItem", 0), ("KMS.Decrypt", 0), ("DynamoDB.UpdateItem", 0), ("DynamoDB.PutItem", 0)];
 
 async fn fetch(api: &LocalApi, providers: &str) -> reqwest::Response {
     let path = format!("/internal/users/{}/llm-keys?providers={providers}", in_path(&user(ADA)));
@@ -301,6 +301,34 @@ async fn storing_a_key_survives_every_fault() {
 #[tokio::test(flavor = "multi_thread")]
 async fn fetching_keys_survives_every_fault() {
     every_fault_at(FETCH_KEY, fetch_key_case).await;
+}
+
+/// DynamoDB reads a batch only as far as throughput allows and names the rest `UnprocessedKeys`:
+/// those are asked again after a back-off, and while none can be read the fetch refuses for now. A
+/// key left unprocessed never reads as "no key".
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_left_unprocessed_are_read_again() {
+    let (api, proxy) = api_behind_proxy(&[]).await;
+    let key = magic_key(StandIn::OpenAi, Scenario::Valid);
+    api.seed_llm_key(&user(ADA), Provider::OpenAi, &key).await;
+    let fetches = || async {
+        let trail = api.audit_trail(&user(ADA)).await;
+        trail.iter().filter(|(action, ..)| action == "llm_key.fetch").count()
+    };
+
+    proxy.take_counts();
+    proxy.fail_times("DynamoDB.BatchGetItem", 0, 2, Fault::Unprocessed);
+    let response = fetch(&api, "openai").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(json(response).await["keys"]["openai"], key.as_str());
+    assert_eq!(proxy.take_counts().get("DynamoDB.BatchGetItem"), Some(&3), "asked twice more");
+    assert_eq!(fetches().await, 1);
+
+    let case = "unprocessed at every attempt";
+    let response =
+        under_fault(&proxy, case, ("DynamoDB.BatchGetItem", 0, Fault::Unprocessed), fetch(&api, "openai")).await;
+    assert_eq!(refused_for_now(case, response, Some(&key)).await, "store_unavailable");
+    assert_eq!(fetches().await, 1, "nothing handed out, nothing audited");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -412,11 +412,7 @@ keyward_tests::on_both_backends!(
 async fn aws_calls_per_route() {
     let api = LocalApi::start(Backend::Moto).await;
     let ada = Session::new(&api, ADA).await;
-    let calls = || {
-        let counts = api.aws_calls.counts();
-        api.aws_calls.reset();
-        counts.into_iter().map(|(op, n)| format!("{op}={n}")).collect::<Vec<_>>().join(" ")
-    };
+    let calls = || api.aws_calls.take_as("LlmKeysFunction");
     calls();
 
     assert_eq!(ada.put_key("openai", &magic_key(StandIn::OpenAi, Scenario::Valid)).await.status(), 200);
@@ -428,11 +424,14 @@ async fn aws_calls_per_route() {
     assert_eq!(calls(), "DynamoDB.Query=1");
 
     assert_eq!(fetch(&api, &user(ADA), "openai").await.status(), 200);
-    // The listing, the first lastUsed mark, the audit entry; the data key is cached since the seal.
-    assert_eq!(calls(), "DynamoDB.PutItem=1 DynamoDB.Query=1 DynamoDB.UpdateItem=1");
+    // The granted keys' read, the first lastUsed mark, the audit entry; the data key is cached since the seal.
+    assert_eq!(
+        api.aws_calls.take_as("InternalKeysFunction"),
+        "DynamoDB.BatchGetItem=1 DynamoDB.PutItem=1 DynamoDB.UpdateItem=1"
+    );
     assert_eq!(fetch(&api, &user(ADA), "openai").await.status(), 200);
     // Warm: one read and the audit entry; lastUsed is not due again within the minute; no KMS.
-    assert_eq!(calls(), "DynamoDB.PutItem=1 DynamoDB.Query=1");
+    assert_eq!(api.aws_calls.take_as("InternalKeysFunction"), "DynamoDB.BatchGetItem=1 DynamoDB.PutItem=1");
 
     assert_eq!(ada.send("POST", "/me/llm-keys/openai/test", None).await.status(), 200);
     assert_eq!(calls(), "DynamoDB.GetItem=1 DynamoDB.PutItem=1 DynamoDB.UpdateItem=2");

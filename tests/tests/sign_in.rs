@@ -285,20 +285,16 @@ keyward_tests::on_both_backends!(
 #[tokio::test]
 async fn calls_per_sign_in_route() {
     let api = LocalApi::start(Backend::Moto).await;
-    let aws = || {
-        let counts = api.aws_calls.counts();
-        api.aws_calls.reset();
-        counts.into_iter().map(|(op, n)| format!("{op}={n}")).collect::<Vec<_>>().join(" ")
-    };
+    let aws = |function| api.aws_calls.take_as(function);
     let auth0 = || api.sandbox.auth0_calls().take();
     let forget_so_far = || {
-        aws();
+        api.aws_calls.reset();
         auth0();
     };
     forget_so_far();
     let login = api.client.get(api.url("/auth/login")).send().await.unwrap();
     let mut authorize = location(&login);
-    assert_eq!(aws(), "DynamoDB.PutItem=1", "login: the one-time state");
+    assert_eq!(aws("LoginCallbackFunction"), "DynamoDB.PutItem=1", "login: the one-time state");
     assert_eq!(auth0(), "", "login: a redirect, no call to Auth0");
     authorize.query_pairs_mut().append_pair("login_hint", ADA);
     let callback = location(&api.client.get(authorize).send().await.unwrap());
@@ -306,7 +302,7 @@ async fn calls_per_sign_in_route() {
     let response = api.client.get(callback).send().await.unwrap();
     let handle = session_cookie(&response).unwrap();
     assert_eq!(
-        aws(),
+        aws("LoginCallbackFunction"),
         "DynamoDB.DeleteItem=1 DynamoDB.TransactWriteItems=1 DynamoDB.UpdateItem=1 KMS.GenerateDataKey=1",
         "callback: consume the state, upsert the profile, seal the refresh token, create the session"
     );
@@ -317,7 +313,7 @@ async fn calls_per_sign_in_route() {
     );
     let next = json(refresh(&api, &handle).await).await["refreshToken"].as_str().unwrap().to_owned();
     assert_eq!(
-        aws(),
+        aws("LoginCallbackFunction"),
         "DynamoDB.GetItem=2 DynamoDB.TransactWriteItems=1 KMS.GenerateDataKey=1",
         "refresh: handle and family reads, reseal (the data key is cached for the open), rotate"
     );
@@ -325,23 +321,35 @@ async fn calls_per_sign_in_route() {
     let response =
         api.client.post(api.url("/auth/logout")).json(&json!({ "refreshToken": next })).send().await.unwrap();
     assert_eq!(response.status(), 204);
-    assert_eq!(aws(), "DynamoDB.GetItem=2 DynamoDB.UpdateItem=1", "logout: find, revoke");
+    assert_eq!(aws("LoginCallbackFunction"), "DynamoDB.GetItem=2 DynamoDB.UpdateItem=1", "logout: find, revoke");
     assert_eq!(auth0(), "POST /oauth/revoke=1", "logout: revoke Auth0's refresh token");
     let rotated_away = sign_in(&api, ADA).await;
     assert_eq!(refresh(&api, &rotated_away).await.status(), 200);
     forget_so_far();
     assert_eq!(code_of(refresh(&api, &rotated_away).await).await, (401, "session_reused".to_owned()));
-    assert_eq!(aws(), "DynamoDB.GetItem=2 DynamoDB.UpdateItem=1", "reuse: find, revoke the family");
+    assert_eq!(
+        aws("LoginCallbackFunction"),
+        "DynamoDB.GetItem=2 DynamoDB.UpdateItem=1",
+        "reuse: find, revoke the family"
+    );
     assert_eq!(auth0(), "POST /oauth/revoke=1", "reuse: revoke the family's Auth0 refresh token");
     let started = start_device(&api).await;
-    assert_eq!(aws(), "DynamoDB.PutItem=1", "device start: the device record");
+    assert_eq!(aws("DeviceAuthFunction"), "DynamoDB.PutItem=1", "device start: the device record");
     assert_eq!(auth0(), "POST /oauth/device/code=1", "device start");
     let device_code = started["deviceCode"].as_str().unwrap().to_owned();
     poll(&api, &device_code).await;
-    assert_eq!(aws(), "DynamoDB.GetItem=1 DynamoDB.UpdateItem=1", "pending poll: read, take the poll");
+    assert_eq!(
+        aws("DeviceAuthFunction"),
+        "DynamoDB.GetItem=1 DynamoDB.UpdateItem=1",
+        "pending poll: read, take the poll"
+    );
     assert_eq!(auth0(), "POST /oauth/token=1", "pending poll: one device-code grant");
     poll(&api, &device_code).await;
-    assert_eq!(aws(), "DynamoDB.GetItem=1 DynamoDB.UpdateItem=2", "too-fast poll: read, refused take, slow_down");
+    assert_eq!(
+        aws("DeviceAuthFunction"),
+        "DynamoDB.GetItem=1 DynamoDB.UpdateItem=2",
+        "too-fast poll: read, refused take, slow_down"
+    );
     assert_eq!(auth0(), "", "too-fast poll: answered without asking Auth0");
     let approved = start_device(&api).await;
     activate(&api, approved["userCode"].as_str().unwrap(), "approve").await;
@@ -350,7 +358,7 @@ async fn calls_per_sign_in_route() {
     let (status, _) = poll(&api, approved["deviceCode"].as_str().unwrap()).await;
     assert_eq!(status, 200);
     assert_eq!(
-        aws(),
+        aws("DeviceAuthFunction"),
         "DynamoDB.GetItem=1 DynamoDB.TransactWriteItems=1 DynamoDB.UpdateItem=3 KMS.GenerateDataKey=1",
         "successful poll: read, take the poll, spend the code, upsert the profile, seal, create the session"
     );

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use keyward::crypto::{KeyProviderKind, Sealed};
 use keyward::model::UserId;
 use keyward::providers::{Provider, ZaiRegion};
+use keyward::store::table::{Attr, EXPIRES_AT, Item, Key, Table};
 use keyward::store::{
     Actor, Allowance, Applied, AuditEntry, ConnectionStatus, CreditChange, KeyStatus, LedgerKind, NewLlmKey,
     OAuthConnection, OnceKey, OneTimeState, ProfileUpdate, StatePurpose, Store, StoreError, TestResult, now_epoch,
@@ -113,6 +114,16 @@ async fn llm_keys_round_trip_and_replace(store: &Store) {
     listed.sort();
     assert_eq!(listed, vec![Provider::OpenAi, Provider::Anthropic]);
     assert_eq!(keys.list(&bob).await.unwrap().len(), 1, "users never see each other's keys");
+    let asked = [Provider::Zai, Provider::OpenAi, Provider::Anthropic, Provider::Google];
+    let read: Vec<(Provider, Sealed)> =
+        keys.get_many(&alice, &asked).await.unwrap().into_iter().map(|k| (k.provider, k.sealed)).collect();
+    assert_eq!(
+        read,
+        vec![(Provider::OpenAi, sealed(1)), (Provider::Anthropic, sealed(2))],
+        "the stored ones asked for"
+    );
+    let read: Vec<Provider> = keys.get_many(&bob, &asked[2..]).await.unwrap().iter().map(|k| k.provider).collect();
+    assert!(read.is_empty(), "only the providers asked for: {read:?}");
 
     let replaced = keys.put(&alice, &new_key(Provider::OpenAi, 9), 2_000).await.unwrap();
     assert_eq!((replaced.created_at, replaced.updated_at), (1_000, 2_000));
@@ -382,6 +393,32 @@ async fn embedded_store_survives_restart() {
     let reopened = Store::new(Arc::new(keyward::store::EmbeddedTable::open(dir.path()).unwrap()));
     assert_eq!(reopened.llm_keys().get(&alice, Provider::OpenAi).await.unwrap().unwrap().sealed, sealed(7));
     assert_eq!(reopened.credits().account(&alice).await.unwrap().balance, 5);
+}
+
+/// `get_many` past DynamoDB's 100 keys per `BatchGetItem`: every live item asked for, none of the
+/// absent or expired ones, on both backends.
+#[tokio::test]
+async fn batch_reads_return_the_live_items_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let dynamo = keyward_tests::TestTable::new().await;
+    let tables: [Arc<dyn Table>; 2] = [
+        Arc::new(keyward::store::EmbeddedTable::open(dir.path()).unwrap()),
+        Arc::new(keyward::store::DynamoTable::new(dynamo.client.clone(), &dynamo.name)),
+    ];
+    let key = |i: i64| Key::new("BATCH#many", format!("ITEM#{i:03}"));
+    for table in tables {
+        let now = now_epoch();
+        for i in 0..130 {
+            let item = Item::new(&key(i)).with("n", Attr::N(i));
+            let item = if i % 10 == 9 { item.with(EXPIRES_AT, Attr::N(now - 10)) } else { item };
+            table.put(item, None).await.unwrap();
+        }
+        let asked: Vec<Key> = (0..140).map(key).collect();
+        let mut read: Vec<i64> = table.get_many(&asked).await.unwrap().iter().map(|i| i.n("n").unwrap()).collect();
+        read.sort_unstable();
+        assert_eq!(read, (0..130).filter(|i| i % 10 != 9).collect::<Vec<_>>(), "{}", table.backend());
+        assert!(table.get_many(&[]).await.unwrap().is_empty());
+    }
 }
 
 /// Both backends report the name the health route shows.

@@ -48,8 +48,9 @@ async fn fetch_llm_keys(state: &AppState, req: &Request) -> Result<Response<Body
         return Err(ApiError::forbidden("grant_missing", "This IAM principal may not fetch keys of those providers."));
     }
 
-    let keys: Vec<_> =
-        state.store.llm_keys().list(&user).await?.into_iter().filter(|k| granted.contains(&k.provider)).collect();
+    // Only the granted providers' items are read: another provider's sealed key never leaves the table.
+    let granted: Vec<Provider> = granted.into_iter().collect();
+    let keys = state.store.llm_keys().get_many(&user, &granted).await?;
     if keys.is_empty() {
         return Err(ApiError::not_found("no_keys", "This user has no stored key for the requested providers."));
     }

@@ -32,6 +32,9 @@ pub enum Fault {
     /// The request reaches the service and takes effect, then the answer is lost (a reset): the
     /// caller cannot tell it from `Reset`, and its retry repeats a write that already happened.
     LostAnswer,
+    /// A `BatchGetItem` answered 200 with every requested key in `UnprocessedKeys` and no item, as
+    /// DynamoDB answers when the table's throughput is exhausted.
+    Unprocessed,
 }
 
 impl Fault {
@@ -42,6 +45,8 @@ struct Rule {
     operation: String,
     /// Calls let through before the fault starts.
     pass: usize,
+    /// Calls failed before the fault ends by itself; `None`: until healed.
+    times: Option<usize>,
     fault: Fault,
 }
 
@@ -83,8 +88,17 @@ impl AwsProxy {
     /// Fails every call of `operation` (`DynamoDB.Query`, `KMS.Decrypt`, `SecretsManager.GetSecretValue`…)
     /// after the next `pass` calls, until [`heal`](Self::heal).
     pub fn fail(&self, operation: &str, pass: usize, fault: Fault) {
+        self.add_rule(Rule { operation: operation.to_owned(), pass, times: None, fault });
+    }
+
+    /// Fails the `times` calls of `operation` after the next `pass`; the calls after them go through.
+    pub fn fail_times(&self, operation: &str, pass: usize, times: usize, fault: Fault) {
+        self.add_rule(Rule { operation: operation.to_owned(), pass, times: Some(times), fault });
+    }
+
+    fn add_rule(&self, rule: Rule) {
         if let Ok(mut rules) = self.shared.rules.lock() {
-            rules.push(Rule { operation: operation.to_owned(), pass, fault });
+            rules.push(rule);
         }
     }
 
@@ -128,12 +142,18 @@ fn operation(target: &str) -> String {
 /// The fault for this call of `operation`, if any; counts the call against each rule's `pass`.
 fn fault_for(shared: &Shared, operation: &str) -> Option<Fault> {
     let mut rules = shared.rules.lock().ok()?;
-    let rule = rules.iter_mut().find(|r| r.operation == operation)?;
+    let rule = rules.iter_mut().find(|r| r.operation == operation && r.times != Some(0))?;
     if rule.pass > 0 {
         rule.pass -= 1;
         return None;
     }
-    Some(rule.fault)
+    match &mut rule.times {
+        Some(times) => {
+            *times -= 1;
+            Some(rule.fault)
+        }
+        None => Some(rule.fault),
+    }
 }
 
 /// One HTTP/1.1 message as read: its head (start line and headers), the headers in it, its body.
@@ -248,6 +268,7 @@ async fn serve(mut stream: TcpStream, upstream: String, shared: Arc<Shared>) {
                 let _ = stream.set_zero_linger();
                 return;
             }
+            Some(Fault::Unprocessed) => unprocessed_answer(&request.body),
             Some(Fault::LostAnswer) => {
                 let _ = forward(&request, &upstream, &mut upstream_conn).await;
                 let _ = stream.set_zero_linger();
@@ -315,8 +336,19 @@ fn error_answer(operation: &str, status: u16, code: &str, message: &str) -> Vec<
     canned(status, content_type, &body)
 }
 
+/// `BatchGetItem`'s answer when nothing could be read: no item, every requested key unprocessed.
+fn unprocessed_answer(request: &[u8]) -> Vec<u8> {
+    let request: serde_json::Value = serde_json::from_slice(request).unwrap_or_default();
+    let requested = request.get("RequestItems").and_then(serde_json::Value::as_object).cloned().unwrap_or_default();
+    let responses: serde_json::Map<_, _> =
+        requested.keys().map(|table| (table.clone(), serde_json::json!([]))).collect();
+    let body = serde_json::json!({ "Responses": responses, "UnprocessedKeys": requested }).to_string();
+    canned(200, "application/x-amz-json-1.0", &body)
+}
+
 fn canned(status: u16, content_type: &str, body: &str) -> Vec<u8> {
     let reason = match status {
+        200 => "OK",
         400 => "Bad Request",
         500 => "Internal Server Error",
         _ => "Bad Gateway",

@@ -2,6 +2,7 @@
 //! transactions as `TransactWriteItems`. Throttling is retried by the SDK's standard retry strategy.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -11,8 +12,8 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, Delete, GlobalSecondaryIndex, KeySchemaElement, KeyType,
-    Projection, ProjectionType, Put, ReturnValue, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem,
-    Update,
+    KeysAndAttributes, Projection, ProjectionType, Put, ReturnValue, ScalarAttributeType, TimeToLiveSpecification,
+    TransactWriteItem, Update,
 };
 
 use super::StoreError;
@@ -20,6 +21,13 @@ use super::table::{
     Attr, Changes, Condition, Cursor, EXPIRES_AT, GSI1, GSI1PK, GSI1SK, Index, Item, Key, PK, Page, Query, SK, Table,
     Write, now_epoch,
 };
+
+/// `BatchGetItem`'s limit of keys per request.
+const BATCH_GET_MAX_KEYS: usize = 100;
+/// How often unprocessed keys of a batch are asked again, and the first back-off (doubling): 25,
+/// 50, 100, 200 ms, under the SDK's 5 s operation limit and well inside a function's timeout.
+const UNPROCESSED_RETRIES: u32 = 4;
+const UNPROCESSED_BACKOFF: Duration = Duration::from_millis(25);
 
 #[derive(Clone)]
 pub struct DynamoTable {
@@ -265,6 +273,43 @@ impl Table for DynamoTable {
             .map_err(classify)?;
         let now = now_epoch();
         out.item.as_ref().map(from_map).transpose().map(|item| item.filter(|i| i.is_live(now)))
+    }
+
+    async fn get_many(&self, keys: &[Key]) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(BATCH_GET_MAX_KEYS) {
+            let mut pending = KeysAndAttributes::builder()
+                .set_keys(Some(chunk.iter().map(key_map).collect()))
+                .consistent_read(true)
+                .build()
+                .map_err(invalid)?;
+            // DynamoDB answers what its throughput allowed and names the rest `UnprocessedKeys`,
+            // to be asked again after a back-off; a key left out must not read as a missing item.
+            for attempt in 0.. {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table_name, pending)
+                    .send()
+                    .await
+                    .map_err(classify)?;
+                for item in out.responses.and_then(|mut r| r.remove(&self.table_name)).unwrap_or_default() {
+                    items.push(from_map(&item)?);
+                }
+                match out.unprocessed_keys.and_then(|mut u| u.remove(&self.table_name)) {
+                    Some(rest) if !rest.keys.is_empty() => {
+                        if attempt == UNPROCESSED_RETRIES {
+                            return Err(StoreError::Throttled);
+                        }
+                        tokio::time::sleep(UNPROCESSED_BACKOFF * 2u32.pow(attempt)).await;
+                        pending = rest;
+                    }
+                    _ => break,
+                }
+            }
+        }
+        let now = now_epoch();
+        Ok(items.into_iter().filter(|i| i.is_live(now)).collect())
     }
 
     async fn put(&self, item: Item, when: Option<Condition>) -> Result<(), StoreError> {

@@ -203,6 +203,16 @@ impl Table for EmbeddedTable {
         self.with_conn(move |conn| Ok(load(conn, &key)?.filter(|i| i.is_live(now_epoch())))).await
     }
 
+    async fn get_many(&self, keys: &[Key]) -> Result<Vec<Item>, StoreError> {
+        let keys = keys.to_vec();
+        self.with_conn(move |conn| {
+            let now = now_epoch();
+            let loaded = keys.iter().map(|key| load(conn, key)).collect::<Result<Vec<_>, _>>()?;
+            Ok(loaded.into_iter().flatten().filter(|i| i.is_live(now)).collect())
+        })
+        .await
+    }
+
     async fn put(&self, item: Item, when: Option<Condition>) -> Result<(), StoreError> {
         self.with_conn(move |conn| single(conn, Write::Put { item, when }).map(|_| ())).await
     }

@@ -125,6 +125,14 @@ impl LlmKeys<'_> {
         self.0.get(&key(user, provider)).await?.as_ref().map(parse).transpose()
     }
 
+    /// The user's keys of `providers` (those stored), in one read; never loads another provider's.
+    pub async fn get_many(&self, user: &UserId, providers: &[Provider]) -> Result<Vec<StoredLlmKey>, StoreError> {
+        let keys: Vec<Key> = providers.iter().map(|p| key(user, *p)).collect();
+        let mut found = self.0.get_many(&keys).await?.iter().map(parse).collect::<Result<Vec<_>, _>>()?;
+        found.sort_by_key(|k| k.provider);
+        Ok(found)
+    }
+
     /// Every key of a user, in one query.
     pub async fn list(&self, user: &UserId) -> Result<Vec<StoredLlmKey>, StoreError> {
         let page = self.0.query(&Query::partition(Index::Table, user_pk(user)).prefix(PREFIX).limit(100)).await?;

@@ -306,6 +306,9 @@ pub struct Page {
 pub trait Table: Send + Sync {
     /// A strongly consistent read; expired items are absent.
     async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError>;
+    /// Strongly consistent reads of several items at once (one round trip per 100 keys): the live
+    /// ones, in no particular order.
+    async fn get_many(&self, keys: &[Key]) -> Result<Vec<Item>, StoreError>;
     async fn put(&self, item: Item, when: Option<Condition>) -> Result<(), StoreError>;
     /// Applies `changes` and returns the item as it is afterwards.
     async fn update(&self, key: &Key, changes: Changes, when: Option<Condition>) -> Result<Item, StoreError>;
