@@ -45,12 +45,47 @@ def log_exceptions():
     flask.Flask.handle_exception = handle_exception
 
 
+def copy_each_table_once_per_transaction():
+    """moto's TransactWriteItems backs up the whole table for a rollback once per item of the
+    transaction, before running any of them: N deep copies of the same, unchanged table. One copy
+    per table is the same backup. With many items in a table each copy takes tens of milliseconds,
+    and requests queue behind the lock above until the SDK's 2 s attempt limit runs out."""
+    import copy
+    import moto.dynamodb.models as models
+    from moto.dynamodb.models.table import Table
+
+    backups = threading.local()
+
+    class CopyEachTableOnce:
+        @staticmethod
+        def deepcopy(obj, *args, **kwargs):
+            made = getattr(backups, "made", None)
+            if made is None or not isinstance(obj, Table):
+                return copy.deepcopy(obj, *args, **kwargs)
+            if id(obj) not in made:
+                made[id(obj)] = copy.deepcopy(obj, *args, **kwargs)
+            return made[id(obj)]
+
+    original = models.DynamoDBBackend.transact_write_items
+
+    def transact_write_items(self, *args, **kwargs):
+        backups.made = {}
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            backups.made = None
+
+    models.copy = CopyEachTableOnce
+    models.DynamoDBBackend.transact_write_items = transact_write_items
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("-H", "--host", default="127.0.0.1")
     parser.add_argument("-p", "--port", type=int, default=5000)
     args = parser.parse_args()
     log_exceptions()
+    copy_each_table_once_per_transaction()
     app = DomainDispatcherApplication(create_backend_app)
     app.debug = True  # as moto_server sets it: tracebacks reach the log
     run_simple(args.host, args.port, Serialized(app), threaded=True, request_handler=MotoRequestHandler)
