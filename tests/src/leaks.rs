@@ -20,7 +20,7 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
 
 pub const DIR_VAR: &str = "KEYWARD_TEST_LEAK_DIR";
 
@@ -48,7 +48,7 @@ pub fn init() {
         if let Ok(mut slot) = PLANTED.lock() {
             *slot = Some((planted, HashSet::new()));
         }
-        keyward::telemetry::install(Mutex::new(log), EnvFilter::new(FILTER));
+        keyward::telemetry::install(Mutex::new(log), FILTER.parse::<Targets>().expect("filter directives"));
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             if let Some(mut file) = append("panic") {

@@ -13,7 +13,7 @@ use keyward::secret::{ApiKey, RefreshToken};
 use keyward::store::{KeyStatus, NewLlmKey, TestResult};
 use keyward_tests::{LogCapture, TestStore, aws, kms_key};
 use tracing::Instrument;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
 
 const API_KEY: &str = "sk-proj-PLANTED0api0key0Zq81kY2w9x";
 const REFRESH: &str = "v1.PLANTED0refresh0token0MTIzNDU2";
@@ -30,7 +30,7 @@ fn problem_body(err: ApiError) -> String {
 async fn planted_secrets_never_reach_logs_errors_or_panics() {
     let capture = LogCapture::default();
     let sink = capture.clone();
-    keyward::telemetry::install(move || sink.clone(), EnvFilter::new("trace"));
+    keyward::telemetry::install(move || sink.clone(), "trace".parse::<Targets>().expect("filter directives"));
 
     let mut exposed: Vec<String> = vec![API_KEY.into(), REFRESH.into(), BEARER.into()];
     let mut bodies = Vec::new();

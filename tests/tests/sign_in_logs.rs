@@ -10,13 +10,13 @@ use keyward_tests::sign_in::{
     ADA, activate, authorize, location, poll, refresh, sealed_auth0_token, session_cookie, start_device,
 };
 use serde_json::json;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sign_in_codes_tokens_and_handles_stay_out_of_logs() {
     let capture = LogCapture::default();
     let sink = capture.clone();
-    keyward::telemetry::install(move || sink.clone(), EnvFilter::new("trace"));
+    keyward::telemetry::install(move || sink.clone(), "trace".parse::<Targets>().expect("filter directives"));
     let api = LocalApi::start(Backend::Moto).await;
     let mut secrets: Vec<(&str, String)> = Vec::new();
     let mut error_bodies = Vec::new();

@@ -7,7 +7,7 @@ use keyward::config::Config;
 use keyward_tests::LogCapture;
 use lambda_http::{Body, Request, Response, Service};
 use serde_json::Value;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
 
 async fn noisy_handler(_state: Arc<AppState>, _req: Request) -> Response<Body> {
     tracing::debug!("looking things up");
@@ -20,7 +20,7 @@ async fn noisy_handler(_state: Arc<AppState>, _req: Request) -> Response<Body> {
 async fn every_line_of_a_request_has_its_id_and_route() {
     let capture = LogCapture::default();
     let sink = capture.clone();
-    keyward::telemetry::install(move || sink.clone(), EnvFilter::new("debug"));
+    keyward::telemetry::install(move || sink.clone(), "debug".parse::<Targets>().expect("filter directives"));
 
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().to_str().unwrap().to_owned();
