@@ -20,6 +20,7 @@ use tracing::Instrument;
 
 use crate::auth::TokenVerifier;
 use crate::auth::auth0::Auth0Client;
+use crate::aws_client::LazyClient;
 use crate::config::{Config, ConfigError, Mode};
 use crate::crypto::{CryptoError, Envelope, KeyProvider, KmsKeyProvider, LocalKeyProvider};
 use crate::http::json_response;
@@ -39,19 +40,21 @@ pub enum InitError {
     Crypto(#[from] CryptoError),
 }
 
-/// The AWS clients of aws mode.
+/// The AWS clients of aws mode, each built on first use ([`LazyClient`]).
 pub struct AwsClients {
-    pub dynamodb: aws_sdk_dynamodb::Client,
-    pub kms: aws_sdk_kms::Client,
-    pub secrets: aws_sdk_secretsmanager::Client,
+    pub dynamodb: LazyClient<aws_sdk_dynamodb::Client>,
+    pub kms: LazyClient<aws_sdk_kms::Client>,
+    pub secrets: LazyClient<aws_sdk_secretsmanager::Client>,
 }
 
 impl AwsClients {
     pub fn new(sdk: &SdkConfig) -> Self {
+        let sdk = Arc::new(sdk.clone());
+        let (dynamodb, kms, secrets) = (Arc::clone(&sdk), Arc::clone(&sdk), sdk);
         Self {
-            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
-            kms: aws_sdk_kms::Client::new(sdk),
-            secrets: aws_sdk_secretsmanager::Client::new(sdk),
+            dynamodb: LazyClient::new(move || aws_sdk_dynamodb::Client::new(&dynamodb)),
+            kms: LazyClient::new(move || aws_sdk_kms::Client::new(&kms)),
+            secrets: LazyClient::new(move || aws_sdk_secretsmanager::Client::new(&secrets)),
         }
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod aws_client;
 mod aws_trust;
 pub mod billing;
 pub mod config;

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::RwLock;
 
+use crate::aws_client::LazyClient;
 use crate::config::SecretSetting;
 use crate::secret::ClientSecret;
 
@@ -22,13 +23,13 @@ pub enum SecretError {
 /// One secret and where it comes from.
 pub struct SecretReader {
     setting: SecretSetting,
-    client: Option<aws_sdk_secretsmanager::Client>,
+    client: Option<LazyClient<aws_sdk_secretsmanager::Client>>,
     cache: RwLock<Option<(ClientSecret, Instant)>>,
 }
 
 impl SecretReader {
     /// `client` is needed for a Secrets Manager setting (aws mode).
-    pub fn new(setting: SecretSetting, client: Option<aws_sdk_secretsmanager::Client>) -> Self {
+    pub fn new(setting: SecretSetting, client: Option<LazyClient<aws_sdk_secretsmanager::Client>>) -> Self {
         Self { setting, client, cache: RwLock::new(None) }
     }
 

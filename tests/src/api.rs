@@ -165,16 +165,19 @@ impl LocalApi {
                 let clients = AwsClients {
                     dynamodb: aws_sdk_dynamodb::Client::from_conf(
                         aws_sdk_dynamodb::config::Builder::from(&aws).interceptor(aws_calls.clone()).build(),
-                    ),
+                    )
+                    .into(),
                     kms: aws_sdk_kms::Client::from_conf(
                         aws_sdk_kms::config::Builder::from(&aws)
                             .interceptor(aws_calls.clone())
                             .interceptor(crate::leaks::DataKeyRecorder)
                             .build(),
-                    ),
+                    )
+                    .into(),
                     secrets: aws_sdk_secretsmanager::Client::from_conf(
                         aws_sdk_secretsmanager::config::Builder::from(&aws).interceptor(aws_calls.clone()).build(),
-                    ),
+                    )
+                    .into(),
                 };
                 (AppState::with_aws(config(&settings), Some(clients)).expect("aws state"), Some(table))
             }

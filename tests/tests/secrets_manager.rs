@@ -22,7 +22,7 @@ async fn a_secret_is_read_once_and_cached() {
     let arn = created.arn().expect("arn").to_owned();
     counter.reset();
 
-    let reader = SecretReader::new(SecretSetting::SecretsManager { arn }, Some(client.clone()));
+    let reader = SecretReader::new(SecretSetting::SecretsManager { arn }, Some(client.clone().into()));
     for _ in 0..3 {
         assert_eq!(reader.get().await.unwrap().expose(), "PLANTED-client-secret-0123");
     }
@@ -33,7 +33,7 @@ async fn a_secret_is_read_once_and_cached() {
         SecretSetting::SecretsManager {
             arn: "arn:aws:secretsmanager:us-east-1:123456789012:secret:none-AbCdEf".into(),
         },
-        Some(client),
+        Some(client.into()),
     );
     let err = missing.get().await.unwrap_err();
     assert!(!err.to_string().contains("PLANTED"));

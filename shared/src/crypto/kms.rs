@@ -8,16 +8,17 @@ use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::DataKeySpec;
 
 use super::{CryptoError, EncryptionContext, KeyProvider, KeyProviderKind};
+use crate::aws_client::LazyClient;
 use crate::secret::DataKey;
 
 pub struct KmsKeyProvider {
-    client: Client,
+    client: LazyClient<Client>,
     key_id: String,
 }
 
 impl KmsKeyProvider {
-    pub fn new(client: Client, key_id: impl Into<String>) -> Self {
-        Self { client, key_id: key_id.into() }
+    pub fn new(client: impl Into<LazyClient<Client>>, key_id: impl Into<String>) -> Self {
+        Self { client: client.into(), key_id: key_id.into() }
     }
 }
 

@@ -21,6 +21,7 @@ use super::table::{
     Attr, Changes, Condition, Cursor, EXPIRES_AT, GSI1, GSI1PK, GSI1SK, Index, Item, Key, PK, Page, Query, SK, Table,
     Write, now_epoch,
 };
+use crate::aws_client::LazyClient;
 
 /// `BatchGetItem`'s limit of keys per request.
 const BATCH_GET_MAX_KEYS: usize = 100;
@@ -31,13 +32,13 @@ const UNPROCESSED_BACKOFF: Duration = Duration::from_millis(25);
 
 #[derive(Clone)]
 pub struct DynamoTable {
-    client: Client,
+    client: LazyClient<Client>,
     table_name: String,
 }
 
 impl DynamoTable {
-    pub fn new(client: Client, table_name: impl Into<String>) -> Self {
-        Self { client, table_name: table_name.into() }
+    pub fn new(client: impl Into<LazyClient<Client>>, table_name: impl Into<String>) -> Self {
+        Self { client: client.into(), table_name: table_name.into() }
     }
 }
 
