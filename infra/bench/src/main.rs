@@ -78,6 +78,8 @@ impl Process {
 /// One function's figures.
 struct Run {
     init: Duration,
+    /// Every cold start's init, in the order of the rounds (`init` is their median).
+    inits: Vec<Duration>,
     first: Duration,
     warm: Vec<Duration>,
     peak_rss_kib: u64,
@@ -149,6 +151,7 @@ async fn run(binary: &Path, env: &[(String, String)], event: &[u8], warm: usize,
     latencies.sort();
     Run {
         init,
+        inits: vec![init],
         first,
         warm: latencies,
         peak_rss_kib: process.peak_rss_kib(),
@@ -160,23 +163,49 @@ async fn run(binary: &Path, env: &[(String, String)], event: &[u8], warm: usize,
 }
 
 /// Cold starts per binary: init and first-invocation figures are the median of these.
-const COLD_STARTS: usize = 5;
+const COLD_STARTS: usize = 41;
 
-/// [`run`], then `COLD_STARTS - 1` more cold starts (init and first invocation only); the result's
-/// init and first invocation are the medians of all of them.
-async fn runs(binary: &Path, env: &[(String, String)], event: &[u8], warm: usize, counts: Option<&AwsProxy>) -> Run {
-    let mut result = run(binary, env, event, warm, counts).await;
-    let (mut inits, mut firsts) = (vec![result.init], vec![result.first]);
-    for _ in 1..COLD_STARTS {
-        let again = run(binary, env, event, 0, counts).await;
-        inits.push(again.init);
-        firsts.push(again.first);
+/// A binary to measure and what to feed it.
+struct Subject<'a> {
+    binary: PathBuf,
+    env: &'a [(String, String)],
+    event: Vec<u8>,
+    counts: Option<&'a AwsProxy>,
+}
+
+/// Each subject's [`run`], then `COLD_STARTS - 1` more cold starts (init and first invocation only)
+/// in rounds of one start per subject, so that the host's drift during a run weighs on the floor
+/// and the functions alike. Each result's init and first invocation are the medians of its starts.
+async fn runs(subjects: &[Subject<'_>], warm: usize) -> Vec<Run> {
+    let mut results = Vec::with_capacity(subjects.len());
+    for s in subjects {
+        results.push(run(&s.binary, s.env, &s.event, warm, s.counts).await);
     }
-    inits.sort();
-    firsts.sort();
-    result.init = percentile(&inits, 0.5);
-    result.first = percentile(&firsts, 0.5);
-    result
+    let mut firsts: Vec<Vec<Duration>> = results.iter().map(|r| vec![r.first]).collect();
+    for _ in 1..COLD_STARTS {
+        for ((s, result), firsts) in subjects.iter().zip(&mut results).zip(&mut firsts) {
+            let again = run(&s.binary, s.env, &s.event, 0, s.counts).await;
+            result.inits.push(again.init);
+            firsts.push(again.first);
+        }
+    }
+    for (result, mut firsts) in results.iter_mut().zip(firsts) {
+        let mut inits = result.inits.clone();
+        inits.sort();
+        firsts.sort();
+        result.init = percentile(&inits, 0.5);
+        result.first = percentile(&firsts, 0.5);
+    }
+    results
+}
+
+/// The median of `run`'s init over `floor`'s in the same round: each pair was started moments
+/// apart, so the host's drift during a run cancels out of the ratio.
+fn init_ratio(run: &Run, floor: &Run) -> f64 {
+    let mut ratios: Vec<f64> =
+        run.inits.iter().zip(&floor.inits).map(|(r, f)| r.as_secs_f64() / f.as_secs_f64()).collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios.get(ratios.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// Every answer must be the API Gateway response the event documents as a success.
@@ -265,11 +294,22 @@ async fn main() {
         ("AWS_SECRET_ACCESS_KEY", "bench"),
     ]);
     let health = |function: &str| std::fs::read(args.events.join(function).join("health.json")).expect("health event");
-    let hello = runs(&args.bin_dir.join(HELLO), &[], &health("llm-keys"), args.warm, None).await;
+    let mut subjects =
+        vec![Subject { binary: args.bin_dir.join(HELLO), env: &[], event: health("llm-keys"), counts: None }];
+    subjects.extend(FUNCTIONS.iter().map(|function| Subject {
+        binary: args.bin_dir.join(function),
+        env: &aws,
+        event: health(function),
+        counts: Some(&proxy),
+    }));
+    let results = runs(&subjects, args.warm).await;
+    let hello = &results[0];
     println!("## Cold start, warm latency, memory and size (aws mode on moto, `GET /health/<function>`)\n");
     println!(
         "Init and first invocation: the median of {COLD_STARTS} cold starts; then {} warm invocations, with \
-         the configuration Lambda runs (aws mode). Ratios are to `{HELLO}`, measured in the same run.\n",
+         the configuration Lambda runs (aws mode). Ratios are to `{HELLO}`, measured in the same run: the \
+         cold starts are taken in rounds, one of each binary per round, and ×floor is the median of \
+         the rounds' ratios.\n",
         args.warm
     );
     println!(
@@ -280,7 +320,7 @@ async fn main() {
         println!(
             "| {name} | {} | {:.2} | {} | {} | {} | {:.1} | {} | {} |",
             ms(r.init),
-            r.init.as_secs_f64() / hello.init.as_secs_f64(),
+            init_ratio(r, hello),
             ms(r.first),
             ms(percentile(&r.warm, 0.5)),
             ms(percentile(&r.warm, 0.99)),
@@ -289,10 +329,9 @@ async fn main() {
             calls(&r.cold_calls, 1),
         );
     };
-    row(&format!("{HELLO} (floor)"), &hello);
-    for function in FUNCTIONS {
-        let result = runs(&args.bin_dir.join(function), &aws, &health(function), args.warm, Some(&proxy)).await;
-        row(function, &result);
+    row(&format!("{HELLO} (floor)"), hello);
+    for (function, result) in FUNCTIONS.iter().zip(&results[1..]) {
+        row(function, result);
     }
 
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
@@ -317,7 +356,9 @@ async fn main() {
     let floor_upstream = proxy.take_upstream_time();
 
     let fetch = std::fs::read(args.events.join("internal-keys/fetch.json")).expect("fetch event");
-    let fetched = runs(&args.bin_dir.join("internal-keys"), &aws, &fetch, args.warm, Some(&proxy)).await;
+    let internal_keys =
+        Subject { binary: args.bin_dir.join("internal-keys"), env: &aws, event: fetch, counts: Some(&proxy) };
+    let fetched = runs(std::slice::from_ref(&internal_keys), args.warm).await.remove(0);
     let p50 = percentile(&fetched.warm, 0.5);
     let floor_p50 = percentile(&floor, 0.5);
     println!("\n## Data path on moto: `GET /internal/users/{{uid}}/llm-keys` (internal-keys, aws mode)\n");
