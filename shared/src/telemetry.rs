@@ -8,16 +8,12 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::prelude::*;
 
 /// The filter from `RUST_LOG` (finest control) or `AWS_LAMBDA_LOG_LEVEL` (Lambda's advanced logging
-/// controls), else `info`.
+/// controls), read through `lookup`, else `info`.
 ///
 /// `RUST_LOG` takes `target=level` directives (`warn,keyward=debug`), not `EnvFilter`'s span and
 /// field matchers: those bring a regex engine, the largest piece of the logging code in every
 /// binary, for filters a Lambda function's logs have no use for (BENCHMARKS.md). A directive that
 /// does not parse leaves the level at `info`.
-pub fn filter_from_env() -> Targets {
-    filter_from(|name| std::env::var(name).ok())
-}
-
 fn filter_from(lookup: impl Fn(&str) -> Option<String>) -> Targets {
     let directive = lookup("RUST_LOG")
         .filter(|v| !v.trim().is_empty())
@@ -39,7 +35,7 @@ fn lambda_level(level: &str) -> &'static str {
 
 /// Installs the JSON subscriber for the process; call once, first thing in `main`.
 pub fn init() {
-    install(std::io::stdout, filter_from_env());
+    install(std::io::stdout, filter_from(|name| std::env::var(name).ok()));
 }
 
 /// Installs the JSON subscriber writing to `writer` (tests capture logs this way).

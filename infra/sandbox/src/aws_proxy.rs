@@ -147,13 +147,10 @@ fn fault_for(shared: &Shared, operation: &str) -> Option<Fault> {
         rule.pass -= 1;
         return None;
     }
-    match &mut rule.times {
-        Some(times) => {
-            *times -= 1;
-            Some(rule.fault)
-        }
-        None => Some(rule.fault),
+    if let Some(times) = &mut rule.times {
+        *times -= 1;
     }
+    Some(rule.fault)
 }
 
 /// One HTTP/1.1 message as read: its head (start line and headers), the headers in it, its body.
