@@ -49,6 +49,8 @@ contract!(
     stripe_customers_map_to_users_through_the_gsi,
     limits_grant_up_to_the_limit_per_window,
     concurrent_takers_never_exceed_the_limit,
+    device_polls_are_spaced_to_the_millisecond,
+    concurrent_device_polls_take_one_turn,
 );
 
 fn user(name: &str) -> UserId {
@@ -484,4 +486,43 @@ async fn concurrent_takers_never_exceed_the_limit(store: &Store) {
         }
     }
     assert_eq!(granted, 5);
+}
+
+async fn device_polls_are_spaced_to_the_millisecond(store: &Store) {
+    let devices = store.devices();
+    devices.create("hash-a", 5, now_epoch() + 900).await.unwrap();
+    // 4.002 s apart across five second boundaries: too soon, though whole seconds would say 5.
+    assert!(devices.take_poll("hash-a", 1_000_999, 5).await.unwrap(), "the first poll");
+    assert!(!devices.take_poll("hash-a", 1_005_001, 5).await.unwrap(), "4.002 s after the first");
+    assert!(!devices.take_poll("hash-a", 1_005_998, 5).await.unwrap(), "4.999 s after the first");
+    assert!(devices.take_poll("hash-a", 1_005_999, 5).await.unwrap(), "5 s after the first");
+    // slow_down grows the interval for good and counts it from the refused poll.
+    assert_eq!(devices.slow_down("hash-a", 1_007_000).await.unwrap(), 10);
+    assert_eq!(devices.get("hash-a").await.unwrap().unwrap().interval, 10);
+    assert!(!devices.take_poll("hash-a", 1_016_999, 10).await.unwrap(), "9.999 s after the slow_down");
+    assert!(devices.take_poll("hash-a", 1_017_000, 10).await.unwrap(), "10 s after the slow_down");
+    assert!(!devices.take_poll("hash-b", 1_017_000, 5).await.unwrap(), "an unknown device has no turn");
+}
+
+async fn concurrent_device_polls_take_one_turn(store: &Store) {
+    store.devices().create("hash-c", 5, now_epoch() + 900).await.unwrap();
+    let pollers = (0..8).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            loop {
+                match store.devices().take_poll("hash-c", 2_000_000 + i, 5).await {
+                    Ok(taken) => return taken,
+                    Err(StoreError::Conflict) => continue,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        })
+    });
+    let mut taken = 0;
+    for poller in pollers {
+        if poller.await.unwrap() {
+            taken += 1;
+        }
+    }
+    assert_eq!(taken, 1);
 }

@@ -12,7 +12,7 @@ use keyward::auth::auth0::{Auth0Error, ClientKind};
 use keyward::http::{ApiError, json_body, json_response, route_key, route_not_found};
 use keyward::secret::DeviceCode;
 use keyward::session;
-use keyward::store::now_epoch;
+use keyward::store::{now_epoch, now_epoch_millis};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use secrecy::{ExposeSecret, SecretString};
@@ -81,17 +81,17 @@ async fn poll(state: &AppState, req: &Request) -> Result<Response<Body>, ApiErro
     let hash = device_hash(&code);
     let devices = state.store.devices();
     let Some(grant) = devices.get(&hash).await? else { return Ok(oauth("invalid_grant", None)) };
-    let now = now_epoch();
+    let now_ms = now_epoch_millis();
     if grant.spent {
         return Ok(oauth("expired_token", None));
     }
-    if now >= grant.valid_until {
+    if now_ms / 1_000 >= grant.valid_until {
         devices.spend(&hash).await?;
         return Ok(oauth("expired_token", None));
     }
-    if !devices.take_poll(&hash, now, grant.interval).await? {
+    if !devices.take_poll(&hash, now_ms, grant.interval).await? {
         // Too soon: RFC 8628 `slow_down`, answered without asking Auth0, and the interval grows for good.
-        let interval = devices.slow_down(&hash, now).await?;
+        let interval = devices.slow_down(&hash, now_ms).await?;
         return Ok(oauth("slow_down", Some(interval)));
     }
     let tokens = match state.auth0.poll_device(&code).await {
@@ -99,7 +99,7 @@ async fn poll(state: &AppState, req: &Request) -> Result<Response<Body>, ApiErro
         Err(Auth0Error::Refused { error }) => {
             return Ok(match error.as_str() {
                 "authorization_pending" => oauth("authorization_pending", Some(grant.interval)),
-                "slow_down" => oauth("slow_down", Some(devices.slow_down(&hash, now).await?)),
+                "slow_down" => oauth("slow_down", Some(devices.slow_down(&hash, now_ms).await?)),
                 "expired_token" | "invalid_grant" => {
                     devices.spend(&hash).await?;
                     oauth("expired_token", None)

@@ -7,6 +7,8 @@ use super::table::{Attr, Changes, Condition, EXPIRES_AT, Item, Key, Table};
 
 /// How long a record outlives its code.
 const GRACE_SECS: i64 = 3_600;
+/// When the last poll was taken, in epoch milliseconds.
+const LAST_POLL_MS: &str = "last_poll_ms";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceGrant {
@@ -41,21 +43,24 @@ impl Devices<'_> {
         }))
     }
 
-    /// Records a poll at `now` if the last one was at least `interval` seconds ago; `false` when the
+    /// Records a poll at `now_ms` if the last one was at least `interval` seconds ago; `false` when the
     /// client polled too soon (checked and written atomically, so parallel polls cannot slip through).
-    pub async fn take_poll(&self, device_hash: &str, now: i64, interval: i64) -> Result<bool, StoreError> {
-        let when =
-            Condition::All(vec![Condition::Present, Condition::MissingOrBelow("last_poll_at", now - interval + 1)]);
-        match self.0.update(&key(device_hash), Changes::default().set("last_poll_at", Attr::N(now)), Some(when)).await {
+    /// Kept in milliseconds: whole seconds would let two polls a moment apart straddle a second boundary.
+    pub async fn take_poll(&self, device_hash: &str, now_ms: i64, interval: i64) -> Result<bool, StoreError> {
+        let earliest_previous = now_ms - interval * 1_000 + 1;
+        let when = Condition::All(vec![Condition::Present, Condition::MissingOrBelow(LAST_POLL_MS, earliest_previous)]);
+        match self.0.update(&key(device_hash), Changes::default().set(LAST_POLL_MS, Attr::N(now_ms)), Some(when)).await
+        {
             Ok(_) => Ok(true),
             Err(StoreError::ConditionFailed { .. }) => Ok(false),
             Err(e) => Err(e),
         }
     }
 
-    /// RFC 8628 `slow_down`: the interval grows by 5 seconds for this and every later poll.
-    pub async fn slow_down(&self, device_hash: &str, now: i64) -> Result<i64, StoreError> {
-        let changes = Changes::default().add("interval", 5).set("last_poll_at", Attr::N(now));
+    /// RFC 8628 `slow_down`: the interval grows by 5 seconds for this and every later poll, counted
+    /// from this one at `now_ms`.
+    pub async fn slow_down(&self, device_hash: &str, now_ms: i64) -> Result<i64, StoreError> {
+        let changes = Changes::default().add("interval", 5).set(LAST_POLL_MS, Attr::N(now_ms));
         let item = self.0.update(&key(device_hash), changes, Some(Condition::Present)).await?;
         item.n("interval")
     }

@@ -36,7 +36,7 @@ pub use llm_keys::{KeyStatus, LlmKeys, NewLlmKey, StoredLlmKey, TestResult};
 pub use oauth::{ConnectionStatus, OAuthConnection, OAuthConnections};
 pub use sessions::{SESSION_IDLE_SECS, SessionFamily, Sessions};
 pub use states::{OneTimeState, StatePurpose, States};
-pub use table::{Cursor, Table, now_epoch};
+pub use table::{Cursor, Table, now_epoch, now_epoch_millis};
 pub use users::{ProfileUpdate, UserProfile, Users};
 
 use crate::crypto::Sealed;

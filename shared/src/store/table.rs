@@ -323,5 +323,11 @@ pub trait Table: Send + Sync {
 
 /// The current time in epoch seconds, as stored in `expires_at` and every timestamp.
 pub fn now_epoch() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or_default()
+    now_epoch_millis() / 1_000
+}
+
+/// The current time in epoch milliseconds, for spacings shorter than a few seconds, where a whole
+/// second of rounding would matter.
+pub fn now_epoch_millis() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
 }
