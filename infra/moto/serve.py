@@ -25,25 +25,35 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 class Serialized:
     """A WSGI app that runs the wrapped app for one request at a time, body included.
 
-    A request that waits for the lock longer than half of keyward's 2 s attempt timeout is logged:
-    past 2 s the SDK gives up on an attempt moto may still apply, so a test sees a lost answer that
-    no fault proxy injected (the test command prints these lines when a test fails)."""
+    Past keyward's 2 s attempt timeout the SDK gives up on an attempt that moto may still apply, so
+    a test would see a lost answer no fault proxy injected. So a request that waits for the lock
+    longer than half of that is logged, and so is one that holds it longer than a quarter (the test
+    command prints these lines when a test fails)."""
 
     SLOW_WAIT_SECS = 1.0
+    SLOW_HOLD_SECS = 0.5
 
     def __init__(self, app):
         self.app = app
         self.lock = threading.Lock()
 
     def __call__(self, environ, start_response):
+        operation = environ.get("HTTP_X_AMZ_TARGET") or environ.get("PATH_INFO")
         arrived = time.monotonic()
         with self.lock:
-            waited = time.monotonic() - arrived
-            if waited > self.SLOW_WAIT_SECS:
-                operation = environ.get("HTTP_X_AMZ_TARGET") or environ.get("PATH_INFO")
-                sys.stderr.write(f"moto queue: {operation} waited {waited:.2f} s for the requests ahead of it\n")
-                sys.stderr.flush()
-            return list(self.app(environ, start_response))
+            taken = time.monotonic()
+            if taken - arrived > self.SLOW_WAIT_SECS:
+                log(f"moto queue: {operation} waited {taken - arrived:.2f} s for the requests ahead of it")
+            answer = list(self.app(environ, start_response))
+            held = time.monotonic() - taken
+            if held > self.SLOW_HOLD_SECS:
+                log(f"moto slow: {operation} held the lock for {held:.2f} s")
+            return answer
+
+
+def log(line):
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 def log_exceptions():
@@ -51,44 +61,75 @@ def log_exceptions():
     original = flask.Flask.handle_exception
 
     def handle_exception(app, error):
-        sys.stderr.write("moto raised: " + "".join(traceback.format_exception(error)) + "\n")
-        sys.stderr.flush()
+        log("moto raised: " + "".join(traceback.format_exception(error)))
         return original(app, error)
 
     flask.Flask.handle_exception = handle_exception
 
 
-def copy_each_table_once_per_transaction():
-    """moto's TransactWriteItems backs up the whole table for a rollback once per item of the
-    transaction, before running any of them: N deep copies of the same, unchanged table. One copy
-    per table is the same backup. With many items in a table each copy takes tens of milliseconds,
-    and requests queue behind the lock above until the SDK's 2 s attempt limit runs out."""
+def roll_back_transactions_item_by_item():
+    """moto's TransactWriteItems deep-copies every table it names before running, so that a
+    cancelled transaction can put the copies back: the cost grows with the table, not the
+    transaction. keyward's Stripe stream test writes ~800 items to one table, and by its end each
+    transaction held the lock above for about a second, queueing other requests towards the SDK's
+    2 s attempt timeout. A transaction touches only the items it names (at most 100), so those are
+    what is saved, and restored in place if the transaction raises."""
     import copy
     import moto.dynamodb.models as models
+    from moto.dynamodb.models.dynamo_type import DynamoType
     from moto.dynamodb.models.table import Table
 
-    backups = threading.local()
+    class NoTableCopies:
+        """moto's module-level `copy` for its backend: tables are no longer copied (the rollback
+        below replaces that), everything else is."""
 
-    class CopyEachTableOnce:
         @staticmethod
         def deepcopy(obj, *args, **kwargs):
-            made = getattr(backups, "made", None)
-            if made is None or not isinstance(obj, Table):
-                return copy.deepcopy(obj, *args, **kwargs)
-            if id(obj) not in made:
-                made[id(obj)] = copy.deepcopy(obj, *args, **kwargs)
-            return made[id(obj)]
+            return obj if isinstance(obj, Table) else copy.deepcopy(obj, *args, **kwargs)
+
+    def named_item(backend, entry):
+        """(table, hash key, range key) of one entry of a transaction; None when moto will refuse
+        the entry before writing anything (unknown table, incomplete key)."""
+        if not isinstance(entry, dict) or len(entry) != 1:
+            return None
+        (op_type, op), = entry.items()
+        table = backend.tables.get(op.get("TableName")) if isinstance(op, dict) else None
+        key = op.get("Item" if op_type == "Put" else "Key") if table is not None else None
+        if not isinstance(key, dict) or table.hash_key_attr not in key:
+            return None
+        if table.range_key_attr is not None and table.range_key_attr not in key:
+            return None
+        range_value = DynamoType(key[table.range_key_attr]) if table.range_key_attr is not None else None
+        return table, DynamoType(key[table.hash_key_attr]), range_value
+
+    def restore(table, hash_value, range_value, item):
+        if range_value is None:
+            if item is None:
+                table.items.pop(hash_value, None)
+            else:
+                table.items[hash_value] = item
+        elif item is None:
+            table.items.get(hash_value, {}).pop(range_value, None)
+        else:
+            table.items[hash_value][range_value] = item
 
     original = models.DynamoDBBackend.transact_write_items
 
-    def transact_write_items(self, *args, **kwargs):
-        backups.made = {}
+    def transact_write_items(self, transact_items, *args, **kwargs):
+        saved = []
+        for entry in transact_items if isinstance(transact_items, list) else []:
+            named = named_item(self, entry)
+            if named is not None:
+                table, hash_value, range_value = named
+                saved.append((*named, copy.deepcopy(table.get_item(hash_value, range_value))))
         try:
-            return original(self, *args, **kwargs)
-        finally:
-            backups.made = None
+            return original(self, transact_items, *args, **kwargs)
+        except BaseException:
+            for table, hash_value, range_value, item in reversed(saved):
+                restore(table, hash_value, range_value, item)
+            raise
 
-    models.copy = CopyEachTableOnce
+    models.copy = NoTableCopies
     models.DynamoDBBackend.transact_write_items = transact_write_items
 
 
@@ -125,7 +166,7 @@ def main():
     parser.add_argument("-p", "--port", type=int, default=5000)
     args = parser.parse_args()
     log_exceptions()
-    copy_each_table_once_per_transaction()
+    roll_back_transactions_item_by_item()
     generate_private_keys_on_first_use()
     app = DomainDispatcherApplication(create_backend_app)
     app.debug = True  # as moto_server sets it: tracebacks reach the log
