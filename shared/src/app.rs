@@ -23,7 +23,7 @@ use crate::auth::auth0::Auth0Client;
 use crate::aws_client::LazyClient;
 use crate::config::{Config, ConfigError, Mode};
 use crate::crypto::{CryptoError, Envelope, KeyProvider, KmsKeyProvider, LocalKeyProvider};
-use crate::http::json_response;
+use crate::http::{ApiError, json_response};
 use crate::oauth::google::GoogleClient;
 use crate::outbound::Outbound;
 use crate::providers::KeyValidator;
@@ -236,12 +236,36 @@ where
     service_fn(move |req: Request| {
         let (request_id, route) = request_labels(&req);
         let span = crate::telemetry::request_span(&request_id, &route);
-        let response = handler.clone()(Arc::clone(&state), req);
+        let refused = span.in_scope(|| refusal(&state, &req));
+        let (state, handler) = (Arc::clone(&state), handler.clone());
         async move {
-            let response = response.instrument(span.clone()).await;
+            let response = match refused {
+                Some(refused) => refused,
+                None => handler(state, req).instrument(span.clone()).await,
+            };
             span.in_scope(|| tracing::info!(status = response.status().as_u16(), "served"));
             Ok(response)
         }
+    })
+}
+
+/// Refuses, before any handler runs, an event that did not come through this stack's API: a direct
+/// invoke naming whatever caller it likes ([`crate::auth::gateway`]). Logged with the `alarm` field
+/// the template's metric filters count.
+fn refusal(state: &AppState, req: &Request) -> Option<Response<Body>> {
+    state.config.api_gateway.admit(req).err().map(|claimed| {
+        tracing::warn!(
+            alarm = "foreign_invocation",
+            api_id = %claimed.api_id,
+            stage = %claimed.stage,
+            account_id = %claimed.account_id,
+            "refused an event that did not come through this stack's API"
+        );
+        ApiError::forbidden(
+            "foreign_invocation",
+            "This function serves only its stack's API Gateway API; nothing was read or written.",
+        )
+        .into_response()
     })
 }
 
@@ -345,6 +369,87 @@ mod tests {
         let err = lambda_sdk_config(lookup(&vars)).unwrap_err();
         assert_eq!(err.var, "AWS_USE_FIPS_ENDPOINT");
         assert!(!err.to_string().contains("yes") && !err.to_string().contains("example-"), "{err}");
+    }
+
+    /// A state on AWS clients that are never called (the handlers below touch nothing).
+    fn idle_state() -> Arc<AppState> {
+        let vars = [
+            ("KEYWARD_MODE", "aws"),
+            ("KEYWARD_TABLE_NAME", "keyward"),
+            ("KEYWARD_KMS_KEY_ID", "alias/keyward"),
+            ("KEYWARD_AUTH0_ISSUER", "http://127.0.0.1:9/"),
+            ("KEYWARD_AUTH0_AUDIENCE", "https://api.keyward.dev"),
+        ];
+        let config = Config::from_lookup(lookup(&vars)).unwrap();
+        Arc::new(AppState::on_lambda(config, lookup(&LAMBDA)).unwrap())
+    }
+
+    fn event(api: &str, stage: &str, account: &str) -> Request {
+        let json = serde_json::json!({
+            "version": "2.0", "routeKey": "GET /internal/users/{uid}/llm-keys",
+            "rawPath": "/internal/users/u/llm-keys", "rawQueryString": "", "headers": {},
+            "requestContext": {
+                "accountId": account, "apiId": api, "domainName": "x", "domainPrefix": "x",
+                "http": {"method": "GET", "path": "/internal/users/u/llm-keys", "protocol": "HTTP/1.1",
+                         "sourceIp": "10.0.0.1", "userAgent": "t"},
+                "requestId": "r", "routeKey": "GET /internal/users/{uid}/llm-keys", "stage": stage,
+                "time": "12/Mar/2026:19:03:58 +0000", "timeEpoch": 1,
+                "authorizer": {"iam": {"userArn": "arn:aws:iam::000000000000:role/anyone", "accountId": "0"}}
+            },
+            "isBase64Encoded": false
+        });
+        lambda_http::request::from_str(&json.to_string()).unwrap()
+    }
+
+    #[derive(Clone, Default)]
+    struct Lines(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_event_of_another_api_stage_or_account_never_reaches_a_handler_and_raises_the_alarm() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber =
+            tracing_subscriber::fmt().json().flatten_event(true).with_writer(move || writer.clone()).finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&calls);
+        let mut service = service(idle_state(), move |_state, _req| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async { json_response(StatusCode::OK, &serde_json::json!({})) }
+        });
+        let (api, stage, account) = (crate::config::LOCAL_API_ID, "$default", crate::config::LOCAL_ACCOUNT_ID);
+        for forged in
+            [event("a1b2c3d4e5", stage, account), event(api, "prod", account), event(api, stage, "123456789012")]
+        {
+            let response = service.call(forged).await.unwrap();
+            assert_eq!(response.status(), StatusCode::FORBIDDEN);
+            let Body::Text(body) = response.body() else { panic!("a problem body") };
+            assert!(body.contains("\"code\":\"foreign_invocation\""), "{body}");
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 0, "no handler ran");
+        let logged = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let alarms: Vec<serde_json::Value> = logged
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|l| l["alarm"] == "foreign_invocation")
+            .collect();
+        assert_eq!(alarms.len(), 3, "{logged}");
+        assert!(alarms.iter().all(|l| l["level"] == "WARN"));
+        assert_eq!(alarms[0]["api_id"], "a1b2c3d4e5", "what the forged event claimed");
+        // The stack's own API reaches the handler.
+        assert_eq!(service.call(event(api, stage, account)).await.unwrap().status(), StatusCode::OK);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 
     #[test]

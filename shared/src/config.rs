@@ -10,9 +10,11 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::auth::gateway::ApiGateway;
 use crate::auth::service::InternalPrincipals;
 use crate::billing::Tier;
 use crate::providers::ProviderEndpoints;
+use crate::throttle::AnonymousLimits;
 
 /// Where the local sandbox stand-ins listen by default (see `infra/`); local mode points at them.
 pub const SANDBOX_BASE_URL: &str = "http://127.0.0.1:8701";
@@ -20,6 +22,11 @@ pub const SANDBOX_BASE_URL: &str = "http://127.0.0.1:8701";
 pub const LOCAL_AUDIENCE: &str = "https://keyward.local/api";
 /// Where local mode's gateway listens by default (`keyward-local`).
 pub const LOCAL_BASE_URL: &str = "http://127.0.0.1:8700";
+/// The API id, stage and account the local gateway names in its events (`keyward-local`).
+pub const LOCAL_API_ID: &str = "local";
+pub const LOCAL_ACCOUNT_ID: &str = "000000000000";
+/// An HTTP API's default stage, the one keyward's template deploys.
+pub const DEFAULT_STAGE: &str = "$default";
 /// The client secret of the sandbox tenant's web application (public by design: loopback only).
 const SANDBOX_CLIENT_SECRET: &str = "sandbox-client-secret";
 
@@ -58,6 +65,11 @@ pub struct TokenSettings {
     pub issuer: String,
     pub audience: String,
     pub jwks_url: Url,
+    /// A scope every user token must carry (Auth0's `scope` claim), when set.
+    pub required_scope: Option<String>,
+    /// The claim an Auth0 Action puts `email_verified` in (`https://keyward.dev/email_verified`),
+    /// when not the plain one.
+    pub email_verified_claim: Option<String>,
 }
 
 /// A secret keyward reads at cold start: from Secrets Manager in aws mode, or given directly.
@@ -137,10 +149,32 @@ impl GoogleEndpoints {
 pub struct StripeSettings {
     /// One `whsec_…`, or several (comma-separated) while one is rolled.
     pub webhook_secret: SecretSetting,
+    /// Which of Stripe's modes the endpoint takes events of; the other mode's are refused.
+    pub mode: StripeMode,
     /// Subscription price id → tier (`pro`, `enterprise`).
     pub price_tiers: HashMap<String, Tier>,
     /// Credits each paid invoice of a tier grants.
     pub monthly_allowances: HashMap<Tier, i64>,
+    /// Whether a `$0` subscription invoice (a trial) grants its period's allowance.
+    pub grant_free_invoices: bool,
+    /// The most credits one checkout's `metadata.credits` may grant.
+    pub max_purchase_credits: i64,
+}
+
+/// Stripe's live mode (real money) or test mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StripeMode {
+    Live,
+    Test,
+}
+
+impl std::fmt::Display for StripeMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Live => "live-mode",
+            Self::Test => "test-mode",
+        })
+    }
 }
 
 /// The sandbox's webhook secret (public by design: it signs only test deliveries).
@@ -158,6 +192,8 @@ pub struct Config {
     pub tokens: TokenSettings,
     pub auth0: Auth0Settings,
     pub internal_principals: InternalPrincipals,
+    /// The API whose events the functions serve; any other event is refused.
+    pub api_gateway: ApiGateway,
     /// How long an unwrapped data key may be reused for reads (at most five minutes).
     pub data_key_cache_ttl: Duration,
     /// Where keys are validated: the providers' official APIs, or loopback stand-ins.
@@ -166,6 +202,8 @@ pub struct Config {
     pub provider_timeout: Duration,
     /// Validation calls spend the user's provider money: at most this many per user, provider and hour.
     pub validations_per_hour: u32,
+    /// What one client (source address) may do per minute on the routes anyone may call.
+    pub anonymous_limits: AnonymousLimits,
     /// `None` in aws mode without `KEYWARD_GOOGLE_CLIENT_ID`: the Google routes answer 503.
     pub google: Option<GoogleSettings>,
     /// `None` in aws mode without a webhook secret: the webhook answers 503 (Stripe retries).
@@ -259,6 +297,7 @@ impl Config {
             issuer: issuer_url,
         };
 
+        let api_gateway = api_gateway(&get, in_lambda)?;
         let google = google_settings(&get, local, in_lambda)?;
         let stripe = stripe_settings(&get, local)?;
 
@@ -267,12 +306,34 @@ impl Config {
             google,
             stripe,
             auth0,
-            tokens: TokenSettings { issuer, audience, jwks_url },
+            tokens: TokenSettings {
+                issuer,
+                audience,
+                jwks_url,
+                required_scope: get("KEYWARD_AUTH0_REQUIRED_SCOPE"),
+                email_verified_claim: get("KEYWARD_AUTH0_EMAIL_VERIFIED_CLAIM"),
+            },
             internal_principals,
+            api_gateway,
             data_key_cache_ttl: Duration::from_secs(bounded(&get, "KEYWARD_DATA_KEY_CACHE_TTL_SECS", 0..=300, 300)?),
             providers,
             provider_timeout: Duration::from_secs(bounded(&get, "KEYWARD_PROVIDER_TIMEOUT_SECS", 1..=10, 10)?),
             validations_per_hour: bounded(&get, "KEYWARD_VALIDATIONS_PER_HOUR", 1..=1000, 10)?,
+            anonymous_limits: AnonymousLimits {
+                device_starts: bounded(
+                    &get,
+                    "KEYWARD_DEVICE_STARTS_PER_MINUTE",
+                    1..=100_000,
+                    AnonymousLimits::DEFAULT.device_starts,
+                )?,
+                logins: bounded(&get, "KEYWARD_LOGINS_PER_MINUTE", 1..=100_000, AnonymousLimits::DEFAULT.logins)?,
+                refreshes: bounded(
+                    &get,
+                    "KEYWARD_REFRESHES_PER_MINUTE",
+                    1..=100_000,
+                    AnonymousLimits::DEFAULT.refreshes,
+                )?,
+            },
         })
     }
 
@@ -286,6 +347,25 @@ impl Config {
             .map(|(name, _)| name)
             .collect()
     }
+}
+
+/// The API Gateway API of the stack (`template.yaml` sets it on every function); outside Lambda,
+/// the local gateway's.
+fn api_gateway(get: &impl Fn(&str) -> Option<String>, in_lambda: bool) -> Result<ApiGateway, ConfigError> {
+    let inside_lambda = |var: &'static str, local: &str| match get(var) {
+        Some(v) => Ok(v),
+        None if !in_lambda => Ok(local.to_owned()),
+        None => Err(ConfigError::new(var, "required inside Lambda (template.yaml sets it)")),
+    };
+    let account_id = inside_lambda("KEYWARD_ACCOUNT_ID", LOCAL_ACCOUNT_ID)?;
+    if account_id.len() != 12 || !account_id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ConfigError::new("KEYWARD_ACCOUNT_ID", "must be a 12-digit AWS account id"));
+    }
+    Ok(ApiGateway {
+        api_id: inside_lambda("KEYWARD_API_ID", LOCAL_API_ID)?,
+        stage: get("KEYWARD_API_STAGE").unwrap_or_else(|| DEFAULT_STAGE.to_owned()),
+        account_id,
+    })
 }
 
 /// Google connections are optional in aws mode (no client id: not offered); the sandbox has a client.
@@ -389,7 +469,29 @@ fn stripe_settings(get: &impl Fn(&str) -> Option<String>, local: bool) -> Result
         (Tier::Pro, bounded(get, "KEYWARD_PRO_MONTHLY_CREDITS", 0..=100_000_000, 1_000)?),
         (Tier::Enterprise, bounded(get, "KEYWARD_ENTERPRISE_MONTHLY_CREDITS", 0..=100_000_000, 10_000)?),
     ]);
-    Ok(Some(StripeSettings { webhook_secret, price_tiers, monthly_allowances }))
+    // Local mode is the sandbox: test mode only. A deployment says which mode it is for.
+    let mode = match (get("KEYWARD_STRIPE_MODE").as_deref(), local) {
+        (Some("test"), _) | (None, true) => StripeMode::Test,
+        (Some("live"), false) => StripeMode::Live,
+        (Some("live"), true) => return Err(ConfigError::new("KEYWARD_STRIPE_MODE", "local mode takes test mode only")),
+        (None, false) => {
+            return Err(ConfigError::new("KEYWARD_STRIPE_MODE", "required with Stripe (`live` or `test`)"));
+        }
+        (Some(_), _) => return Err(ConfigError::new("KEYWARD_STRIPE_MODE", "must be `live` or `test`")),
+    };
+    let grant_free_invoices = match get("KEYWARD_STRIPE_GRANT_FREE_INVOICES").as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(ConfigError::new("KEYWARD_STRIPE_GRANT_FREE_INVOICES", "must be `true` or `false`")),
+    };
+    Ok(Some(StripeSettings {
+        webhook_secret,
+        mode,
+        price_tiers,
+        monthly_allowances,
+        grant_free_invoices,
+        max_purchase_credits: bounded(get, "KEYWARD_STRIPE_MAX_PURCHASE_CREDITS", 1..=1_000_000_000, 1_000_000)?,
+    }))
 }
 
 fn local_mode(get: &impl Fn(&str) -> Option<String>) -> Mode {
@@ -622,13 +724,29 @@ mod tests {
         vars.push(("KEYWARD_STRIPE_PRICE_TIERS", r#"{"price_1":"gold"}"#));
         assert_eq!(config(&vars).unwrap_err().var, "KEYWARD_STRIPE_PRICE_TIERS", "unknown tier");
         vars.pop();
+        assert_eq!(config(&vars).unwrap_err().var, "KEYWARD_STRIPE_MODE", "a deployment names its mode");
+        vars.push(("KEYWARD_STRIPE_MODE", "live"));
         let stripe = config(&vars).unwrap().stripe.unwrap();
         assert!(matches!(stripe.webhook_secret, SecretSetting::SecretsManager { .. }));
         assert!(stripe.price_tiers.is_empty());
+        assert_eq!(
+            (stripe.mode, stripe.grant_free_invoices, stripe.max_purchase_credits),
+            (StripeMode::Live, false, 1_000_000)
+        );
         let local = config(&[]).unwrap().stripe.unwrap();
         assert!(matches!(local.webhook_secret, SecretSetting::Value(_)), "the sandbox secret");
         assert_eq!(local.price_tiers.get("price_sandbox_pro"), Some(&Tier::Pro));
         assert_eq!(local.monthly_allowances[&Tier::Enterprise], 10_000);
+        assert_eq!(local.mode, StripeMode::Test);
+        assert_eq!(
+            config(&[("KEYWARD_STRIPE_MODE", "live")]).unwrap_err().var,
+            "KEYWARD_STRIPE_MODE",
+            "local is test only"
+        );
+        for (var, bad) in [("KEYWARD_STRIPE_MAX_PURCHASE_CREDITS", "0"), ("KEYWARD_STRIPE_GRANT_FREE_INVOICES", "yes")]
+        {
+            assert_eq!(config(&[(var, bad)]).unwrap_err().var, var);
+        }
     }
 
     #[test]
@@ -701,6 +819,26 @@ mod tests {
         ] {
             assert_eq!(origins(bad).unwrap_err().var, "KEYWARD_RETURN_ORIGINS", "{bad}");
         }
+    }
+
+    #[test]
+    fn inside_lambda_the_api_and_account_are_required() {
+        let mut vars = AWS.to_vec();
+        vars.push(("AWS_LAMBDA_FUNCTION_NAME", "f"));
+        assert_eq!(config(&vars).unwrap_err().var, "KEYWARD_ACCOUNT_ID");
+        vars.push(("KEYWARD_ACCOUNT_ID", "12345"));
+        assert_eq!(config(&vars).unwrap_err().var, "KEYWARD_ACCOUNT_ID");
+        vars.pop();
+        vars.push(("KEYWARD_ACCOUNT_ID", "123456789012"));
+        assert_eq!(config(&vars).unwrap_err().var, "KEYWARD_API_ID");
+        vars.push(("KEYWARD_API_ID", "a1b2c3d4e5"));
+        let gateway = config(&vars).unwrap().api_gateway;
+        assert_eq!(
+            gateway,
+            ApiGateway { api_id: "a1b2c3d4e5".into(), stage: "$default".into(), account_id: "123456789012".into() }
+        );
+        let local = config(&[]).unwrap().api_gateway;
+        assert_eq!((local.api_id.as_str(), local.account_id.as_str()), (LOCAL_API_ID, LOCAL_ACCOUNT_ID));
     }
 
     #[test]

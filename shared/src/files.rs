@@ -2,7 +2,7 @@
 //! owner-only, never half-written.
 
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 /// Writes `bytes` to a temporary file (mode 0600) and links it into place at `path`, so a concurrent
@@ -40,4 +40,46 @@ pub fn ensure_private(path: &Path) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Refuses a secret file or folder that is a symbolic link (it could point anywhere, and be
+/// re-pointed later) or that another user owns (who could read or replace it).
+pub fn ensure_own(path: &Path) -> Result<(), String> {
+    let metadata = std::fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if metadata.file_type().is_symlink() {
+        return Err(format!("{} is a symbolic link; keyward keeps its secrets only in real files", path.display()));
+    }
+    let me = rustix::process::getuid().as_raw();
+    if metadata.uid() != me {
+        return Err(format!(
+            "{} belongs to user {}, not to the user running keyward ({me})",
+            path.display(),
+            metadata.uid()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_must_be_real_files_of_our_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("master.key");
+        create_private(&real, b"0123456789abcdef0123456789abcdef").unwrap();
+        assert_eq!(ensure_own(&real), Ok(()));
+        assert_eq!(ensure_own(dir.path()), Ok(()));
+        let link = dir.path().join("linked.key");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert!(ensure_own(&link).unwrap_err().contains("symbolic link"));
+        let linked_dir = dir.path().join("data");
+        std::os::unix::fs::symlink(dir.path(), &linked_dir).unwrap();
+        assert!(ensure_own(&linked_dir).unwrap_err().contains("symbolic link"));
+        // `/` belongs to root; whoever runs the tests as another user sees it refused.
+        if rustix::process::getuid().as_raw() != 0 {
+            assert!(ensure_own(Path::new("/")).unwrap_err().contains("belongs to user 0"));
+        }
+    }
 }

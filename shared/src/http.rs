@@ -187,8 +187,15 @@ impl ApiError {
         if let Some(secs) = retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
-        if let Self::Unauthorized { code, .. } = &self {
-            let challenge = format!("Bearer realm=\"keyward\", error=\"invalid_token\", error_description=\"{code}\"");
+        // RFC 6750 §3: a refused token is `invalid_token`; a token without the scope is
+        // `insufficient_scope`.
+        let challenge = match &self {
+            Self::Unauthorized { code, .. } => Some(("invalid_token", *code)),
+            Self::Forbidden { code: code @ "insufficient_scope", .. } => Some(("insufficient_scope", *code)),
+            _ => None,
+        };
+        if let Some((error, code)) = challenge {
+            let challenge = format!("Bearer realm=\"keyward\", error=\"{error}\", error_description=\"{code}\"");
             if let Ok(value) = HeaderValue::from_str(&challenge) {
                 headers.insert(header::WWW_AUTHENTICATE, value);
             }
@@ -234,6 +241,42 @@ impl From<crate::oauth::google::GoogleError> for ApiError {
     }
 }
 
+impl From<crate::account::AccountError> for ApiError {
+    fn from(err: crate::account::AccountError) -> Self {
+        use crate::account::AccountError;
+        match err {
+            AccountError::EmailUnverified => Self::Forbidden { code: "email_unverified", detail: err.to_string() },
+            AccountError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::throttle::ThrottleError> for ApiError {
+    fn from(err: crate::throttle::ThrottleError) -> Self {
+        use crate::throttle::ThrottleError;
+        match err {
+            ThrottleError::Limited { retry_after_secs } => {
+                Self::TooManyRequests { code: "rate_limited", detail: err.to_string(), retry_after_secs }
+            }
+            ThrottleError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::redirects::RedirectError> for ApiError {
+    fn from(err: crate::redirects::RedirectError) -> Self {
+        use crate::redirects::RedirectError;
+        match err {
+            RedirectError::InvalidState => Self::bad_request(
+                "invalid_state",
+                "This link was already used, has expired, is unknown or was started in another browser; start again.",
+            ),
+            RedirectError::Store(e) => e.into(),
+            RedirectError::Crypto(e) => e.into(),
+        }
+    }
+}
+
 impl From<crate::secrets::SecretError> for ApiError {
     fn from(err: crate::secrets::SecretError) -> Self {
         tracing::warn!(error = %err, "a secret is unavailable");
@@ -265,6 +308,10 @@ impl From<StoreError> for ApiError {
                 detail: "Storage is temporarily unavailable; retry shortly.".into(),
                 retry_after_secs: 1,
             },
+            StoreError::InvalidCursor => Self::bad_request(
+                "invalid_cursor",
+                "`cursor` is not one this listing gave out; start from the first page.",
+            ),
             other => Self::Internal(other.to_string()),
         }
     }
@@ -292,9 +339,10 @@ impl From<AuthError> for ApiError {
                 detail: err.to_string(),
                 retry_after_secs: 5,
             },
-            AuthError::NoServiceIdentity | AuthError::PrincipalNotAllowed | AuthError::GrantMissing => {
-                Self::Forbidden { code: err.code(), detail: err.to_string() }
-            }
+            AuthError::NoServiceIdentity
+            | AuthError::PrincipalNotAllowed
+            | AuthError::GrantMissing
+            | AuthError::InsufficientScope => Self::Forbidden { code: err.code(), detail: err.to_string() },
             _ => Self::Unauthorized { code: err.code(), detail: err.to_string() },
         }
     }

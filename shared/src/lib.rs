@@ -3,6 +3,7 @@
 //! Each module is named for what it does. Edge types ([`model::UserId`], [`providers::Provider`],
 //! [`secret::ApiKey`]) are parsed once where input enters; inner code never re-checks strings.
 
+pub mod account;
 pub mod app;
 pub mod auth;
 pub mod aws_client;
@@ -16,8 +17,10 @@ pub mod model;
 pub mod oauth;
 pub mod outbound;
 pub mod providers;
+pub mod redirects;
 pub mod secret;
 pub mod secrets;
 pub mod session;
 pub mod store;
 pub mod telemetry;
+pub mod throttle;

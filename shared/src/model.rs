@@ -27,6 +27,12 @@ impl UserId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Who a record belongs to before anyone has signed in (a sign-in in flight): no Auth0
+    /// subject has this form, as Auth0's `keyward` connection does not exist.
+    pub fn signing_in() -> Self {
+        Self("keyward|signing-in".to_owned())
+    }
 }
 
 impl fmt::Display for UserId {

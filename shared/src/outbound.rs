@@ -49,3 +49,17 @@ impl From<reqwest::Client> for Outbound {
         Self { client: Arc::new(OnceLock::from(client)) }
     }
 }
+
+/// The body of `response`, at most `max` bytes, and whether there was more (never read). An
+/// answer is never trusted to be small: a hostile or broken server could stream forever.
+pub async fn read_capped(mut response: reqwest::Response, max: usize) -> reqwest::Result<(Vec<u8>, bool)> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = max - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if chunk.len() > room {
+            return Ok((body, true));
+        }
+    }
+    Ok((body, false))
+}

@@ -25,6 +25,12 @@ macro_rules! string_secret {
             }
         }
 
+        impl From<SecretString> for $name {
+            fn from(secret: SecretString) -> Self {
+                Self(secret)
+            }
+        }
+
         impl std::fmt::Debug for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(concat!(stringify!($name), "(***)"))

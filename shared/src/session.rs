@@ -21,14 +21,19 @@ pub const SESSION_COOKIE: &str = "__Host-keyward-session";
 
 /// The session handle in a request's cookie, if the browser sent one.
 pub fn cookie_handle(req: &Request) -> Option<SessionHandle> {
+    cookie_value(req, SESSION_COOKIE).map(SessionHandle::new)
+}
+
+/// The value of the cookie `name` a request carries, if not empty.
+pub fn cookie_value(req: &Request, name: &str) -> Option<String> {
     req.headers()
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .find_map(|pair| pair.trim().strip_prefix(SESSION_COOKIE).and_then(|rest| rest.strip_prefix('=')))
+        .find_map(|pair| pair.trim().strip_prefix(name).and_then(|rest| rest.strip_prefix('=')))
         .filter(|v| !v.is_empty())
-        .map(SessionHandle::new)
+        .map(str::to_owned)
 }
 
 /// 256 random bits, base64url: a handle, a state or a PKCE verifier.

@@ -158,6 +158,7 @@ impl LocalApi {
                 settings.extend([
                     ("KEYWARD_STRIPE_WEBHOOK_SECRET_ARN", created.arn().expect("arn").to_owned()),
                     ("KEYWARD_STRIPE_PRICE_TIERS", crate::stripe::PRICE_TIERS.to_owned()),
+                    ("KEYWARD_STRIPE_MODE", "test".to_owned()),
                     ("KEYWARD_MODE", "aws".to_owned()),
                     ("KEYWARD_TABLE_NAME", table.name.clone()),
                     ("KEYWARD_KMS_KEY_ID", key),

@@ -20,7 +20,6 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use tracing_subscriber::filter::Targets;
 
 pub const DIR_VAR: &str = "KEYWARD_TEST_LEAK_DIR";
 
@@ -48,7 +47,10 @@ pub fn init() {
         if let Ok(mut slot) = PLANTED.lock() {
             *slot = Some((planted, HashSet::new()));
         }
-        keyward::telemetry::install(Mutex::new(log), FILTER.parse::<Targets>().expect("filter directives"));
+        keyward::telemetry::install(
+            Mutex::new(log),
+            keyward::telemetry::LogLevels::parse(FILTER).expect("filter directives"),
+        );
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             if let Some(mut file) = append("panic") {
@@ -68,6 +70,13 @@ pub fn plant(secret: &str) {
     let Some((file, seen)) = slot.as_mut() else { return };
     if secret.len() >= 8 && !secret.contains('\n') && seen.insert(secret.to_owned()) {
         let _ = writeln!(file, "{secret}");
+    }
+}
+
+/// Adds `text`, what some other process logged (a function binary under test), to the capture.
+pub fn capture(name: &str, text: &str) {
+    if let Some(mut file) = append(&format!("log-{name}")) {
+        let _ = file.write_all(text.as_bytes());
     }
 }
 

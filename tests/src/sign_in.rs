@@ -16,25 +16,64 @@ pub fn location(response: &reqwest::Response) -> Url {
     Url::parse(response.headers()["location"].to_str().unwrap()).unwrap()
 }
 
-/// `GET /auth/login`, then Auth0's `/authorize` as the sandbox user `email` → the callback URL.
-pub async fn authorize(api: &LocalApi, return_to: &str, email: &str) -> Url {
-    let login = api.client.get(api.url("/auth/login")).query(&[("returnTo", return_to)]).send().await.unwrap();
-    let mut authorize = location(&login);
+/// Where Auth0 sends a browser back to, and the cookie `/auth/login` left in that browser.
+#[derive(Debug, Clone)]
+pub struct Callback {
+    pub url: Url,
+    /// `__Host-keyward-state-…=nonce`, as the browser sends it back.
+    pub cookie: String,
+}
+
+impl Callback {
+    /// The browser following Auth0's redirect, with its cookie.
+    pub async fn follow(&self, api: &LocalApi) -> reqwest::Response {
+        api.client.get(self.url.clone()).header("cookie", &self.cookie).send().await.unwrap()
+    }
+}
+
+/// The `name=value` of the state cookie a `/auth/login` response sets.
+pub fn state_cookie(response: &reqwest::Response) -> String {
+    let cookie = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("__Host-keyward-state-"))
+        .expect("a state cookie");
+    let pair = cookie.split(';').next().unwrap_or_default().to_owned();
+    crate::leaks::plant(pair.split_once('=').map_or("", |(_, v)| v));
+    pair
+}
+
+/// The browser at Auth0's `/authorize` (from `login`'s redirect) as the sandbox user `email`.
+pub async fn authorize_at_auth0(api: &LocalApi, login: &reqwest::Response, email: &str) -> Callback {
+    let mut authorize = location(login);
     authorize.query_pairs_mut().append_pair("login_hint", email);
-    location(&api.client.get(authorize).send().await.unwrap())
+    Callback { url: location(&api.client.get(authorize).send().await.unwrap()), cookie: state_cookie(login) }
+}
+
+/// `GET /auth/login`, then Auth0's `/authorize` as the sandbox user `email` → the callback.
+pub async fn authorize(api: &LocalApi, return_to: &str, email: &str) -> Callback {
+    let login = api.client.get(api.url("/auth/login")).query(&[("returnTo", return_to)]).send().await.unwrap();
+    authorize_at_auth0(api, &login, email).await
 }
 
 /// A whole web sign-in; returns the session handle from the cookie.
 pub async fn sign_in(api: &LocalApi, email: &str) -> String {
     let callback = authorize(api, &format!("{APP_ORIGIN}/after"), email).await;
-    let response = api.client.get(callback).send().await.unwrap();
+    let response = callback.follow(api).await;
     assert_eq!(location(&response).as_str(), format!("{APP_ORIGIN}/after"));
     session_cookie(&response).expect("a session cookie")
 }
 
 /// The keyward session handle a response sets in its `__Host-` cookie.
 pub fn session_cookie(response: &reqwest::Response) -> Option<String> {
-    let cookie = response.headers().get("set-cookie")?.to_str().ok()?;
+    let cookie = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("__Host-keyward-session="))?;
     let value = cookie.strip_prefix("__Host-keyward-session=")?.split(';').next()?;
     crate::leaks::plant(value);
     (!value.is_empty()).then(|| value.to_owned())

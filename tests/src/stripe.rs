@@ -85,32 +85,110 @@ pub fn subscription(event_id: &str, kind: &str, created: i64, user: &UserId, pri
     event
 }
 
-/// A paid invoice of `user`'s subscription on `price` (basil shape).
-pub fn invoice(event_id: &str, invoice_id: &str, user: &UserId, price: &str) -> Value {
+/// A paid invoice (basil shape) of `user`'s subscription on `price` for the period starting at
+/// `period_start`: a new period's (`subscription_cycle`), for the sample's $19.00.
+pub fn invoice(event_id: &str, invoice_id: &str, user: &UserId, price: &str, period_start: i64) -> Value {
     let mut event = sample("invoice.paid");
     event["id"] = json!(event_id);
     let object = &mut event["data"]["object"];
     object["id"] = json!(invoice_id);
+    object["billing_reason"] = json!("subscription_cycle");
     object["customer"] = json!(format!("cus_{}", user_suffix(user)));
     object["parent"]["subscription_details"]["metadata"] = json!({ "user_id": user.as_str() });
-    object["lines"]["data"][0]["pricing"]["price_details"]["price"] = json!(price);
+    object["parent"]["subscription_details"]["subscription"] = json!(format!("sub_{}", user_suffix(user)));
+    object["period_end"] = json!(period_start);
+    let line = &mut object["lines"]["data"][0];
+    line["pricing"]["price_details"]["price"] = json!(price);
+    line["parent"]["subscription_item_details"]["subscription"] = json!(format!("sub_{}", user_suffix(user)));
+    line["period"] = json!({ "start": period_start, "end": period_start + 30 * 86_400 });
     event
 }
 
-/// `charge.refunded` for the checkout `session_id`'s charge, listing `refunds` as `(id, cents)`.
-pub fn refund(event_id: &str, session_id: &str, refunds: &[(&str, i64)]) -> Value {
+/// `invoice_payment.paid`: `invoice_id` was paid with the payment intent `payment_intent`.
+pub fn invoice_payment(event_id: &str, invoice_id: &str, payment_intent: &str) -> Value {
+    let mut event = sample("invoice_payment.paid");
+    event["id"] = json!(event_id);
+    event["data"]["object"]["invoice"] = json!(invoice_id);
+    event["data"]["object"]["payment"] = json!({ "type": "payment_intent", "payment_intent": payment_intent });
+    event
+}
+
+/// The payment intent of the checkout `session_id` ([`checkout`] names it so).
+pub fn payment_of(session_id: &str) -> String {
+    format!("pi_{}", &session_id[3..])
+}
+
+/// `charge.refunded` at `created` for `payment_intent`'s charge, with its cumulative
+/// `amount_refunded` and, as API versions before 2022-11-15 do, its refunds `(id, cents, status)`.
+pub fn charge_refunded(
+    event_id: &str,
+    created: i64,
+    payment_intent: &str,
+    amount_refunded: i64,
+    listed: &[(&str, i64, &str)],
+) -> Value {
     let mut event = sample("charge.refunded");
     event["id"] = json!(event_id);
+    event["created"] = json!(created);
     let object = &mut event["data"]["object"];
-    object["payment_intent"] = json!(format!("pi_{}", &session_id[3..]));
-    object["refunds"]["data"] = refunds
+    object["payment_intent"] = json!(payment_intent);
+    object["amount_refunded"] = json!(amount_refunded);
+    object["refunds"]["data"] = listed
         .iter()
-        .map(|(id, amount)| json!({ "id": id, "object": "refund", "amount": amount, "status": "succeeded" }))
+        .map(|(id, amount, status)| {
+            json!({ "id": id, "object": "refund", "amount": amount, "status": status, "created": created - 1 })
+        })
         .collect();
     event
 }
 
+/// A `refund.*` event (`created`, `updated`, `failed`) at `created` about the refund `refund_id`
+/// of `payment_intent`, made at `made_at`.
+pub fn refund(
+    event_id: &str,
+    (kind, created): (&str, i64),
+    refund_id: &str,
+    payment_intent: &str,
+    (amount, status, made_at): (i64, &str, i64),
+) -> Value {
+    let mut event = sample("refund.created");
+    event["id"] = json!(event_id);
+    event["type"] = json!(format!("refund.{kind}"));
+    event["created"] = json!(created);
+    let object = &mut event["data"]["object"];
+    object["id"] = json!(refund_id);
+    object["payment_intent"] = json!(payment_intent);
+    object["amount"] = json!(amount);
+    object["status"] = json!(status);
+    object["created"] = json!(made_at);
+    event
+}
+
+/// A `charge.dispute.*` event (`created`, `updated`, `closed`) at `created` about `payment_intent`.
+pub fn dispute(
+    event_id: &str,
+    (kind, created): (&str, i64),
+    dispute_id: &str,
+    payment_intent: &str,
+    (amount, status): (i64, &str),
+) -> Value {
+    let mut event = sample("charge.dispute.created");
+    event["id"] = json!(event_id);
+    event["type"] = json!(format!("charge.dispute.{kind}"));
+    event["created"] = json!(created);
+    let object = &mut event["data"]["object"];
+    object["id"] = json!(dispute_id);
+    object["payment_intent"] = json!(payment_intent);
+    object["amount"] = json!(amount);
+    object["status"] = json!(status);
+    event
+}
+
 /// A customer id per user, so events of one user share one customer.
+pub fn customer_of(user: &UserId) -> String {
+    format!("cus_{}", user_suffix(user))
+}
+
 fn user_suffix(user: &UserId) -> String {
     user.as_str().chars().filter(char::is_ascii_alphanumeric).collect()
 }

@@ -59,7 +59,7 @@ async fn every_template_route_is_served_by_its_function() {
             "headers": {"accept": "application/json"},
             "pathParameters": {"uid": user.as_str(), "provider": "openai"},
             "requestContext": {
-                "accountId": "123456789012", "apiId": "api", "domainName": "localhost", "domainPrefix": "localhost",
+                "accountId": "000000000000", "apiId": "local", "domainName": "localhost", "domainPrefix": "localhost",
                 "http": {"method": route.method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "t"},
                 "requestId": "r", "routeKey": route.key(), "stage": "$default", "time": "23/Nov/2026:00:00:00 +0000",
                 "timeEpoch": 0

@@ -54,10 +54,20 @@ async fn jwks_server() -> MockServer {
 }
 
 fn verifier(server: &MockServer) -> TokenVerifier {
+    verifier_with(server, None, None)
+}
+
+fn verifier_with(
+    server: &MockServer,
+    required_scope: Option<&str>,
+    email_verified_claim: Option<&str>,
+) -> TokenVerifier {
     let settings = TokenSettings {
         issuer: ISSUER.into(),
         audience: AUDIENCE.into(),
         jwks_url: format!("{}/.well-known/jwks.json", server.uri()).parse().unwrap(),
+        required_scope: required_scope.map(str::to_owned),
+        email_verified_claim: email_verified_claim.map(str::to_owned),
     };
     TokenVerifier::new(settings, keyward::outbound::Outbound::new())
 }
@@ -111,6 +121,20 @@ async fn every_forgery_is_refused_with_its_reason() {
         header.kid = Some("test-key-1".into());
         jsonwebtoken::encode(&header, &claims(), &EncodingKey::from_rsa_pem(PRIVATE_PEM).unwrap()).unwrap()
     };
+    // RFC 7515 §4.1.11: a header naming extensions the recipient must understand (keyward
+    // understands none), signed correctly all the same.
+    let critical = |header: Value| {
+        let signing_input = format!("{}.{}", b64(&header), b64(&claims()));
+        let key = EncodingKey::from_rsa_pem(PRIVATE_PEM).unwrap();
+        let signature = jsonwebtoken::crypto::sign(signing_input.as_bytes(), &key, Algorithm::RS256).unwrap();
+        format!("{signing_input}.{signature}")
+    };
+    let with_crit = critical(json!({"alg": "RS256", "typ": "JWT", "kid": "test-key-1", "crit": ["exp"], "exp": 1}));
+    let with_empty_crit = critical(json!({"alg": "RS256", "kid": "test-key-1", "crit": []}));
+    // Auth0's machine-to-machine tokens (client credentials) are an application's, not a user's.
+    let client_credentials = with("gty", json!("client-credentials"));
+    let client_grant_list = with("gty", json!(["client-credentials"]));
+    let clients_subject = with("sub", json!("zG4HxkExAMPLEclientId@clients"));
 
     let cases: Vec<(&str, String, AuthError)> = vec![
         // jsonwebtoken cannot even represent `none`: the header fails to parse.
@@ -141,6 +165,11 @@ async fn every_forgery_is_refused_with_its_reason() {
         ("garbage", "not.a.jwt".to_owned(), AuthError::Malformed),
         ("empty", String::new(), AuthError::Malformed),
         ("oversized (100 KB)", format!("{head}.{}.{sig}", "A".repeat(100_000)), AuthError::Malformed),
+        ("a crit header", with_crit, AuthError::CriticalExtension),
+        ("an empty crit header", with_empty_crit, AuthError::CriticalExtension),
+        ("gty client-credentials", client_credentials, AuthError::NotAUserToken),
+        ("gty as a list", client_grant_list, AuthError::NotAUserToken),
+        ("a sub ending in @clients", clients_subject, AuthError::NotAUserToken),
     ];
     for (name, token, expected) in cases {
         let err = verifier.verify(&token).await.unwrap_err();
@@ -149,6 +178,33 @@ async fn every_forgery_is_refused_with_its_reason() {
         assert_eq!(response.status(), 401, "{name}");
         assert!(response.headers().contains_key("www-authenticate"), "{name}");
     }
+}
+
+#[tokio::test]
+async fn a_required_scope_is_checked_and_email_verified_read_where_the_action_puts_it() {
+    let server = jwks_server().await;
+    let scoped = verifier_with(&server, Some("keyward:use"), Some("https://keyward.dev/email_verified"));
+    let with_scope = |scope: &str| {
+        let mut c = claims();
+        c["scope"] = json!(scope);
+        valid(&c)
+    };
+    assert!(scoped.verify(&with_scope("openid keyward:use email")).await.is_ok());
+    for missing in ["openid profile email", "keyward:user", "keyward:use-more", ""] {
+        let err = scoped.verify(&with_scope(missing)).await.unwrap_err();
+        assert_eq!(err, AuthError::InsufficientScope, "{missing:?}");
+        let response = keyward::http::ApiError::from(err).into_response();
+        assert_eq!(response.status(), 403, "RFC 6750: a missing scope is forbidden, not unauthenticated");
+        let challenge = response.headers()["www-authenticate"].to_str().unwrap();
+        assert!(challenge.contains("error=\"insufficient_scope\""), "{challenge}");
+    }
+    let mut namespaced = claims();
+    let object = namespaced.as_object_mut().unwrap();
+    object.remove("email_verified");
+    object.insert("scope".into(), json!("keyward:use"));
+    object.insert("https://keyward.dev/email_verified".into(), json!(true));
+    assert_eq!(scoped.verify(&valid(&namespaced)).await.unwrap().email_verified, Some(true));
+    assert_eq!(verifier(&server).verify(&valid(&namespaced)).await.unwrap().email_verified, None, "not configured");
 }
 
 #[tokio::test]

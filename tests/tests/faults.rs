@@ -138,12 +138,11 @@ async fn fetch_key_case(operation: &'static str, pass: usize, fault: Fault) {
     }
 }
 
-/// A Stripe purchase: the webhook secret, then linking the customer, recording the payment, reading
-/// the balance, and the one transaction that credits it.
+/// A Stripe purchase: the webhook secret, then linking the customer, reading the balance, and the
+/// one transaction that credits it and records the payment.
 const WEBHOOK: FaultPoints = &[
     ("SecretsManager.GetSecretValue", 0),
     ("DynamoDB.PutItem", 0),
-    ("DynamoDB.PutItem", 1),
     ("DynamoDB.GetItem", 0),
     ("DynamoDB.TransactWriteItems", 0),
 ];
@@ -229,17 +228,14 @@ async fn sign_in_case(operation: &'static str, pass: usize, fault: Fault) {
     let case = format!("sign-in: {fault:?} at {operation} (after {pass})");
     let (api, proxy) = api_behind_proxy(&[]).await;
     let callback = authorize(&api, &format!("{APP_ORIGIN}/after"), ADA).await;
-    let response = under_fault(&proxy, &case, (operation, pass, fault), async {
-        api.client.get(callback.clone()).send().await.unwrap()
-    })
-    .await;
+    let response = under_fault(&proxy, &case, (operation, pass, fault), callback.follow(&api)).await;
     refused_for_now(&case, response, None).await;
     // No session is half-created: a family exists only when its transaction took effect.
     let created = operation == "DynamoDB.TransactWriteItems" && fault == Fault::LostAnswer;
     assert_eq!(session_families(&api).await, usize::from(created), "{case}");
     // The same callback completes only if its state was never consumed (the fault stopped the
     // consumption itself); otherwise the state is gone, and so is Auth0's one-time code with it.
-    let replay = api.client.get(callback).send().await.unwrap();
+    let replay = callback.follow(&api).await;
     if operation == "DynamoDB.DeleteItem" && fault != Fault::LostAnswer {
         assert_eq!(replay.status(), 302, "{case}: the unconsumed state completes the sign-in");
     } else {
@@ -250,10 +246,16 @@ async fn sign_in_case(operation: &'static str, pass: usize, fault: Fault) {
     assert_eq!(refresh(&api, &handle).await.status(), 200, "{case}: signing in again");
 }
 
-/// `POST /auth/refresh` (a CLI rotating its session): the handle and its family, then (after
-/// Auth0's refresh grant) a fresh data key for Auth0's rotated token and the rotation's transaction.
-const REFRESH: FaultPoints =
-    &[("DynamoDB.GetItem", 0), ("DynamoDB.GetItem", 1), ("KMS.GenerateDataKey", 0), ("DynamoDB.TransactWriteItems", 0)];
+/// `POST /auth/refresh` (a CLI rotating its session): the client's allowance, the handle and its
+/// family, then (after Auth0's refresh grant) a fresh data key for Auth0's rotated token and the
+/// rotation's transaction.
+const REFRESH: FaultPoints = &[
+    ("DynamoDB.UpdateItem", 0),
+    ("DynamoDB.GetItem", 0),
+    ("DynamoDB.GetItem", 1),
+    ("KMS.GenerateDataKey", 0),
+    ("DynamoDB.TransactWriteItems", 0),
+];
 
 async fn refresh_case(operation: &'static str, pass: usize, fault: Fault) {
     let case = format!("refresh: {fault:?} at {operation} (after {pass})");
@@ -264,7 +266,7 @@ async fn refresh_case(operation: &'static str, pass: usize, fault: Fault) {
     let retry = refresh(&api, &handle).await;
     match (operation, fault) {
         // Before Auth0 was asked, nothing changed: the retry rotates the handle, once.
-        ("DynamoDB.GetItem", _) => {
+        ("DynamoDB.UpdateItem" | "DynamoDB.GetItem", _) => {
             assert_eq!(retry.status(), 200, "{case}: the retry");
             let next = json(retry).await["refreshToken"].as_str().unwrap().to_owned();
             assert_eq!(refresh(&api, &next).await.status(), 200, "{case}: the rotated handle");

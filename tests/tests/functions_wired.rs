@@ -38,7 +38,7 @@ fn event(method: &str, path: &str) -> Request {
         "rawQueryString": "",
         "headers": {"accept": "application/json"},
         "requestContext": {
-            "accountId": "123456789012", "apiId": "api", "domainName": "api.example.com", "domainPrefix": "api",
+            "accountId": "000000000000", "apiId": "local", "domainName": "api.example.com", "domainPrefix": "api",
             "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "test"},
             "requestId": "req-1", "routeKey": format!("{method} {path}"), "stage": "$default",
             "time": "22/Nov/2026:12:00:00 +0000", "timeEpoch": 1_795_000_000_000_i64
@@ -124,6 +124,8 @@ async fn a_cold_start_on_lambdas_variables_reaches_dynamodb_and_kms() {
     let mut vars = aws_settings(&table.name, &key);
     vars.extend([
         ("AWS_LAMBDA_FUNCTION_NAME", "internal-keys".to_owned()),
+        ("KEYWARD_API_ID", keyward::config::LOCAL_API_ID.to_owned()),
+        ("KEYWARD_ACCOUNT_ID", keyward::config::LOCAL_ACCOUNT_ID.to_owned()),
         ("AWS_REGION", "us-east-1".to_owned()),
         ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
         ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
@@ -151,4 +153,74 @@ async fn a_cold_start_on_lambdas_variables_reaches_dynamodb_and_kms() {
     let fresh = AppState::on_lambda(Config::from_lookup(lookup(&vars)).unwrap(), lookup(&vars)).unwrap();
     let opened = fresh.envelope.open_text(&stored.sealed, &context).await.expect("KMS Decrypt");
     assert_eq!(opened.expose_secret(), "sk-proj-lambda-variables");
+}
+
+/// A direct Lambda invoke can name any caller in `requestContext.authorizer.iam`. One that names
+/// an allow-listed principal but another API (as anyone with `lambda:InvokeFunction` could send)
+/// gets 403 from `internal-keys` before any AWS call: nothing read, nothing handed out, nothing
+/// audited. The same event naming this stack's API is served.
+#[tokio::test]
+async fn a_forged_direct_invoke_of_internal_keys_reads_and_audits_nothing() {
+    use lambda_http::Service;
+    let table = keyward_tests::TestTable::new().await;
+    let sdk = keyward_tests::aws().await;
+    let key = keyward_tests::kms_key(&aws_sdk_kms::Client::new(&sdk)).await;
+    let mut vars = aws_settings(&table.name, &key);
+    let principal = "arn:aws:iam::111122223333:role/notes-service";
+    vars.push(("KEYWARD_INTERNAL_PRINCIPALS", format!(r#"{{"{principal}": ["openai"]}}"#)));
+    let calls = keyward_tests::CallCounter::default();
+    let clients = AwsClients {
+        dynamodb: aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(calls.clone()).build(),
+        )
+        .into(),
+        kms: aws_sdk_kms::Client::from_conf(
+            aws_sdk_kms::config::Builder::from(&sdk).interceptor(calls.clone()).build(),
+        )
+        .into(),
+        secrets: aws_sdk_secretsmanager::Client::new(&sdk).into(),
+    };
+    let state = Arc::new(AppState::with_aws(Config::from_lookup(lookup(&vars)).unwrap(), Some(clients)).unwrap());
+    let user = UserId::parse("auth0|victim").unwrap();
+    let context = EncryptionContext::new(&user, Purpose::LlmKey, Provider::OpenAi.slug());
+    let sealed = state.envelope.seal(b"sk-proj-victims-key", &context).await.unwrap();
+    let new = NewLlmKey {
+        provider: Provider::OpenAi,
+        sealed,
+        preview: "sk-p…key".into(),
+        status: KeyStatus::Valid,
+        test: None,
+        zai_region: None,
+    };
+    state.store.llm_keys().put(&user, &new, now_epoch()).await.unwrap();
+    calls.reset();
+
+    let invoke = |api_id: &str| {
+        let path = "/internal/users/auth0|victim/llm-keys";
+        let json = serde_json::json!({
+            "version": "2.0", "routeKey": "GET /internal/users/{uid}/llm-keys", "rawPath": path,
+            "rawQueryString": "", "headers": {}, "pathParameters": {"uid": "auth0|victim"},
+            "requestContext": {
+                "accountId": keyward::config::LOCAL_ACCOUNT_ID, "apiId": api_id, "domainName": "x", "domainPrefix": "x",
+                "http": {"method": "GET", "path": path, "protocol": "HTTP/1.1", "sourceIp": "10.0.0.9", "userAgent": "boto3"},
+                "requestId": "forged", "routeKey": "GET /internal/users/{uid}/llm-keys", "stage": "$default",
+                "time": "04/Dec/2026:01:00:00 +0000", "timeEpoch": 1,
+                "authorizer": {"iam": {"userArn": principal, "accountId": "111122223333", "accessKey": "AKIAFORGED"}}
+            },
+            "isBase64Encoded": false
+        });
+        lambda_http::request::from_str(&json.to_string()).unwrap()
+    };
+    let mut service = keyward::app::service(Arc::clone(&state), internal_keys::handle);
+    let refused = service.call(invoke("zz9plural9")).await.unwrap();
+    assert_eq!(refused.status(), 403);
+    assert_eq!(json(&refused)["code"], "foreign_invocation");
+    assert!(!format!("{:?}", refused.body()).contains("sk-proj"));
+    assert_eq!(calls.counts(), Default::default(), "no AWS call at all");
+    let trail = state.store.audit().list(&user, 10, None).await.unwrap().items;
+    assert!(trail.is_empty(), "nothing audited as a fetch: {trail:?}");
+
+    let served = service.call(invoke(keyward::config::LOCAL_API_ID)).await.unwrap();
+    assert_eq!(served.status(), 200);
+    assert_eq!(json(&served)["keys"]["openai"], "sk-proj-victims-key");
 }

@@ -138,7 +138,11 @@ async fn refused_keys_are_never_stored(backend: Backend) {
     assert_eq!(response.headers()["retry-after"], "4", "OpenAI said 3.333 s");
     let (status, code, body) = problem(response).await;
     assert_eq!((status, code.as_str()), (422, "rate_limited"));
-    assert!(body["detail"].as_str().unwrap().contains("tokens per min (TPM): 85000/90000 used, need 10000 more"));
+    assert_eq!(
+        body["detail"],
+        "OpenAI rate limit reached: tokens per minute 85000/90000 used, need 10000 more. Try again in 4 s."
+    );
+    assert_eq!(body["providerCode"], "rate_limit_exceeded", "the code in its own field");
 
     let (status, code, body) =
         problem(ada.put_key("anthropic", &magic_key(StandIn::Anthropic, Scenario::NoCredits)).await).await;
@@ -231,7 +235,7 @@ async fn bad_requests_are_refused_before_any_provider_call(backend: Backend) {
             "unverified email",
             Session::new(&api, "eve+unverified@example.com").await.put_key("openai", planted).await,
             403,
-            "email_not_verified",
+            "email_unverified",
         ),
         (
             "test of an unknown provider",
@@ -248,6 +252,50 @@ async fn bad_requests_are_refused_before_any_provider_call(backend: Backend) {
     }
     assert_eq!(total_provider_calls(&api), 0, "no provider was called");
     assert!(ada.listing().await.is_empty());
+}
+
+/// Storing or testing a key needs an email address Auth0 verified: the access token's claim, the
+/// configured namespaced one, or the profile recorded at sign-in. A token that says nothing about
+/// it, of a user never signed in, is refused; and an application's token is no user's at all.
+async fn sensitive_routes_need_a_verified_email_and_a_users_token(backend: Backend) {
+    let api = LocalApi::start(backend).await;
+    let key = magic_key(StandIn::OpenAi, Scenario::Valid);
+    // Auth0's default: no email claims in the access token, and no profile yet.
+    let bare = Session::new(&api, "dana+bare@example.com").await;
+    assert_eq!(problem(bare.put_key("openai", &key).await).await.1, "email_unverified");
+    assert_eq!(problem(bare.send("POST", "/me/llm-keys/openai/test", None).await).await.1, "email_unverified");
+    let connect = bare.send("GET", "/me/oauth/google/connect", None).await;
+    assert_eq!(problem(connect).await.1, "email_unverified");
+    assert!(bare.listing().await.is_empty(), "reading one's own (empty) list needs no verified email");
+    // Signed in once on the web: the profile says the address is verified.
+    keyward_tests::sign_in::sign_in(&api, "dana+bare@example.com").await;
+    assert_eq!(bare.put_key("openai", &key).await.status(), 200);
+    // The token's own claim says false: the profile decides only when one of them says true.
+    let unverified = Session::new(&api, "erin+unverified@example.com").await;
+    let (status, code, _) = problem(unverified.put_key("openai", &key).await).await;
+    assert_eq!((status, code.as_str()), (403, "email_unverified"));
+    // An application's token (client credentials) acts as nobody.
+    let response = api
+        .client
+        .post(format!("{}oauth/token", api.sandbox.auth0_issuer()))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "reporting-job"),
+            ("client_secret", keyward_sandbox::auth0::SANDBOX_CLIENT_SECRET),
+            ("audience", keyward::config::LOCAL_AUDIENCE),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let machine = json(response).await["access_token"].as_str().unwrap().to_owned();
+    keyward_tests::leaks::plant(&machine);
+    let app = Session { api: &api, token: machine };
+    for (method, path) in
+        [("GET", "/me/llm-keys"), ("PUT", "/me/llm-keys/openai"), ("GET", "/me"), ("GET", "/me/credits")]
+    {
+        let body = (method == "PUT").then(|| json!({ "apiKey": key }));
+        assert_eq!(problem(app.send(method, path, body).await).await.1, "not_a_user_token", "{method} {path}");
+    }
 }
 
 async fn zai_keys_keep_their_region(backend: Backend) {
@@ -399,6 +447,7 @@ keyward_tests::on_both_backends!(
     refused_keys_are_never_stored,
     an_unreachable_provider_is_a_502_and_stores_nothing,
     bad_requests_are_refused_before_any_provider_call,
+    sensitive_routes_need_a_verified_email_and_a_users_token,
     zai_keys_keep_their_region,
     retesting_records_the_outcome,
     deletes_are_idempotent,

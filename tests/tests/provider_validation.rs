@@ -103,7 +103,8 @@ async fn refusals_carry_the_numbers_and_waits_the_provider_stated() {
 
     let openai = refusal(Provider::OpenAi, S::RateLimited).await;
     assert!(
-        openai.message().contains("tokens per min (TPM): 85000/90000 used, need 10000 more"),
+        openai.message()
+            == "OpenAI rate limit reached: tokens per minute 85000/90000 used, need 10000 more. Try again in 4 s.",
         "{}",
         openai.message()
     );

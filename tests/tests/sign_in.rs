@@ -5,13 +5,14 @@
 use std::time::Duration;
 
 use keyward::model::UserId;
-use keyward::store::{OneTimeState, StatePurpose, now_epoch};
+use keyward::redirects;
+use keyward::store::{StatePurpose, now_epoch};
 use keyward_sandbox::auth0::sandbox_subject;
-use keyward_tests::api::{Backend, LocalApi, json};
+use keyward_tests::api::{APP_ORIGIN, Backend, LocalApi, json};
 use keyward_tests::sign_in::{
-    ADA, activate, code_of, location, poll, refresh, sealed_auth0_token, session_cookie, sign_in, start_device,
+    ADA, Callback, activate, authorize, authorize_at_auth0, code_of, location, poll, refresh, sealed_auth0_token,
+    session_cookie, sign_in, start_device, state_cookie,
 };
-use secrecy::SecretString;
 use serde_json::json;
 use url::Url;
 
@@ -44,21 +45,58 @@ async fn web_sign_in_stores_the_user_and_sets_a_host_cookie(backend: Backend) {
     assert_eq!(param(&authorize, "redirect_uri"), Some(api.url("/auth/callback")));
     assert!(param(&authorize, "state").is_some_and(|s| s.len() >= 43), "at least 256 bits");
 
-    let callback = authorize_as(&api, authorize, ADA).await;
-    let response = api.client.get(callback.clone()).send().await.unwrap();
+    // The state is bound to this browser by a cookie of its own.
+    let binding = login.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for attribute in ["__Host-keyward-state-", "HttpOnly", "Secure", "SameSite=Lax", "Path=/", "Max-Age=600"] {
+        assert!(binding.contains(attribute), "{binding}");
+    }
+    assert!(!binding.contains("Domain"), "a __Host- cookie names no domain: {binding}");
+    let callback = Callback { url: authorize_as(&api, authorize, ADA).await, cookie: state_cookie(&login) };
+    let response = callback.follow(&api).await;
     assert_eq!(location(&response).as_str(), "https://app.example.com/x");
     let cookie = response.headers()["set-cookie"].to_str().unwrap().to_owned();
     for attribute in ["__Host-keyward-session=", "HttpOnly", "Secure", "SameSite=Lax", "Path=/"] {
         assert!(cookie.contains(attribute), "{cookie}");
     }
+    let cleared = response.headers().get_all("set-cookie").iter().any(|c| {
+        c.to_str().is_ok_and(|c| c.starts_with(callback.cookie.split('=').next().unwrap()) && c.contains("Max-Age=0"))
+    });
+    assert!(cleared, "the callback clears the state cookie");
     let profile = api.state.store.users().get(&user(ADA)).await.unwrap().unwrap();
     assert_eq!(profile.email.as_deref(), Some(ADA));
     assert!(profile.email_verified);
     assert_eq!(profile.name.as_deref(), Some("ada"));
 
     // The same callback again: the state was used up.
-    let (status, code) = code_of(api.client.get(callback).send().await.unwrap()).await;
+    let (status, code) = code_of(callback.follow(&api).await).await;
     assert_eq!((status, code.as_str()), (400, "invalid_state"));
+}
+
+/// Login CSRF: Mallory signs in at Auth0 as herself and sends Ada the callback link (or lands it in
+/// her browser). Without the cookie of the browser that started the sign-in, nobody is signed in.
+async fn a_callback_finishes_only_in_the_browser_that_started_it(backend: Backend) {
+    let api = LocalApi::start(backend).await;
+    let mallory = "mallory@example.com";
+    let mallorys = authorize(&api, &format!("{APP_ORIGIN}/after"), mallory).await;
+    // Ada's browser: no cookie for Mallory's state, or the cookie of a sign-in of its own.
+    let no_cookie = api.client.get(mallorys.url.clone()).send().await.unwrap();
+    assert_eq!(code_of(no_cookie).await, (400, "invalid_state".to_owned()));
+    assert!(api.state.store.users().get(&user(mallory)).await.unwrap().is_none(), "nobody signed in");
+    let adas = authorize(&api, &format!("{APP_ORIGIN}/after"), ADA).await;
+    let forged = Callback { url: adas.url.clone(), cookie: mallorys.cookie.clone() };
+    assert_eq!(code_of(forged.follow(&api).await).await, (400, "invalid_state".to_owned()), "another state's cookie");
+    let (name, _) = adas.cookie.split_once('=').unwrap();
+    let wrong_value = Callback { url: adas.url.clone(), cookie: format!("{name}=not-the-nonce") };
+    assert_eq!(code_of(wrong_value.follow(&api).await).await, (400, "invalid_state".to_owned()), "a forged nonce");
+    assert!(api.state.store.users().get(&user(ADA)).await.unwrap().is_none(), "nobody signed in");
+    // The state was used up by the attempt: the link is dead even in the right browser.
+    assert_eq!(code_of(mallorys.follow(&api).await).await, (400, "invalid_state".to_owned()));
+    // Two sign-ins started in one browser (two tabs) each finish there.
+    let first = authorize(&api, &format!("{APP_ORIGIN}/one"), ADA).await;
+    let second = authorize(&api, &format!("{APP_ORIGIN}/two"), ADA).await;
+    let both = |c: &Callback| Callback { url: c.url.clone(), cookie: format!("{}; {}", first.cookie, second.cookie) };
+    assert_eq!(location(&both(&second).follow(&api).await).as_str(), format!("{APP_ORIGIN}/two"));
+    assert_eq!(location(&both(&first).follow(&api).await).as_str(), format!("{APP_ORIGIN}/one"));
 }
 
 async fn authorize_as(api: &LocalApi, mut authorize: Url, email: &str) -> Url {
@@ -92,31 +130,32 @@ async fn forged_and_refused_sign_ins_store_nothing(backend: Backend) {
         })
         .collect();
     authorize.query_pairs_mut().clear().extend_pairs(pairs);
-    let callback = authorize_as(&api, authorize, ADA).await;
-    assert_eq!(code_of(api.client.get(callback).send().await.unwrap()).await, (400, "code_rejected".to_owned()));
+    let callback = Callback { url: authorize_as(&api, authorize, ADA).await, cookie: state_cookie(&login) };
+    assert_eq!(code_of(callback.follow(&api).await).await, (400, "code_rejected".to_owned()));
 
     // The user says no at Auth0.
     let login = api.client.get(api.url("/auth/login")).send().await.unwrap();
     let mut authorize = location(&login);
     authorize.query_pairs_mut().append_pair("deny", "1");
-    let callback = location(&api.client.get(authorize).send().await.unwrap());
-    assert_eq!(param(&callback, "error").as_deref(), Some("access_denied"));
-    assert_eq!(
-        code_of(api.client.get(callback.clone()).send().await.unwrap()).await,
-        (400, "access_denied".to_owned())
-    );
-    assert_eq!(code_of(api.client.get(callback).send().await.unwrap()).await, (400, "invalid_state".to_owned()));
+    let callback =
+        Callback { url: location(&api.client.get(authorize).send().await.unwrap()), cookie: state_cookie(&login) };
+    assert_eq!(param(&callback.url, "error").as_deref(), Some("access_denied"));
+    assert_eq!(code_of(callback.follow(&api).await).await, (400, "access_denied".to_owned()));
+    assert_eq!(code_of(callback.follow(&api).await).await, (400, "invalid_state".to_owned()));
 
     // A state made for another provider (Google connect) is not a login state.
-    let google = OneTimeState {
-        purpose: StatePurpose::GoogleConnect,
-        user: Some(user(ADA)),
-        return_to: None,
-        pkce_verifier: SecretString::from("v".repeat(43)),
-        expires_at: now_epoch() + 600,
-    };
-    api.state.store.states().create("google-state-0123456789abcdef0123456789abcdef", &google).await.unwrap();
-    let forged = api.url("/auth/callback?code=x&state=google-state-0123456789abcdef0123456789abcdef");
+    let connect = redirects::start(
+        &api.state.store,
+        &api.state.envelope,
+        StatePurpose::GoogleConnect,
+        Some(user(ADA)),
+        None,
+        false,
+        now_epoch(),
+    )
+    .await
+    .unwrap();
+    let forged = api.url(&format!("/auth/callback?code=x&state={}", connect.state));
     assert_eq!(code_of(api.client.get(forged).send().await.unwrap()).await, (400, "invalid_state".to_owned()));
     let unknown = api.url("/auth/callback?code=x&state=never-issued");
     assert_eq!(code_of(api.client.get(unknown).send().await.unwrap()).await, (400, "invalid_state".to_owned()));
@@ -128,7 +167,8 @@ async fn sessions_rotate_and_reuse_ends_the_family(backend: Backend) {
     let api = LocalApi::start(backend).await;
     let first = sign_in(&api, ADA).await;
 
-    // Browsers refresh with the cookie, and get the next handle in a new cookie.
+    // Browsers refresh with the cookie, and get the next handle in a new cookie only: a page's
+    // script never sees it in the body.
     let response = api
         .client
         .post(api.url("/auth/refresh"))
@@ -139,7 +179,8 @@ async fn sessions_rotate_and_reuse_ends_the_family(backend: Backend) {
     assert_eq!(response.status(), 200);
     let second = session_cookie(&response).expect("rotated cookie");
     let body = json(response).await;
-    assert_eq!(body["refreshToken"], second.as_str());
+    assert!(body.get("refreshToken").is_none(), "a cookie client never gets its handle in a body: {body}");
+    assert!(!body.to_string().contains(&second));
     assert_eq!(body["tokenType"], "Bearer");
     let me = api.client.get(api.url("/me")).bearer_auth(body["accessToken"].as_str().unwrap()).send().await.unwrap();
     assert_eq!(json(me).await["email"], ADA);
@@ -270,6 +311,7 @@ async fn device_polls_follow_rfc_8628(backend: Backend) {
 
 keyward_tests::on_both_backends!(
     web_sign_in_stores_the_user_and_sets_a_host_cookie,
+    a_callback_finishes_only_in_the_browser_that_started_it,
     forged_and_refused_sign_ins_store_nothing,
     sessions_rotate_and_reuse_ends_the_family,
     auth0_refusing_the_refresh_ends_the_session,
@@ -293,18 +335,21 @@ async fn calls_per_sign_in_route() {
     };
     forget_so_far();
     let login = api.client.get(api.url("/auth/login")).send().await.unwrap();
-    let mut authorize = location(&login);
-    assert_eq!(aws("LoginCallbackFunction"), "DynamoDB.PutItem=1", "login: the one-time state");
+    assert_eq!(
+        aws("LoginCallbackFunction"),
+        "DynamoDB.PutItem=1 DynamoDB.UpdateItem=1 KMS.GenerateDataKey=1",
+        "login: the client's allowance, the sealed PKCE verifier, the one-time state"
+    );
     assert_eq!(auth0(), "", "login: a redirect, no call to Auth0");
-    authorize.query_pairs_mut().append_pair("login_hint", ADA);
-    let callback = location(&api.client.get(authorize).send().await.unwrap());
+    let callback = authorize_at_auth0(&api, &login, ADA).await;
     assert_eq!(auth0(), "GET /authorize=1", "the browser at Auth0, not keyward");
-    let response = api.client.get(callback).send().await.unwrap();
+    let response = callback.follow(&api).await;
     let handle = session_cookie(&response).unwrap();
     assert_eq!(
         aws("LoginCallbackFunction"),
         "DynamoDB.DeleteItem=1 DynamoDB.TransactWriteItems=1 DynamoDB.UpdateItem=1 KMS.GenerateDataKey=1",
-        "callback: consume the state, upsert the profile, seal the refresh token, create the session"
+        "callback: consume the state, open the verifier (its data key is cached from the login), upsert the \
+         profile, seal the refresh token, create the session"
     );
     assert_eq!(
         auth0(),
@@ -314,8 +359,9 @@ async fn calls_per_sign_in_route() {
     let next = json(refresh(&api, &handle).await).await["refreshToken"].as_str().unwrap().to_owned();
     assert_eq!(
         aws("LoginCallbackFunction"),
-        "DynamoDB.GetItem=2 DynamoDB.TransactWriteItems=1 KMS.GenerateDataKey=1",
-        "refresh: handle and family reads, reseal (the data key is cached for the open), rotate"
+        "DynamoDB.GetItem=2 DynamoDB.TransactWriteItems=1 DynamoDB.UpdateItem=1 KMS.GenerateDataKey=1",
+        "refresh: the client's allowance, handle and family reads, reseal (the data key is cached for the open), \
+         rotate"
     );
     assert_eq!(auth0(), "POST /oauth/token=1", "refresh: Auth0's refresh grant");
     let response =
@@ -329,12 +375,16 @@ async fn calls_per_sign_in_route() {
     assert_eq!(code_of(refresh(&api, &rotated_away).await).await, (401, "session_reused".to_owned()));
     assert_eq!(
         aws("LoginCallbackFunction"),
-        "DynamoDB.GetItem=2 DynamoDB.UpdateItem=1",
-        "reuse: find, revoke the family"
+        "DynamoDB.GetItem=2 DynamoDB.UpdateItem=2",
+        "reuse: the client's allowance, find, revoke the family"
     );
     assert_eq!(auth0(), "POST /oauth/revoke=1", "reuse: revoke the family's Auth0 refresh token");
     let started = start_device(&api).await;
-    assert_eq!(aws("DeviceAuthFunction"), "DynamoDB.PutItem=1", "device start: the device record");
+    assert_eq!(
+        aws("DeviceAuthFunction"),
+        "DynamoDB.PutItem=1 DynamoDB.UpdateItem=1",
+        "device start: the client's allowance, the device record"
+    );
     assert_eq!(auth0(), "POST /oauth/device/code=1", "device start");
     let device_code = started["deviceCode"].as_str().unwrap().to_owned();
     poll(&api, &device_code).await;

@@ -10,31 +10,33 @@ use keyward_tests::sign_in::{
     ADA, activate, authorize, location, poll, refresh, sealed_auth0_token, session_cookie, start_device,
 };
 use serde_json::json;
-use tracing_subscriber::filter::Targets;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sign_in_codes_tokens_and_handles_stay_out_of_logs() {
     let capture = LogCapture::default();
     let sink = capture.clone();
-    keyward::telemetry::install(move || sink.clone(), "trace".parse::<Targets>().expect("filter directives"));
+    keyward::telemetry::install(
+        move || sink.clone(),
+        keyward::telemetry::LogLevels::parse("trace").expect("filter directives"),
+    );
     let api = LocalApi::start(Backend::Moto).await;
     let mut secrets: Vec<(&str, String)> = Vec::new();
     let mut error_bodies = Vec::new();
 
     // Web: the callback's code and state, the session handles, the Auth0 refresh token, the access token.
     let callback = authorize(&api, &format!("{APP_ORIGIN}/after"), ADA).await;
-    for (name, value) in callback.query_pairs() {
+    for (name, value) in callback.url.query_pairs() {
         secrets.push(if name == "code" {
             ("authorization code", value.into_owned())
         } else {
             ("state", value.into_owned())
         });
     }
-    let response = api.client.get(callback.clone()).send().await.unwrap();
+    let response = callback.follow(&api).await;
     assert_eq!(location(&response).as_str(), format!("{APP_ORIGIN}/after"));
     let first = session_cookie(&response).unwrap();
     secrets.push(("auth0 refresh token", sealed_auth0_token(&api, &first).await));
-    let replayed = api.client.get(callback).send().await.unwrap();
+    let replayed = callback.follow(&api).await;
     assert_eq!(replayed.status(), 400);
     error_bodies.push(replayed.text().await.unwrap());
     let refreshed = json(refresh(&api, &first).await).await;

@@ -8,11 +8,13 @@ use std::time::SystemTime;
 
 use keyward::billing::signature;
 use keyward::model::UserId;
+use keyward::store::{CreditChange, LedgerKind};
 use keyward_sandbox::auth0::sandbox_subject;
 use keyward_tests::api::{BILLING_SERVICE, Backend, LocalApi, NOTES_SERVICE, in_path, json};
 use keyward_tests::sign_in::code_of;
 use keyward_tests::stripe::{
-    ENDPOINT_SECRETS, checkout, deliver, deliver_with, invoice, now, refund, sample, subscription, v1,
+    ENDPOINT_SECRETS, charge_refunded, checkout, customer_of, deliver, deliver_with, dispute, invoice, invoice_payment,
+    now, payment_of, refund, sample, subscription, v1,
 };
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -20,6 +22,11 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 
 const ADA: &str = "ada@example.com";
+/// Event times for tests where their order matters.
+const T0: i64 = 1_764_000_000;
+/// A subscription period's start, and a month.
+const PERIOD: i64 = 1_763_800_100;
+const MONTH: i64 = 2_592_000;
 
 fn user(email: &str) -> UserId {
     UserId::parse(&sandbox_subject(email)).unwrap()
@@ -41,6 +48,12 @@ async fn ledger_sum(api: &LocalApi, user: &UserId) -> (i64, usize) {
             None => return (sum, count),
         }
     }
+}
+
+/// The kinds of a user's ledger entries, newest first.
+async fn ledger_kinds(api: &LocalApi, user: &UserId) -> Vec<&'static str> {
+    let page = api.state.store.credits().ledger(user, 100, None).await.unwrap();
+    page.items.iter().map(|e| e.kind.as_str()).collect()
 }
 
 async fn consume(api: &LocalApi, user: &UserId, amount: i64, key: &str) -> reqwest::Response {
@@ -164,7 +177,8 @@ async fn a_shuffled_stream_with_duplicates_adds_up(backend: Backend) {
     for n in 0..60 {
         let owner = &users[n % 3];
         *expected.entry(owner).or_default() += 1000;
-        stream.push(invoice(&format!("evt_inv{n}"), &format!("in_{n}"), owner, "price_sandbox_pro"));
+        let period = 1_760_000_000 + n as i64 * 2_592_000;
+        stream.push(invoice(&format!("evt_inv{n}"), &format!("in_{n}"), owner, "price_sandbox_pro", period));
     }
     for (n, owner) in users.iter().enumerate() {
         stream.push(subscription(
@@ -222,12 +236,13 @@ async fn subscription_events_out_of_order_leave_the_newest_tier(backend: Backend
     let plan = api.state.store.credits().subscription(&ada).await.unwrap().unwrap();
     assert_eq!((plan.status.as_str(), plan.event_created), ("canceled", 3_000));
 
-    // The invoice of a plan grants its allowance once per invoice, whichever event carries it.
-    let paid = invoice("evt_i1", "in_1", &ada, "price_sandbox_enterprise");
+    // The invoice of a plan grants its allowance once, whichever event carries it.
+    let paid = invoice("evt_i1", "in_1", &ada, "price_sandbox_enterprise", PERIOD);
     assert_eq!(deliver(&api, &paid).await, (200, "applied".into()));
-    assert_eq!(deliver(&api, &invoice("evt_i1_twin", "in_1", &ada, "price_sandbox_enterprise")).await.1, "duplicate");
+    let twin = invoice("evt_i1_twin", "in_1", &ada, "price_sandbox_enterprise", PERIOD);
+    assert_eq!(deliver(&api, &twin).await.1, "duplicate");
     // The pre-basil shape: `subscription` at the invoice's top level.
-    let mut older = invoice("evt_i2", "in_2", &ada, "price_sandbox_pro");
+    let mut older = invoice("evt_i2", "in_2", &ada, "price_sandbox_pro", PERIOD + MONTH);
     let object = &mut older["data"]["object"];
     let details = object["parent"]["subscription_details"].clone();
     object["parent"] = Value::Null;
@@ -238,34 +253,234 @@ async fn subscription_events_out_of_order_leave_the_newest_tier(backend: Backend
     assert_eq!(balance(&api, &ada).await, 10_000 + 1_000);
 }
 
-async fn refunds_claw_back_per_refund_id(backend: Backend) {
+/// Partial refunds claw back from what the charge has had refunded altogether, so they add up to
+/// exactly the credits a refund of the whole would take (per-refund rounding would not). A refund
+/// that fails gives back what it took; repeats and stale events change nothing.
+async fn refunds_claw_back_from_the_cumulative_amount_refunded(backend: Backend) {
     let api = LocalApi::start(backend).await;
     let ada = user(ADA);
-    assert_eq!(deliver(&api, &checkout("evt_r0", "cs_refunded", &ada, 500, 2000)).await.1, "applied");
-    // A partial refund of a quarter, then another event listing it again with a second refund.
-    assert_eq!(deliver(&api, &refund("evt_r1", "cs_refunded", &[("re_1", 500)])).await.1, "applied");
-    assert_eq!(balance(&api, &ada).await, 375);
-    assert_eq!(deliver(&api, &refund("evt_r2", "cs_refunded", &[("re_2", 1000), ("re_1", 500)])).await.1, "applied");
-    assert_eq!(balance(&api, &ada).await, 125);
-    assert_eq!(deliver(&api, &refund("evt_r2", "cs_refunded", &[("re_2", 1000), ("re_1", 500)])).await.1, "duplicate");
-    // Credits already spent: the clawback takes the balance below zero, and says so in the ledger.
-    assert_eq!(consume(&api, &ada, 125, "spend-all").await.status(), 200);
-    assert_eq!(deliver(&api, &refund("evt_r3", "cs_refunded", &[("re_3", 500)])).await.1, "applied");
-    assert_eq!(balance(&api, &ada).await, -125);
-    assert_eq!(ledger_sum(&api, &ada).await, (-125, 5));
+    let pi = payment_of("cs_thirds");
+    assert_eq!(deliver(&api, &checkout("evt_r0", "cs_thirds", &ada, 100, 300)).await.1, "applied");
+    // Three refunds of a third each, as current API versions send them: the charge's cumulative
+    // total, and each refund on its own (whichever comes first).
+    let third = |n: i64, listed: bool| {
+        let listed: Vec<(&str, i64, &str)> = if listed { vec![("re_t1", 100, "succeeded")] } else { vec![] };
+        charge_refunded(&format!("evt_c{n}"), T0 + n * 10, &pi, 100 * n, &listed)
+    };
+    assert_eq!(deliver(&api, &third(1, true)).await, (200, "applied".into()));
+    assert_eq!(balance(&api, &ada).await, 67, "33.3 rounds to 33");
+    let re_t2 = refund("evt_f2", ("created", T0 + 15), "re_t2", &pi, (100, "succeeded", T0 + 14));
+    assert_eq!(deliver(&api, &re_t2).await, (200, "applied".into()));
+    assert_eq!(balance(&api, &ada).await, 33, "two thirds: 66.7 rounds to 67 in all, 34 more");
+    assert_eq!(deliver(&api, &third(2, false)).await, (200, "recorded".into()), "the total keyward worked out");
+    assert_eq!(deliver(&api, &third(3, false)).await, (200, "applied".into()));
+    assert_eq!(balance(&api, &ada).await, 0, "three partial refunds took exactly all 100, not 99");
+    assert_eq!(deliver(&api, &third(3, false)).await, (200, "duplicate".into()));
+    // The third refund fails at the bank after the charge said 300: it gives back its share.
+    let re_t3 = refund("evt_f3", ("failed", T0 + 40), "re_t3", &pi, (100, "failed", T0 + 29));
+    assert_eq!(deliver(&api, &re_t3).await, (200, "applied".into()));
+    assert_eq!(balance(&api, &ada).await, 33);
+    // An older event about a refund keyward knows newer news of changes nothing.
+    let stale = refund("evt_f3_old", ("created", T0 + 30), "re_t3", &pi, (100, "succeeded", T0 + 29));
+    assert_eq!(deliver(&api, &stale).await, (200, "duplicate".into()));
+    assert_eq!(balance(&api, &ada).await, 33);
+    let kinds: Vec<&str> = ledger_kinds(&api, &ada).await;
+    assert_eq!(kinds, ["reversal", "refund", "refund", "refund", "purchase"], "newest first");
+    assert_eq!(ledger_sum(&api, &ada).await, (33, 5));
 
-    // Current API versions announce each refund with its own event; the refund id keeps it single.
-    let mut created = sample("refund.created");
-    created["data"]["object"]["payment_intent"] = json!("pi_refunded");
-    created["data"]["object"]["id"] = json!("re_5");
-    created["data"]["object"]["amount"] = json!(200);
+    // A refund of a payment keyward has not seen yet waits for it (Stripe retries a 409), and the
+    // retry after the checkout applies.
+    let early = charge_refunded("evt_early", T0 + 50, &payment_of("cs_late"), 50, &[]);
+    assert_eq!(deliver(&api, &early).await, (409, "payment_not_recorded".into()));
+    let orphan = refund("evt_orphan", ("created", T0 + 50), "re_o", &payment_of("cs_late"), (50, "pending", T0));
+    assert_eq!(deliver(&api, &orphan).await, (409, "payment_not_recorded".into()));
+    assert_eq!(deliver(&api, &checkout("evt_late", "cs_late", &ada, 10, 100)).await.1, "applied");
+    assert_eq!(deliver(&api, &early).await, (200, "applied".into()));
+    assert_eq!(deliver(&api, &orphan).await, (200, "recorded".into()), "the same 50 in all: nothing more taken");
+    assert_eq!(balance(&api, &ada).await, 33 + 10 - 5);
+}
+
+/// A dispute takes the disputed payment's credits back once, a won dispute gives them back, and
+/// refunds and disputes together never take more than the payment granted.
+async fn disputes_claw_back_once_and_a_won_dispute_restores(backend: Backend) {
+    let api = LocalApi::start(backend).await;
+    let ada = user(ADA);
+    let pi = payment_of("cs_disputed");
+    assert_eq!(deliver(&api, &checkout("evt_d0", "cs_disputed", &ada, 500, 2000)).await.1, "applied");
+    let opened = dispute("evt_d1", ("created", T0), "dp_1", &pi, (2000, "needs_response"));
+    assert_eq!(deliver(&api, &opened).await, (200, "applied".into()));
+    assert_eq!(balance(&api, &ada).await, 0);
+    assert_eq!(deliver(&api, &opened).await, (200, "duplicate".into()));
+    let reviewed = dispute("evt_d2", ("updated", T0 + 10), "dp_1", &pi, (2000, "under_review"));
+    assert_eq!(deliver(&api, &reviewed).await, (200, "duplicate".into()), "still held: nothing moves");
+    // A refund of a quarter while the whole is disputed takes nothing more.
+    let refunded = charge_refunded("evt_d3", T0 + 20, &pi, 500, &[]);
+    assert_eq!(deliver(&api, &refunded).await, (200, "recorded".into()));
+    assert_eq!(balance(&api, &ada).await, 0, "never more than the payment granted");
+    let won = dispute("evt_d4", ("closed", T0 + 30), "dp_1", &pi, (2000, "won"));
+    assert_eq!(deliver(&api, &won).await, (200, "applied".into()));
+    assert_eq!(balance(&api, &ada).await, 375, "the dispute's credits back, the refund's quarter not");
+    // A lost dispute keeps what it took.
+    let other = payment_of("cs_lost");
+    assert_eq!(deliver(&api, &checkout("evt_l0", "cs_lost", &ada, 100, 1000)).await.1, "applied");
+    assert_eq!(
+        deliver(&api, &dispute("evt_l1", ("created", T0), "dp_2", &other, (1000, "needs_response"))).await.1,
+        "applied"
+    );
+    assert_eq!(
+        deliver(&api, &dispute("evt_l2", ("closed", T0 + 5), "dp_2", &other, (1000, "lost"))).await.1,
+        "duplicate"
+    );
+    assert_eq!(balance(&api, &ada).await, 375);
+    // A dispute of a payment keyward has not seen waits for it.
+    let unknown = dispute("evt_u1", ("created", T0), "dp_3", &payment_of("cs_never"), (10, "needs_response"));
+    assert_eq!(deliver(&api, &unknown).await, (409, "payment_not_recorded".into()));
+    assert_eq!(ledger_sum(&api, &ada).await.0, 375);
+}
+
+/// A subscription invoice's allowance is clawed back in proportion to its refunds, once keyward
+/// knows which payment paid it: named in the invoice (older API versions) or by
+/// `invoice_payment.paid` (basil and later).
+async fn a_refunded_subscription_invoice_claws_back_its_allowance(backend: Backend) {
+    let api = LocalApi::start(backend).await;
+    let ada = user(ADA);
+    assert_eq!(deliver(&api, &invoice("evt_a1", "in_a1", &ada, "price_sandbox_pro", PERIOD)).await.1, "applied");
+    assert_eq!(balance(&api, &ada).await, 1000);
+    let refunded = charge_refunded("evt_a2", T0, "pi_invoice_a1", 950, &[]);
+    assert_eq!(deliver(&api, &refunded).await, (409, "payment_not_recorded".into()), "which payment is unknown yet");
+    let early = invoice_payment("evt_a0", "in_never", "pi_x");
+    assert_eq!(deliver(&api, &early).await, (409, "payment_not_recorded".into()), "the invoice is unknown yet");
+    assert_eq!(deliver(&api, &invoice_payment("evt_a3", "in_a1", "pi_invoice_a1")).await.1, "applied");
+    assert_eq!(deliver(&api, &refunded).await, (200, "applied".into()));
+    assert_eq!(balance(&api, &ada).await, 500, "half of $19.00 refunded: half of the allowance");
+    // Older API versions name the payment in the invoice itself.
+    let mut older = invoice("evt_b1", "in_b1", &ada, "price_sandbox_pro", PERIOD + MONTH);
+    older["data"]["object"]["payment_intent"] = json!("pi_invoice_b1");
+    assert_eq!(deliver(&api, &older).await.1, "applied");
+    assert_eq!(deliver(&api, &charge_refunded("evt_b2", T0, "pi_invoice_b1", 1900, &[])).await.1, "applied");
+    assert_eq!(balance(&api, &ada).await, 500);
+}
+
+/// An invoice grants its allowance only for a new subscription or a new period, when something
+/// was paid, and once per subscription period whichever invoice bills it.
+async fn allowances_are_granted_once_per_paid_period(backend: Backend) {
+    let api = LocalApi::start(backend).await;
+    let ada = user(ADA);
+    let paid = |event: &str, id: &str, period: i64| invoice(event, id, &ada, "price_sandbox_pro", period);
+    let mut created = paid("evt_p1", "in_p1", PERIOD);
+    created["data"]["object"]["billing_reason"] = json!("subscription_create");
     assert_eq!(deliver(&api, &created).await.1, "applied");
-    assert_eq!(balance(&api, &ada).await, -175);
-    created["id"] = json!("evt_r5_listed_again");
-    assert_eq!(deliver(&api, &refund("evt_r6", "cs_refunded", &[("re_5", 200)])).await.1, "duplicate");
-    assert_eq!(deliver(&api, &created).await.1, "duplicate");
-    // A refund of a charge keyward sold no credits for is recorded and ignored.
-    assert_eq!(deliver(&api, &refund("evt_r4", "cs_unknown", &[("re_4", 100)])).await.1, "ignored");
+    // A second invoice for the same period (another event, another invoice id): granted already.
+    assert_eq!(deliver(&api, &paid("evt_p2", "in_p2", PERIOD)).await.1, "ignored");
+    assert_eq!(deliver(&api, &paid("evt_p3", "in_p3", PERIOD + MONTH)).await.1, "applied", "the next period");
+    let changed = |event: &str, id: &str, change: &dyn Fn(&mut Value)| {
+        let mut invoice = paid(event, id, PERIOD + 2 * MONTH);
+        change(&mut invoice["data"]["object"]);
+        invoice
+    };
+    let not_granting = [
+        changed("evt_n1", "in_n1", &|i| i["billing_reason"] = json!("subscription_update")),
+        changed("evt_n2", "in_n2", &|i| i["billing_reason"] = json!("manual")),
+        changed("evt_n3", "in_n3", &|i| i["billing_reason"] = json!("subscription_threshold")),
+        changed("evt_n4", "in_n4", &|i| i["amount_paid"] = json!(0)),
+    ];
+    for invoice in &not_granting {
+        assert_eq!(deliver(&api, invoice).await, (200, "ignored".into()), "{}", invoice["id"]);
+    }
+    assert_eq!(
+        balance(&api, &ada).await,
+        2000,
+        "a proration, a manual or threshold invoice and a $0 one grant nothing"
+    );
+    // A deployment may let $0 invoices (trials) grant their period's allowance.
+    let trials = LocalApi::start_with(backend, &[("KEYWARD_STRIPE_GRANT_FREE_INVOICES", "true")]).await;
+    let mut trial = paid("evt_t1", "in_t1", PERIOD);
+    trial["data"]["object"]["amount_paid"] = json!(0);
+    assert_eq!(deliver(&trials, &trial).await.1, "applied");
+    assert_eq!(balance(&trials, &ada).await, 1000);
+}
+
+/// Only server-set metadata (`metadata.user_id` on the session or the subscription) says whose a
+/// customer is, and the first link stands: an event pointing a linked customer at someone else is
+/// refused, applies nothing, and both users' audit trails say so.
+async fn customers_link_once_and_client_reference_ids_decide_nothing(backend: Backend) {
+    let api = LocalApi::start(backend).await;
+    let (ada, bob, mallory) = (user(ADA), user("bob@example.com"), user("mallory@example.com"));
+    let mut bought = checkout("evt_k1", "cs_k1", &ada, 50, 500);
+    bought["data"]["object"]["client_reference_id"] = json!(mallory.as_str());
+    assert_eq!(deliver(&api, &bought).await.1, "applied");
+    assert_eq!(
+        (balance(&api, &ada).await, balance(&api, &mallory).await),
+        (50, 0),
+        "metadata decides, not the browser"
+    );
+    // Nothing but client_reference_id: nobody is credited until the customer is linked.
+    let mut unnamed = checkout("evt_k2", "cs_k2", &mallory, 70, 700);
+    unnamed["data"]["object"]["metadata"] = json!({ "credits": "70" });
+    unnamed["data"]["object"]["customer"] = json!("cus_unlinked");
+    assert_eq!(deliver(&api, &unnamed).await, (409, "customer_not_linked".into()));
+    // Ada's customer, named as Bob's in a later subscription: refused.
+    let mut hijack = subscription("evt_k3", "created", 2_000, &bob, "price_sandbox_enterprise", "active");
+    hijack["data"]["object"]["customer"] = json!(customer_of(&ada));
+    assert_eq!(deliver(&api, &hijack).await, (200, "refused".into()));
+    assert_eq!(deliver(&api, &hijack).await, (200, "duplicate".into()), "Stripe's retry gets the same answer");
+    assert!(api.state.store.credits().subscription(&bob).await.unwrap().is_none(), "Bob got no plan");
+    assert_eq!(api.state.store.credits().customer_owner(&customer_of(&ada)).await.unwrap(), Some(ada.clone()));
+    for who in [&ada, &bob] {
+        let trail = api.audit_trail(who).await;
+        let refused = (String::from("stripe.customer_link"), Some(customer_of(&ada)), String::from("refused"));
+        assert!(trail.contains(&refused), "{who}: {trail:?}");
+    }
+    // An event naming nobody goes to the customer's first user; a user may have several customers.
+    let mut by_customer = invoice("evt_k4", "in_k4", &bob, "price_sandbox_pro", PERIOD);
+    by_customer["data"]["object"]["parent"]["subscription_details"]["metadata"] = json!({});
+    by_customer["data"]["object"]["customer"] = json!(customer_of(&ada));
+    assert_eq!(deliver(&api, &by_customer).await.1, "applied");
+    let mut second = checkout("evt_k5", "cs_k5", &ada, 5, 50);
+    second["data"]["object"]["customer"] = json!("cus_adas_second");
+    assert_eq!(deliver(&api, &second).await.1, "applied");
+    assert_eq!((balance(&api, &ada).await, balance(&api, &bob).await), (1055, 0));
+}
+
+/// A clawback is never refused for want of credits: the balance goes below zero, `/me/credits`
+/// shows it, and consumption is refused until it is positive again.
+async fn clawbacks_may_go_below_zero_and_consumption_waits(backend: Backend) {
+    let api = LocalApi::start(backend).await;
+    let ada = user(ADA);
+    assert_eq!(deliver(&api, &checkout("evt_z0", "cs_z0", &ada, 100, 1000)).await.1, "applied");
+    assert_eq!(consume(&api, &ada, 100, "spend-all").await.status(), 200);
+    assert_eq!(deliver(&api, &charge_refunded("evt_z1", now(), &payment_of("cs_z0"), 1000, &[])).await.1, "applied");
+    assert_eq!(balance(&api, &ada).await, -100);
+    let token = api.user_token(ADA).await;
+    let mine = json(api.client.get(api.url("/me/credits")).bearer_auth(&token).send().await.unwrap()).await;
+    assert_eq!(mine["balance"].as_i64(), Some(-100), "{mine}");
+    let refund_entry = mine["recent"].as_array().unwrap().iter().find(|e| e["kind"] == "refund").cloned();
+    assert_eq!(
+        refund_entry.map(|e| (e["amount"].clone(), e["balanceAfter"].clone())),
+        Some((json!(-100), json!(-100)))
+    );
+    assert_eq!(code_of(consume(&api, &ada, 1, "while-short").await).await, (402, "insufficient_credits".into()));
+    assert_eq!(deliver(&api, &checkout("evt_z2", "cs_z2", &ada, 150, 1500)).await.1, "applied");
+    assert_eq!(consume(&api, &ada, 50, "again").await.status(), 200);
+    assert_eq!(balance(&api, &ada).await, 0);
+    assert_eq!(ledger_sum(&api, &ada).await.0, 0);
+}
+
+/// Events of the other Stripe mode, credits beyond the configured maximum and amounts that would
+/// overflow are refused with 400, and nothing of them is applied.
+async fn other_mode_events_and_overflowing_amounts_are_refused(backend: Backend) {
+    let api = LocalApi::start_with(backend, &[("KEYWARD_STRIPE_MAX_PURCHASE_CREDITS", "1000")]).await;
+    let ada = user(ADA);
+    let mut live = checkout("evt_v1", "cs_v1", &ada, 10, 100);
+    live["livemode"] = json!(true);
+    assert_eq!(deliver(&api, &live).await, (400, "livemode_mismatch".into()), "local mode takes test events only");
+    assert_eq!(deliver(&api, &checkout("evt_v2", "cs_v2", &ada, 1001, 100)).await, (400, "invalid_credits".into()));
+    assert_eq!(balance(&api, &ada).await, 0);
+    let seed = CreditChange { kind: LedgerKind::Purchase, amount: i64::MAX - 10, source: "seed".into(), at: 1 };
+    api.state.store.credits().apply(&ada, &seed, &[], &[]).await.unwrap();
+    assert_eq!(deliver(&api, &checkout("evt_v3", "cs_v3", &ada, 100, 100)).await, (400, "credit_overflow".into()));
+    assert_eq!(balance(&api, &ada).await, i64::MAX - 10, "nothing applied");
+    assert_eq!(deliver(&api, &checkout("evt_v4", "cs_v4", &ada, 10, 100)).await.1, "applied", "a sum that fits");
 }
 
 async fn consumes_race_and_repeat_safely(backend: Backend) {
@@ -308,6 +523,36 @@ async fn consumes_race_and_repeat_safely(backend: Backend) {
     }
 }
 
+/// An idempotency key is the caller's own, for one user, and stands for the request it first came
+/// with: the same key with another amount is refused (422) and debits nothing; with the same
+/// request it answers the first result; another service's key of the same name is its own.
+async fn a_consume_key_is_bound_to_its_caller_user_and_request(backend: Backend) {
+    let principals = json!({ BILLING_SERVICE.arn: ["credits"], NOTES_SERVICE.arn: ["credits"] }).to_string();
+    let api = LocalApi::start_with(backend, &[("KEYWARD_INTERNAL_PRINCIPALS", &principals)]).await;
+    let (ada, bob) = (user(ADA), user("bob@example.com"));
+    assert_eq!(deliver(&api, &checkout("evt_i0", "cs_i0", &ada, 100, 1000)).await.1, "applied");
+    assert_eq!(deliver(&api, &checkout("evt_i1", "cs_i1", &bob, 100, 1000)).await.1, "applied");
+    let api = &api;
+    let debit = |caller, who: &UserId, amount: i64, reason: &str| {
+        let body = json!({ "amount": amount, "idempotencyKey": "summary-42", "reason": reason }).to_string();
+        let path = format!("/internal/users/{}/credits/consume", in_path(who));
+        async move { api.signed("POST", &path, body.as_bytes(), caller, SystemTime::now()).await }
+    };
+    let first = json(debit(BILLING_SERVICE, &ada, 10, "notes summary").await).await;
+    assert_eq!(first, json!({ "balance": 90 }));
+    let retried = json(debit(BILLING_SERVICE, &ada, 10, "notes summary").await).await;
+    assert_eq!(retried, first, "the same request: the first answer");
+    let changed = debit(BILLING_SERVICE, &ada, 99, "notes summary").await;
+    assert_eq!(code_of(changed).await, (422, "idempotency_mismatch".into()));
+    let reworded = debit(BILLING_SERVICE, &ada, 10, "another summary").await;
+    assert_eq!(code_of(reworded).await, (422, "idempotency_mismatch".into()), "the reason is part of the request");
+    assert_eq!(balance(api, &ada).await, 90, "nothing debited by a mismatched key");
+    // Another service, or another user, with a key of the same name: their own keys.
+    assert_eq!(json(debit(NOTES_SERVICE, &ada, 5, "notes summary").await).await, json!({ "balance": 85 }));
+    assert_eq!(json(debit(BILLING_SERVICE, &bob, 7, "notes summary").await).await, json!({ "balance": 93 }));
+    assert_eq!(ledger_sum(api, &ada).await, (85, 3));
+}
+
 async fn my_credits_show_balance_tier_and_ledger(backend: Backend) {
     let api = LocalApi::start(backend).await;
     let ada = user(ADA);
@@ -335,7 +580,7 @@ async fn my_credits_show_balance_tier_and_ledger(backend: Backend) {
 async fn an_unknown_customer_waits_for_its_checkout(backend: Backend) {
     let api = LocalApi::start(backend).await;
     let ada = user(ADA);
-    let mut orphan = invoice("evt_o1", "in_o1", &ada, "price_sandbox_pro");
+    let mut orphan = invoice("evt_o1", "in_o1", &ada, "price_sandbox_pro", PERIOD);
     orphan["data"]["object"]["parent"]["subscription_details"]["metadata"] = json!({});
     assert_eq!(deliver(&api, &orphan).await, (409, "customer_not_linked".into()), "Stripe will retry");
     assert_eq!(balance(&api, &ada).await, 0);
@@ -350,8 +595,15 @@ keyward_tests::on_both_backends!(
     one_event_delivered_100_times_at_once_credits_once,
     a_shuffled_stream_with_duplicates_adds_up,
     subscription_events_out_of_order_leave_the_newest_tier,
-    refunds_claw_back_per_refund_id,
+    refunds_claw_back_from_the_cumulative_amount_refunded,
+    disputes_claw_back_once_and_a_won_dispute_restores,
+    a_refunded_subscription_invoice_claws_back_its_allowance,
+    allowances_are_granted_once_per_paid_period,
+    customers_link_once_and_client_reference_ids_decide_nothing,
+    clawbacks_may_go_below_zero_and_consumption_waits,
+    other_mode_events_and_overflowing_amounts_are_refused,
     consumes_race_and_repeat_safely,
+    a_consume_key_is_bound_to_its_caller_user_and_request,
     my_credits_show_balance_tier_and_ledger,
     an_unknown_customer_waits_for_its_checkout,
 );
@@ -389,15 +641,21 @@ async fn dynamodb_calls_per_webhook() {
     deliver(&api, &purchase).await;
     assert_eq!(
         calls(),
-        "DynamoDB.GetItem=1 DynamoDB.PutItem=2 DynamoDB.TransactWriteItems=1",
-        "purchase: link customer, record payment, read balance, one transaction"
+        "DynamoDB.GetItem=2 DynamoDB.TransactWriteItems=1",
+        "purchase: the customer's link, the balance, one transaction (with the payment's record)"
     );
     deliver(&api, &purchase).await;
-    assert_eq!(calls(), "DynamoDB.GetItem=2 DynamoDB.PutItem=2 DynamoDB.TransactWriteItems=1", "duplicate");
+    assert_eq!(calls(), "DynamoDB.GetItem=3 DynamoDB.TransactWriteItems=1", "duplicate: and the marker's answer");
     deliver(&api, &subscription("evt_d2", "created", 1_000, &ada, "price_sandbox_pro", "active")).await;
-    assert_eq!(calls(), "DynamoDB.PutItem=1 DynamoDB.TransactWriteItems=1", "subscription: link, one transaction");
-    deliver(&api, &invoice("evt_d3", "in_d3", &ada, "price_sandbox_pro")).await;
-    assert_eq!(calls(), "DynamoDB.GetItem=1 DynamoDB.PutItem=1 DynamoDB.TransactWriteItems=1", "allowance");
+    assert_eq!(calls(), "DynamoDB.GetItem=1 DynamoDB.TransactWriteItems=1", "subscription: the link, one transaction");
+    deliver(&api, &invoice("evt_d3", "in_d3", &ada, "price_sandbox_pro", PERIOD)).await;
+    assert_eq!(calls(), "DynamoDB.GetItem=2 DynamoDB.TransactWriteItems=1", "allowance");
+    deliver(&api, &charge_refunded("evt_d5", T0, &payment_of("cs_d1"), 10, &[])).await;
+    assert_eq!(
+        calls(),
+        "DynamoDB.GetItem=1 DynamoDB.Query=1 DynamoDB.TransactWriteItems=1",
+        "refund: the payment's history, the balance, one transaction"
+    );
     let mut other = sample("checkout.session.completed");
     other["type"] = json!("customer.created");
     other["id"] = json!("evt_d4");

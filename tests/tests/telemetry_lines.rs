@@ -7,12 +7,12 @@ use keyward::config::Config;
 use keyward_tests::LogCapture;
 use lambda_http::{Body, Request, Response, Service};
 use serde_json::Value;
-use tracing_subscriber::filter::Targets;
 
 async fn noisy_handler(_state: Arc<AppState>, _req: Request) -> Response<Body> {
-    tracing::debug!("looking things up");
-    tracing::info!(provider = "openai", "validated");
-    tracing::warn!("provider slow");
+    // keyward's own target: a test crate's would be capped at INFO like any third party's.
+    tracing::debug!(target: "keyward_tests", "looking things up");
+    tracing::info!(target: "keyward_tests", provider = "openai", "validated");
+    tracing::warn!(target: "keyward_tests", "provider slow");
     keyward::http::ApiError::Internal("simulated".into()).into_response()
 }
 
@@ -20,7 +20,10 @@ async fn noisy_handler(_state: Arc<AppState>, _req: Request) -> Response<Body> {
 async fn every_line_of_a_request_has_its_id_and_route() {
     let capture = LogCapture::default();
     let sink = capture.clone();
-    keyward::telemetry::install(move || sink.clone(), "debug".parse::<Targets>().expect("filter directives"));
+    keyward::telemetry::install(
+        move || sink.clone(),
+        keyward::telemetry::LogLevels::parse("debug").expect("filter directives"),
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().to_str().unwrap().to_owned();

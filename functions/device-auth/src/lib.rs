@@ -13,6 +13,7 @@ use keyward::http::{ApiError, json_body, json_response, route_key, route_not_fou
 use keyward::secret::DeviceCode;
 use keyward::session;
 use keyward::store::{now_epoch, now_epoch_millis};
+use keyward::throttle::{self, AnonymousAction};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use secrecy::{ExposeSecret, SecretString};
@@ -30,7 +31,7 @@ pub async fn handle(state: Arc<AppState>, req: Request) -> Response<Body> {
 async fn route(state: &AppState, req: &Request) -> Result<Response<Body>, ApiError> {
     match route_key(req) {
         "GET /health/device-auth" => Ok(health(state, FUNCTION)),
-        "POST /auth/device/start" => start(state).await,
+        "POST /auth/device/start" => start(state, req).await,
         "POST /auth/device/poll" => poll(state, req).await,
         _ => Err(route_not_found()),
     }
@@ -41,7 +42,9 @@ fn device_hash(code: &DeviceCode) -> String {
 }
 
 /// `POST /auth/device/start` → the codes to show the person, and how often to poll.
-async fn start(state: &AppState) -> Result<Response<Body>, ApiError> {
+async fn start(state: &AppState, req: &Request) -> Result<Response<Body>, ApiError> {
+    let limits = &state.config.anonymous_limits;
+    throttle::admit(&state.store, limits, req, AnonymousAction::DeviceStart, now_epoch()).await?;
     let device = state.auth0.device_code().await?;
     let interval = i64::try_from(device.interval).unwrap_or(5).max(1);
     let expires_in = i64::try_from(device.expires_in).unwrap_or(900);

@@ -102,12 +102,7 @@ struct PutKey {
 async fn put(state: &AppState, req: &Request) -> Result<Response<Body>, ApiError> {
     let claims = state.tokens.verify_request(req).await?;
     let provider = provider_of(req)?;
-    if claims.email_verified == Some(false) {
-        return Err(ApiError::forbidden(
-            "email_not_verified",
-            "Verify your email address before storing provider keys.",
-        ));
-    }
+    keyward::account::require_verified_email(&state.store, &claims).await?;
     let body: PutKey = json_body(req)?;
     let region = zai_region(provider, body.region.as_deref())?;
     let key = parse_api_key(provider, body.api_key.expose_secret())?;
@@ -141,6 +136,7 @@ async fn put(state: &AppState, req: &Request) -> Result<Response<Body>, ApiError
 async fn test(state: &AppState, req: &Request) -> Result<Response<Body>, ApiError> {
     let claims = state.tokens.verify_request(req).await?;
     let provider = provider_of(req)?;
+    keyward::account::require_verified_email(&state.store, &claims).await?;
     let keys = state.store.llm_keys();
     let stored = keys.get(&claims.user, provider).await?.ok_or_else(|| no_key(provider))?;
     spend_validation(state, &claims.user, provider).await?;

@@ -12,12 +12,11 @@ use keyward::http::{
     ApiError, allowed_return_to, json_body, json_response, no_content, query_param, redirect, rfc3339, route_key,
     route_not_found,
 };
-use keyward::oauth::Pkce;
+use keyward::redirects::{self, RedirectError};
 use keyward::secret::{RefreshToken, SessionHandle};
 use keyward::session::{self, SESSION_COOKIE, handle_hash, random_secret, refresh_context};
-use keyward::store::{
-    OneTimeState, ProfileUpdate, SESSION_IDLE_SECS, SessionFamily, StatePurpose, UserProfile, now_epoch,
-};
+use keyward::store::{ProfileUpdate, SESSION_IDLE_SECS, SessionFamily, StatePurpose, UserProfile, now_epoch};
+use keyward::throttle::{self, AnonymousAction};
 use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use secrecy::{ExposeSecret, SecretString};
@@ -25,9 +24,6 @@ use serde::{Deserialize, Serialize};
 
 /// This function's name, as in `template.yaml`.
 pub const FUNCTION: &str = "login-callback";
-
-/// How long a sign-in may take between `/auth/login` and the callback.
-const STATE_TTL_SECS: i64 = 600;
 
 /// Serves one request of this function's routes.
 pub async fn handle(state: Arc<AppState>, req: Request) -> Response<Body> {
@@ -63,37 +59,42 @@ fn config(state: &AppState) -> Response<Body> {
     )
 }
 
-/// `GET /auth/login?returnTo=…` → 302 to Auth0 with a fresh state and PKCE challenge.
+/// `GET /auth/login?returnTo=…` → 302 to Auth0 with a fresh state and PKCE challenge, the state
+/// bound to this browser by a cookie.
 async fn login(state: &AppState, req: &Request) -> Result<Response<Body>, ApiError> {
+    throttle::admit(&state.store, &state.config.anonymous_limits, req, AnonymousAction::Login, now_epoch()).await?;
     let return_to = match query_param(req, "returnTo") {
         Some(raw) => Some(allowed_return_to(&state.config.auth0.return_origins, raw)?),
         None => state.config.auth0.return_origins.first().map(|origin| format!("{origin}/")),
     };
-    let login_state = random_secret();
-    let pkce = Pkce::new();
-    let record = OneTimeState {
-        purpose: StatePurpose::Auth0Login,
-        user: None,
-        return_to,
-        pkce_verifier: SecretString::from(pkce.verifier),
-        expires_at: now_epoch() + STATE_TTL_SECS,
-    };
-    state.store.states().create(&login_state, &record).await?;
-    let url = state.auth0.authorize_url(&login_state, &pkce.challenge)?;
-    Ok(redirect(url.as_str()))
+    let started =
+        redirects::start(&state.store, &state.envelope, StatePurpose::Auth0Login, None, return_to, true, now_epoch())
+            .await?;
+    let url = state.auth0.authorize_url(&started.state, &started.code_challenge)?;
+    let mut response = redirect(url.as_str());
+    if let Some(cookie) = started.browser_cookie.as_deref() {
+        set_cookie(&mut response, cookie);
+    }
+    Ok(response)
 }
 
-/// `GET /auth/callback?code&state` (or `?error&state` from Auth0).
+/// `GET /auth/callback?code&state` (or `?error&state` from Auth0), in the browser that started the
+/// sign-in (its state cookie).
 async fn callback(state: &AppState, req: &Request) -> Result<Response<Body>, ApiError> {
     let invalid_state = || {
         ApiError::bad_request(
             "invalid_state",
-            "This sign-in link was already used, has expired or is unknown; sign in again.",
+            "This sign-in link was already used, has expired, is unknown or was started in another browser; sign \
+             in again.",
         )
     };
     let raw_state = query_param(req, "state").ok_or_else(invalid_state)?;
     // Consumed first, whatever else the callback says: a state works once.
-    let login = state.store.states().consume(raw_state, StatePurpose::Auth0Login).await?.ok_or_else(invalid_state)?;
+    let login = match redirects::finish(&state.store, &state.envelope, StatePurpose::Auth0Login, raw_state, req).await {
+        Ok(login) => login,
+        Err(RedirectError::InvalidState) => return Err(invalid_state()),
+        Err(other) => return Err(other.into()),
+    };
     if let Some(error) = query_param(req, "error") {
         let code = if error == "access_denied" { "access_denied" } else { "auth0_error" };
         tracing::info!(error = code, "Auth0 sign-in refused");
@@ -105,7 +106,7 @@ async fn callback(state: &AppState, req: &Request) -> Result<Response<Body>, Api
     let code = query_param(req, "code")
         .ok_or_else(|| ApiError::bad_request("missing_code", "The callback carries no authorization code."))?;
 
-    let tokens = state.auth0.exchange_code(code, login.pkce_verifier.expose_secret()).await.map_err(|e| match e {
+    let tokens = state.auth0.exchange_code(code, login.verifier.expose_secret()).await.map_err(|e| match e {
         Auth0Error::Refused { .. } => ApiError::bad_request(
             "code_rejected",
             "Auth0 rejected the sign-in code (used, expired or not ours); sign in again.",
@@ -119,6 +120,7 @@ async fn callback(state: &AppState, req: &Request) -> Result<Response<Body>, Api
         None => json_response(StatusCode::OK, &serde_json::json!({ "signedIn": true, "user": identity.user.as_str() })),
     };
     set_session_cookie(&mut response, Some(&handle));
+    set_cookie(&mut response, &redirects::clear_browser_cookie(raw_state));
     Ok(response)
 }
 
@@ -131,7 +133,11 @@ fn set_session_cookie(response: &mut Response<Body>, handle: Option<&SessionHand
         ),
         None => format!("{SESSION_COOKIE}=; HttpOnly; Secure; SameSite=Lax; Path=/; Max-Age=0"),
     };
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
+    set_cookie(response, &cookie);
+}
+
+fn set_cookie(response: &mut Response<Body>, cookie: &str) {
+    if let Ok(value) = HeaderValue::from_str(cookie) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
 }
@@ -161,12 +167,15 @@ struct Refreshed<'a> {
     access_token: &'a str,
     expires_in: u64,
     token_type: &'a str,
-    /// The next session handle: the one presented no longer works.
-    refresh_token: &'a str,
+    /// The next session handle, for a client that presented its handle in the body: the one it
+    /// presented no longer works. A browser gets it only in its cookie, out of script's reach.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<&'a str>,
 }
 
 /// `POST /auth/refresh`: a new access token for a session handle, which rotates.
 async fn refresh(state: &AppState, req: &Request) -> Result<Response<Body>, ApiError> {
+    throttle::admit(&state.store, &state.config.anonymous_limits, req, AnonymousAction::Refresh, now_epoch()).await?;
     let (handle, via_cookie) = presented_handle(req)?;
     let presented = handle_hash(&handle);
     let family =
@@ -217,7 +226,7 @@ async fn refresh(state: &AppState, req: &Request) -> Result<Response<Body>, ApiE
             access_token: tokens.access_token.expose(),
             expires_in: tokens.expires_in,
             token_type: &tokens.token_type,
-            refresh_token: next.expose(),
+            refresh_token: (!via_cookie).then(|| next.expose()),
         },
     );
     if via_cookie {

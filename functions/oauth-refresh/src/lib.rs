@@ -16,11 +16,11 @@ use keyward::http::{
     route_not_found,
 };
 use keyward::model::UserId;
-use keyward::oauth::Pkce;
 use keyward::oauth::google::{GoogleClient, GoogleError};
+use keyward::redirects::{self, RedirectError};
 use keyward::secret::RefreshToken;
-use keyward::session::{self, handle_hash, random_secret};
-use keyward::store::{Actor, AuditEntry, ConnectionStatus, OAuthConnection, OneTimeState, StatePurpose, now_epoch};
+use keyward::session::{self, handle_hash};
+use keyward::store::{Actor, AuditEntry, ConnectionStatus, OAuthConnection, StatePurpose, now_epoch};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use secrecy::{ExposeSecret, SecretString};
@@ -29,8 +29,6 @@ use serde::Serialize;
 /// This function's name, as in `template.yaml`.
 pub const FUNCTION: &str = "oauth-refresh";
 
-/// How long a connect may take between the consent URL and Google's callback.
-const STATE_TTL_SECS: i64 = 600;
 /// How long one caller may hold the refresh of a connection: longer than a Google call may take
 /// (the outbound client gives up after 10 s), so a lease outlives its holder only if that one died.
 const LEASE_SECS: i64 = 15;
@@ -98,20 +96,15 @@ struct Consent {
 async fn connect(state: &AppState, req: &Request) -> Result<Response<Body>, ApiError> {
     let claims = state.tokens.verify_request(req).await?;
     let google = google(state)?;
+    keyward::account::require_verified_email(&state.store, &claims).await?;
     let return_to = query_param(req, "returnTo")
         .map(|raw| allowed_return_to(&state.config.auth0.return_origins, raw))
         .transpose()?;
-    let connect_state = random_secret();
-    let pkce = Pkce::new();
-    let record = OneTimeState {
-        purpose: StatePurpose::GoogleConnect,
-        user: Some(claims.user),
-        return_to,
-        pkce_verifier: SecretString::from(pkce.verifier),
-        expires_at: now_epoch() + STATE_TTL_SECS,
-    };
-    state.store.states().create(&connect_state, &record).await?;
-    let url = google.authorize_url(&connect_state, &pkce.challenge);
+    let purpose = StatePurpose::GoogleConnect;
+    let started =
+        redirects::start(&state.store, &state.envelope, purpose, Some(claims.user), return_to, false, now_epoch())
+            .await?;
+    let url = google.authorize_url(&started.state, &started.code_challenge);
     Ok(json_response(StatusCode::OK, &Consent { authorization_url: url.into() }))
 }
 
@@ -127,7 +120,11 @@ async fn callback(state: &AppState, req: &Request) -> Result<Response<Body>, Api
     let raw_state = query_param(req, "state").ok_or_else(invalid_state)?;
     // Consumed first, whatever else the callback says: a state works once.
     let started =
-        state.store.states().consume(raw_state, StatePurpose::GoogleConnect).await?.ok_or_else(invalid_state)?;
+        match redirects::finish(&state.store, &state.envelope, StatePurpose::GoogleConnect, raw_state, req).await {
+            Ok(started) => started,
+            Err(RedirectError::InvalidState) => return Err(invalid_state()),
+            Err(other) => return Err(other.into()),
+        };
     let user = started.user.ok_or_else(|| ApiError::Internal("a Google connect state without a user".into()))?;
     require_same_browser_user(state, req, &user).await?;
     if let Some(error) = query_param(req, "error") {
@@ -140,7 +137,7 @@ async fn callback(state: &AppState, req: &Request) -> Result<Response<Body>, Api
     }
     let code = query_param(req, "code")
         .ok_or_else(|| ApiError::bad_request("missing_code", "The callback carries no authorization code."))?;
-    let tokens = google.exchange_code(code, started.pkce_verifier.expose_secret()).await.map_err(|e| match e {
+    let tokens = google.exchange_code(code, started.verifier.expose_secret()).await.map_err(|e| match e {
         GoogleError::Refused { .. } => ApiError::bad_request(
             "code_rejected",
             "Google rejected the authorization code (used or expired); connect again.",

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use keyward::app::{AppState, health};
-use keyward::auth::Grant;
+use keyward::auth::{Grant, ServiceCaller};
 use keyward::billing::{self, BillingError, Tier, events, signature};
 use keyward::http::{
     ApiError, json_body, json_response, path_user, query_param, raw_body, rfc3339, route_key, route_not_found,
@@ -74,6 +74,17 @@ async fn webhook(state: &AppState, req: &Request) -> Result<Response<Body>, ApiE
             code: "customer_not_linked",
             detail: "No keyward user is linked to this event's customer yet; Stripe's retry will apply it.".into(),
         },
+        BillingError::PaymentNotRecorded => ApiError::Conflict {
+            code: "payment_not_recorded",
+            detail: "keyward has not recorded the payment this event is about yet; Stripe's retry will apply it."
+                .into(),
+        },
+        BillingError::WrongMode { .. } => ApiError::bad_request("livemode_mismatch", e.to_string()),
+        BillingError::CreditsOutOfRange { .. } => ApiError::bad_request("invalid_credits", e.to_string()),
+        BillingError::Overflow => {
+            tracing::warn!(event = %event.id, "a Stripe event would overflow keyward's credit arithmetic; refused");
+            ApiError::bad_request("credit_overflow", e.to_string())
+        }
         BillingError::Store(e) => e.into(),
     })?;
     tracing::info!(event = %event.id, kind = %event.kind, outcome = outcome.as_str(), "stripe event");
@@ -153,11 +164,11 @@ async fn my_credits(state: &AppState, req: &Request) -> Result<Response<Body>, A
 }
 
 /// The user of an internal credits route, for a caller with the `credits` grant.
-fn internal_user(state: &AppState, req: &Request) -> Result<(UserId, String), ApiError> {
+fn internal_user(state: &AppState, req: &Request) -> Result<(UserId, ServiceCaller), ApiError> {
     let caller = state.config.internal_principals.caller(req)?;
     caller.require(Grant::Credits)?;
     let user = path_user(req)?;
-    Ok((user, caller.arn))
+    Ok((user, caller))
 }
 
 #[derive(Serialize)]
@@ -206,13 +217,25 @@ async fn consume(state: &AppState, req: &Request) -> Result<Response<Body>, ApiE
     if request.reason.trim().is_empty() || request.reason.chars().count() > 200 {
         return Err(ApiError::bad_request("invalid_reason", "`reason` must be 1 to 200 characters."));
     }
+    // A repeated key is a retry only with the same request: the amount and reason.
+    let once = [OnceKey::idempotency(
+        caller.principal(),
+        &user,
+        &request.idempotency_key,
+        &format!("{}\n{}", request.amount, request.reason),
+    )];
     let change =
         CreditChange { kind: LedgerKind::Consume, amount: -request.amount, source: request.reason, at: now_epoch() };
-    let once = [OnceKey::Idempotency(user.clone(), request.idempotency_key)];
-    let balance = match state.store.credits().apply(&user, &change, &once).await? {
+    let balance = match state.store.credits().apply(&user, &change, &once, &[]).await? {
         Applied::Applied(entry) => entry.balance_after,
         Applied::Duplicate { balance_after: Some(balance) } => balance,
         Applied::Duplicate { balance_after: None } => state.store.credits().account(&user).await?.balance,
+        Applied::Mismatch => {
+            return Err(ApiError::Unprocessable {
+                code: "idempotency_mismatch",
+                detail: "This idempotencyKey was first used with another amount or reason; nothing was debited.".into(),
+            });
+        }
         Applied::Insufficient { balance } => {
             return Err(ApiError::PaymentRequired {
                 code: "insufficient_credits",
@@ -222,7 +245,10 @@ async fn consume(state: &AppState, req: &Request) -> Result<Response<Body>, ApiE
                 ),
             });
         }
+        Applied::Overflow => {
+            return Err(ApiError::bad_request("credit_overflow", "The balance cannot take this debit."));
+        }
     };
-    tracing::info!(user = %user, caller = %caller, amount = request.amount, "credits consumed");
+    tracing::info!(user = %user, caller = %caller.arn, amount = request.amount, "credits consumed");
     Ok(json_response(StatusCode::OK, &Consumed { balance }))
 }

@@ -3,8 +3,6 @@
 //!
 //! `scripts/bench` builds the binaries, starts moto and calls this; see BENCHMARKS.md.
 
-mod runtime;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -18,8 +16,7 @@ use keyward::providers::{Provider, preview};
 use keyward::secret::ApiKey;
 use keyward::store::{DynamoTable, KeyStatus, NewLlmKey, Store, create_table, now_epoch};
 use keyward_sandbox::aws_proxy::AwsProxy;
-
-use runtime::Emulator;
+use keyward_sandbox::lambda_runtime::{Answer, Emulator};
 
 const FUNCTIONS: [&str; 6] =
     ["login-callback", "device-auth", "llm-keys", "internal-keys", "oauth-refresh", "stripe-webhook"];
@@ -209,7 +206,7 @@ fn init_ratio(run: &Run, floor: &Run) -> f64 {
 }
 
 /// Every answer must be the API Gateway response the event documents as a success.
-fn check(binary: &Path, answer: &runtime::Answer) {
+fn check(binary: &Path, answer: &Answer) {
     let body: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
     let status = body["statusCode"].as_u64().unwrap_or(0);
     assert!(answer.ok && status == 200, "{}: {}", binary.display(), String::from_utf8_lossy(&answer.body));
@@ -288,6 +285,9 @@ async fn main() {
         ("KEYWARD_AUTH0_CLIENT_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:123456789012:secret:auth0-AbCdEf"),
         ("KEYWARD_AUTH0_CALLBACK_URL", "https://api.keyward.dev/auth/callback"),
         ("KEYWARD_INTERNAL_PRINCIPALS", &principals),
+        // The API and account the sample events name (`events/`).
+        ("KEYWARD_API_ID", keyward::config::LOCAL_API_ID),
+        ("KEYWARD_ACCOUNT_ID", keyward::config::LOCAL_ACCOUNT_ID),
         ("AWS_ENDPOINT_URL", &endpoint),
         ("AWS_REGION", "us-east-1"),
         ("AWS_ACCESS_KEY_ID", "bench"),

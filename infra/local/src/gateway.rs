@@ -15,6 +15,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response as AxumResponse};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use keyward::config::{DEFAULT_STAGE, LOCAL_ACCOUNT_ID as ACCOUNT_ID, LOCAL_API_ID as API_ID};
 use lambda_http::lambda_runtime::Context;
 use lambda_http::{Body, RequestExt};
 use serde_json::{Map, Value, json};
@@ -30,8 +31,6 @@ use crate::{FunctionHandler, GatewayError};
 
 /// API Gateway's payload limit for HTTP APIs.
 const MAX_PAYLOAD: usize = 10 * 1024 * 1024;
-const ACCOUNT_ID: &str = "000000000000";
-const API_ID: &str = "local";
 
 struct Inner {
     routes: RouteTable,
@@ -48,21 +47,9 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Serves `routes` on `addr` (port 0 picks a free one). Every route's function must have a
-    /// handler in `functions`, so a template change cannot leave a route silently unserved.
-    pub fn start(
-        addr: SocketAddr,
-        routes: RouteTable,
-        functions: HashMap<String, FunctionHandler>,
-        credentials: Credentials,
-        region: String,
-    ) -> Result<Self, GatewayError> {
-        let listener = std::net::TcpListener::bind(addr).map_err(|source| GatewayError::Bind { addr, source })?;
-        Self::start_on(listener, routes, functions, credentials, region)
-    }
-
-    /// Serves on a listener the caller bound (and kept), so no one else can take its port between
-    /// choosing it and serving on it.
+    /// Serves `routes` on a listener the caller bound (and kept), so no one else can take its port
+    /// between choosing it and serving on it. Every route's function must have a handler in
+    /// `functions`, so a template change cannot leave a route silently unserved.
     pub fn start_on(
         listener: std::net::TcpListener,
         routes: RouteTable,
@@ -244,7 +231,7 @@ impl Incoming<'_> {
             },
             "requestId": self.request_id,
             "routeKey": self.route.key(),
-            "stage": "$default",
+            "stage": DEFAULT_STAGE,
             "time": now.format(format_description!(
                 "[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000"
             )).unwrap_or_default(),

@@ -21,6 +21,8 @@ use keyward_sandbox::providers::{Provider as SandboxProvider, Scenario};
 const USAGE: &str = "\
 usage: keyward-local [--port N] [--sandbox-port N] [--data-dir DIR] [--credentials FILE]
                      [--template FILE] [--bootstrap]
+       keyward-local call METHOD PATH [--body JSON] [--url URL] [--credentials FILE]
+                     (a SigV4-signed request to an /internal route, as an AWS SDK signs it)
 
   --port N          where the API listens on 127.0.0.1 (default 8700; 0 = any free port)
   --sandbox-port N  where the third-party stand-ins listen (default 8701; 0 = any free port)
@@ -70,10 +72,51 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
 #[tokio::main]
 async fn main() {
     keyward::telemetry::init();
-    if let Err(e) = run().await {
+    let mut args = std::env::args().skip(1).peekable();
+    let result = if args.peek().map(String::as_str) == Some("call") { call(args.skip(1)).await } else { run().await };
+    if let Err(e) = result {
         eprintln!("keyward-local: {e}");
         std::process::exit(2);
     }
+}
+
+/// `keyward-local call GET /internal/users/…/llm-keys`: signs the request with the local
+/// credentials, as an internal service's AWS SDK would, sends it, and prints the answer. (curl 7's
+/// `--aws-sigv4` signs percent-encoded paths, such as a user id's `%7C`, differently from the
+/// SDKs, so the gateway refuses it, as API Gateway would.)
+async fn call(mut args: impl Iterator<Item = String>) -> Result<(), String> {
+    let (Some(method), Some(path)) = (args.next(), args.next()) else { return Err(USAGE.to_owned()) };
+    let (mut url, mut body, mut credentials) =
+        (format!("http://127.0.0.1:{DEFAULT_PORT}"), String::new(), PathBuf::from(".keyward/credentials.json"));
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--url" => url = value.trim_end_matches('/').to_owned(),
+            "--body" => body = value,
+            "--credentials" => credentials = value.into(),
+            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+        }
+    }
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let region = env("AWS_REGION").unwrap_or_else(|| "us-east-1".to_owned());
+    let credentials = Credentials::load(&credentials).map_err(|e| format!("credentials: {e}"))?;
+    let target = format!("{url}{path}");
+    let method = method.to_ascii_uppercase();
+    let headers = credentials.sign(&region, &method, &target, body.as_bytes(), std::time::SystemTime::now())?;
+    let mut request = reqwest::Client::new()
+        .request(method.parse().map_err(|_| format!("{method} is not an HTTP method"))?, &target)
+        .body(body.clone());
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    if !body.is_empty() {
+        request = request.header("content-type", "application/json");
+    }
+    let response = request.send().await.map_err(|e| format!("{target}: {e}"))?;
+    let status = response.status();
+    let text = response.text().await.map_err(|e| e.to_string())?;
+    println!("{} {}\n{text}", status.as_u16(), status.canonical_reason().unwrap_or(""));
+    if status.is_success() { Ok(()) } else { Err(format!("the API answered {}", status.as_u16())) }
 }
 
 async fn run() -> Result<(), String> {
@@ -95,16 +138,20 @@ async fn run() -> Result<(), String> {
             settings.insert("KEYWARD_AUTH0_AUDIENCE", LOCAL_AUDIENCE.to_owned());
         }
     }
-    // Auth0 sends browsers back to this gateway: name its port in the callback and allowed origins.
-    if options.port != 0 && env("KEYWARD_AUTH0_CALLBACK_URL").is_none() {
-        let base = format!("http://127.0.0.1:{}", options.port);
+    // The API's port is taken first (with `--port 0`, whichever is free): Auth0 and Google send
+    // browsers back to it, so the callbacks and allowed origins name the port it really has.
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, options.port));
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let base = format!("http://127.0.0.1:{port}");
+    if env("KEYWARD_AUTH0_CALLBACK_URL").is_none() {
         settings.insert("KEYWARD_AUTH0_CALLBACK_URL", format!("{base}/auth/callback"));
-        if env("KEYWARD_RETURN_ORIGINS").is_none() {
-            settings.insert("KEYWARD_RETURN_ORIGINS", format!("{base},http://localhost:{}", options.port));
-        }
-        if env("KEYWARD_GOOGLE_REDIRECT_URL").is_none() {
-            settings.insert("KEYWARD_GOOGLE_REDIRECT_URL", format!("{base}/oauth/google/callback"));
-        }
+    }
+    if env("KEYWARD_RETURN_ORIGINS").is_none() {
+        settings.insert("KEYWARD_RETURN_ORIGINS", format!("{base},http://localhost:{port}"));
+    }
+    if env("KEYWARD_GOOGLE_REDIRECT_URL").is_none() {
+        settings.insert("KEYWARD_GOOGLE_REDIRECT_URL", format!("{base}/oauth/google/callback"));
     }
     if env("KEYWARD_GOOGLE_CLIENT_ID").is_none() {
         settings.insert("KEYWARD_GOOGLE_CLIENT_ID", keyward_sandbox::google::SANDBOX_CLIENT_ID.to_owned());
@@ -150,9 +197,8 @@ async fn run() -> Result<(), String> {
     );
 
     let functions = keyward_local::functions(&state);
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, options.port));
-    let gateway =
-        Gateway::start(addr, routes.clone(), functions, credentials, region.clone()).map_err(|e| e.to_string())?;
+    let gateway = Gateway::start_on(listener, routes.clone(), functions, credentials, region.clone())
+        .map_err(|e| e.to_string())?;
     print_banner(&gateway, &sandbox, &state, &routes, &credentials_path, &region);
     tokio::select! {
         () = gateway.wait() => {}
@@ -212,8 +258,9 @@ fn print_banner(
         println!("  curl -H \"Authorization: Bearer $TOKEN\" {base}/me/llm-keys");
         let user = keyward_sandbox::auth0::sandbox_subject(email);
         let user = user.replace('|', "%7C");
+        // Signed as an AWS SDK signs (curl 7's --aws-sigv4 signs `%7C` differently and is refused).
         println!(
-            "  curl --aws-sigv4 aws:amz:{region}:execute-api --user \"$(python3 -c 'import json; c = json.load(open(\"{}\"))[\"credentials\"][0]; print(c[\"accessKeyId\"] + \":\" + c[\"secretAccessKey\"])')\" {base}/internal/users/{user}/llm-keys",
+            "  cargo run -q -p keyward-local -- call GET /internal/users/{user}/llm-keys --url {base} --credentials {}",
             credentials.display()
         );
         println!("  (magic provider keys for every outcome: README, \"Sandbox keys\")");

@@ -158,9 +158,48 @@ impl Credentials {
             let json = serde_json::to_string_pretty(&file).map_err(|e| io(std::io::Error::other(e)))?;
             keyward::files::create_private(path, json.as_bytes()).map_err(io)?;
         }
-        keyward::files::ensure_private(path)
+        keyward::files::ensure_own(path)
+            .and_then(|()| keyward::files::ensure_private(path))
             .map_err(|problem| CredentialsError::Invalid { path: path.display().to_string(), problem })?;
         Self::load(path)
+    }
+
+    /// The SigV4 headers (service `execute-api`) an AWS SDK would add to a request, signed with the
+    /// local caller's key pair (or the file's only one): how `keyward-local call` signs.
+    pub fn sign(
+        &self,
+        region: &str,
+        method: &str,
+        url: &str,
+        body: &[u8],
+        now: SystemTime,
+    ) -> Result<Vec<(String, String)>, String> {
+        let entry = match self.by_access_key.values().find(|e| e.principal_arn == LOCAL_PRINCIPAL) {
+            Some(entry) => entry,
+            None if self.by_access_key.len() == 1 => self.by_access_key.values().next().ok_or("no credentials")?,
+            None => return Err(format!("the credentials file has no key pair for {LOCAL_PRINCIPAL}")),
+        };
+        let identity = SigningCredentials::new(
+            &entry.access_key_id,
+            entry.secret_access_key.expose_secret(),
+            entry.session_token.as_ref().map(|t| t.expose_secret().to_owned()),
+            None,
+            "keyward-local",
+        )
+        .into();
+        let params = SigningParams::builder()
+            .identity(&identity)
+            .region(region)
+            .name(SERVICE)
+            .time(now)
+            .settings(SigningSettings::default())
+            .build()
+            .map_err(|e| e.to_string())?
+            .into();
+        let request = SignableRequest::new(method, url, std::iter::empty(), SignableBody::Bytes(body))
+            .map_err(|e| e.to_string())?;
+        let (instructions, _) = sign(request, &params).map_err(|e| e.to_string())?.into_parts();
+        Ok(instructions.headers().map(|(name, value)| (name.to_owned(), value.to_owned())).collect())
     }
 
     /// Verifies the SigV4 `Authorization` header of a request as received.

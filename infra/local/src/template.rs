@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use serde::Deserialize;
+use serde_norway::Value;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
@@ -116,42 +116,61 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
+    /// Reads every `AWS::ApiGatewayV2::Route` of the template, following its target integration to
+    /// the function it invokes.
     pub fn from_template(yaml: &str) -> Result<Self, TemplateError> {
-        let template: Template = serde_norway::from_str(yaml)?;
+        let template: Value = serde_norway::from_str(yaml)?;
+        let resources = template.get("Resources").and_then(Value::as_mapping).cloned().unwrap_or_default();
+        let resource = |name: &str| resources.get(name).map(|r| (r.get("Type").and_then(Value::as_str), r));
         let mut routes = Vec::new();
-        for (resource, spec) in template.resources {
-            if spec.kind != "AWS::Serverless::Function" {
+        for (name, spec) in &resources {
+            if spec.get("Type").and_then(Value::as_str) != Some("AWS::ApiGatewayV2::Route") {
                 continue;
             }
-            let bad = |problem: &str| TemplateError::Function { resource: resource.clone(), problem: problem.into() };
-            let function = spec
-                .metadata
-                .and_then(|m| m.build_properties)
-                .and_then(|b| b.binary)
-                .ok_or_else(|| bad("Metadata.BuildProperties.Binary is missing"))?;
-            for event in spec.properties.events.into_values().filter(|e| e.kind == "HttpApi") {
-                let props = event.properties.ok_or_else(|| bad("an HttpApi event without Properties"))?;
-                let (Some(method), Some(path)) = (props.method, props.path) else {
-                    return Err(bad("an HttpApi event needs Method and Path"));
-                };
-                let method = method.to_ascii_uppercase();
-                let key = format!("{method} {path}");
-                let iam = match props.auth.and_then(|a| a.authorizer).as_deref() {
-                    None | Some("NONE") => false,
-                    Some("AWS_IAM") => true,
-                    Some(other) => {
-                        return Err(TemplateError::Route {
-                            route: key,
-                            problem: format!("authorizer {other} cannot be emulated locally"),
-                        });
-                    }
-                };
-                let segments = parse_path(&key, &path)?;
-                if routes.iter().any(|r: &Route| r.key() == key) {
-                    return Err(TemplateError::Route { route: key, problem: "declared twice".into() });
-                }
-                routes.push(Route { method, path, function: function.clone(), iam, segments });
+            let name = name.as_str().unwrap_or_default().to_owned();
+            let bad = |problem: &str| TemplateError::Route { route: name.clone(), problem: problem.into() };
+            let props = spec.get("Properties").ok_or_else(|| bad("no Properties"))?;
+            let key = props.get("RouteKey").and_then(Value::as_str).ok_or_else(|| bad("no RouteKey"))?;
+            let (method, path) = key.split_once(' ').ok_or_else(|| bad("RouteKey is not `METHOD /path`"))?;
+            let iam = match props.get("AuthorizationType").and_then(Value::as_str) {
+                None | Some("NONE") => false,
+                Some("AWS_IAM") => true,
+                Some(other) => return Err(bad(&format!("authorization {other} cannot be emulated locally"))),
+            };
+            // `Target: !Sub "integrations/${XIntegration}"`, whose `IntegrationUri: !GetAtt XFunction.Arn`.
+            let integration = props
+                .get("Target")
+                .and_then(|t| tagged(t, "!Sub"))
+                .and_then(|t| t.strip_prefix("integrations/${")?.strip_suffix('}'))
+                .ok_or_else(|| bad("Target is not !Sub \"integrations/${Integration}\""))?;
+            let function = match resource(integration) {
+                Some((Some("AWS::ApiGatewayV2::Integration"), spec)) => spec
+                    .get("Properties")
+                    .and_then(|p| p.get("IntegrationUri"))
+                    .and_then(|uri| tagged(uri, "!GetAtt"))
+                    .and_then(|att| att.strip_suffix(".Arn")),
+                _ => None,
             }
+            .ok_or_else(|| bad("its integration does not name a function (!GetAtt Function.Arn)"))?;
+            let binary = match resource(function) {
+                Some((Some("AWS::Serverless::Function"), spec)) => spec
+                    .get("Metadata")
+                    .and_then(|m| m.get("BuildProperties"))
+                    .and_then(|b| b.get("Binary"))
+                    .and_then(Value::as_str),
+                _ => None,
+            }
+            .ok_or_else(|| TemplateError::Function {
+                resource: function.to_owned(),
+                problem: "Metadata.BuildProperties.Binary is missing".into(),
+            })?;
+            let method = method.to_ascii_uppercase();
+            let key = format!("{method} {path}");
+            let segments = parse_path(&key, path)?;
+            if routes.iter().any(|r: &Route| r.key() == key) {
+                return Err(TemplateError::Route { route: key, problem: "declared twice".into() });
+            }
+            routes.push(Route { method, path: path.to_owned(), function: binary.to_owned(), iam, segments });
         }
         routes.sort_by(|a, b| b.specificity().cmp(&a.specificity()).then_with(|| a.key().cmp(&b.key())));
         Ok(Self { routes })
@@ -170,63 +189,12 @@ impl RouteTable {
     }
 }
 
-// Only the parts of a SAM template the gateway reads; everything else (including CloudFormation's
-// `!Ref`/`!GetAtt` tags) is skipped.
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct Template {
-    resources: HashMap<String, Resource>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct Resource {
-    #[serde(rename = "Type")]
-    kind: String,
-    metadata: Option<Metadata>,
-    #[serde(default)]
-    properties: FunctionProperties,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct Metadata {
-    build_properties: Option<BuildProperties>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct BuildProperties {
-    binary: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase")]
-struct FunctionProperties {
-    #[serde(default)]
-    events: HashMap<String, Event>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct Event {
-    #[serde(rename = "Type")]
-    kind: String,
-    properties: Option<EventProperties>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct EventProperties {
-    path: Option<String>,
-    method: Option<String>,
-    auth: Option<EventAuth>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct EventAuth {
-    authorizer: Option<String>,
+/// The text of a CloudFormation intrinsic written with its short tag (`!Sub "…"`, `!GetAtt X.Arn`).
+fn tagged<'v>(value: &'v Value, tag: &str) -> Option<&'v str> {
+    match value {
+        Value::Tagged(tagged) if tagged.tag == tag => tagged.value.as_str(),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -236,7 +204,7 @@ mod tests {
     const TEMPLATE: &str = r#"
 Resources:
   Api:
-    Type: AWS::Serverless::HttpApi
+    Type: AWS::ApiGatewayV2::Api
   Table:
     Type: AWS::DynamoDB::Table
     Properties:
@@ -245,13 +213,23 @@ Resources:
     Type: AWS::Serverless::Function
     Metadata:
       BuildProperties: {Binary: keys}
-    Properties:
-      Events:
-        Fetch: {Type: HttpApi, Properties: {ApiId: !Ref Api, Path: "/internal/users/{uid}/keys", Method: get, Auth: {Authorizer: AWS_IAM}}}
-        Me: {Type: HttpApi, Properties: {ApiId: !Ref Api, Path: /users/me/keys, Method: GET}}
-        Any: {Type: HttpApi, Properties: {ApiId: !Ref Api, Path: "/users/{uid}/keys", Method: ANY}}
-        Files: {Type: HttpApi, Properties: {ApiId: !Ref Api, Path: "/files/{path+}", Method: GET}}
-        Queue: {Type: SQS, Properties: {Queue: !GetAtt Q.Arn}}
+  KeysIntegration:
+    Type: AWS::ApiGatewayV2::Integration
+    Properties: {ApiId: !Ref Api, IntegrationType: AWS_PROXY, IntegrationUri: !GetAtt Keys.Arn}
+  Fetch:
+    Type: AWS::ApiGatewayV2::Route
+    Properties: {ApiId: !Ref Api, RouteKey: "get /internal/users/{uid}/keys", AuthorizationType: AWS_IAM, Target: !Sub "integrations/${KeysIntegration}"}
+  Me:
+    Type: AWS::ApiGatewayV2::Route
+    Properties: {ApiId: !Ref Api, RouteKey: "GET /users/me/keys", AuthorizationType: NONE, Target: !Sub "integrations/${KeysIntegration}"}
+  Any:
+    Type: AWS::ApiGatewayV2::Route
+    Properties: {ApiId: !Ref Api, RouteKey: "ANY /users/{uid}/keys", Target: !Sub "integrations/${KeysIntegration}"}
+  Files:
+    Type: AWS::ApiGatewayV2::Route
+    Properties: {ApiId: !Ref Api, RouteKey: "GET /files/{path+}", Target: !Sub "integrations/${KeysIntegration}"}
+  Queue:
+    Type: AWS::SQS::Queue
 "#;
 
     fn table() -> RouteTable {
@@ -259,7 +237,7 @@ Resources:
     }
 
     #[test]
-    fn reads_http_api_events_and_their_authorizer() {
+    fn reads_routes_their_function_and_their_authorization() {
         let table = table();
         let mut keys: Vec<_> = table.routes().iter().map(|r| (r.key(), r.function.as_str(), r.iam)).collect();
         keys.sort();
@@ -308,8 +286,14 @@ Resources:
 
     #[test]
     fn refuses_what_it_cannot_emulate() {
-        let custom = TEMPLATE.replace("Authorizer: AWS_IAM", "Authorizer: MyLambdaAuthorizer");
+        let custom = TEMPLATE.replace("AuthorizationType: AWS_IAM", "AuthorizationType: JWT");
         assert!(matches!(RouteTable::from_template(&custom), Err(TemplateError::Route { .. })));
+        let untargeted = TEMPLATE.replace(
+            r#"Target: !Sub "integrations/${KeysIntegration}"}
+  Me:"#,
+            "}\n  Me:",
+        );
+        assert!(matches!(RouteTable::from_template(&untargeted), Err(TemplateError::Route { .. })));
         let unnamed = TEMPLATE.replace("BuildProperties: {Binary: keys}", "BuildProperties: {}");
         assert!(matches!(RouteTable::from_template(&unnamed), Err(TemplateError::Function { .. })));
         let greedy_inside = TEMPLATE.replace("/files/{path+}", "/files/{path+}/x");

@@ -12,7 +12,10 @@
 //! - `POST /oauth/revoke`.
 //!
 //! Sandbox users: any email address signs in (password `sandbox` for the password grant); an address
-//! containing `+unverified` gets `email_verified: false`. Tokens are RS256, signed by a key committed
+//! containing `+unverified` gets `email_verified: false`. Access tokens carry `email` and
+//! `email_verified` as an Auth0 Action would add them; an address containing `+bare` gets them as
+//! Auth0 issues access tokens without one (not at all), and `+namespaced` under
+//! `https://keyward.dev/` (as an Action must name custom claims). Tokens are RS256, signed by a key committed
 //! in `keys/` — public by design, which is safe because only a loopback issuer ever trusts it.
 
 use std::collections::HashMap;
@@ -364,6 +367,7 @@ async fn token(State(tenant): State<Arc<Tenant>>, req: Request) -> Response {
         Some("authorization_code") => code_grant(&tenant, request),
         Some("urn:ietf:params:oauth:grant-type:device_code") => device_grant(&tenant, request),
         Some("refresh_token") => refresh_grant(&tenant, request),
+        Some("client_credentials") => client_credentials_grant(&tenant, request),
         Some(other) => oauth_error(
             StatusCode::FORBIDDEN,
             "unsupported_grant_type",
@@ -382,8 +386,21 @@ struct AccessClaims<'a> {
     exp: u64,
     scope: &'a str,
     azp: &'a str,
-    email: &'a str,
-    email_verified: bool,
+    /// What an Action adds: `email` and `email_verified`, plain or namespaced (or nothing).
+    #[serde(flatten)]
+    profile: HashMap<String, serde_json::Value>,
+}
+
+#[derive(Serialize)]
+struct MachineClaims<'a> {
+    iss: &'a str,
+    sub: String,
+    aud: &'a str,
+    iat: u64,
+    exp: u64,
+    scope: &'a str,
+    azp: &'a str,
+    gty: &'a str,
 }
 
 #[derive(Serialize)]
@@ -416,6 +433,15 @@ fn issue(tenant: &Tenant, flows: &mut Flows, grant: &Grant, family: Option<Strin
     let now = now_secs();
     let subject = sandbox_subject(&grant.email);
     let verified = !grant.email.contains("+unverified");
+    let namespace = if grant.email.contains("+namespaced") { "https://keyward.dev/" } else { "" };
+    let profile = if grant.email.contains("+bare") {
+        HashMap::new()
+    } else {
+        HashMap::from([
+            (format!("{namespace}email"), json!(grant.email)),
+            (format!("{namespace}email_verified"), json!(verified)),
+        ])
+    };
     let access = AccessClaims {
         iss: &tenant.issuer,
         sub: subject.clone(),
@@ -424,8 +450,7 @@ fn issue(tenant: &Tenant, flows: &mut Flows, grant: &Grant, family: Option<Strin
         exp: now + TOKEN_LIFETIME_SECS,
         scope: &grant.scope,
         azp: &grant.client_id,
-        email: &grant.email,
-        email_verified: verified,
+        profile,
     };
     let name = grant.email.split('@').next().unwrap_or_default();
     let id = IdClaims {
@@ -482,6 +507,38 @@ fn password_grant(tenant: &Tenant, request: TokenRequest) -> Response {
     };
     let Ok(mut flows) = tenant.flows.lock() else { return StatusCode::INTERNAL_SERVER_ERROR.into_response() };
     issue(tenant, &mut flows, &grant, None)
+}
+
+/// A machine-to-machine token, as Auth0 issues one: `sub` is `{client_id}@clients`, `gty` is
+/// `client-credentials`, and nobody's email is in it. A client authenticates with the sandbox secret.
+fn client_credentials_grant(tenant: &Tenant, request: TokenRequest) -> Response {
+    let (Some(client_id), Some(audience)) = (request.client_id, request.audience) else {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Missing required parameter: client_id");
+    };
+    if request.client_secret.as_deref() != Some(SANDBOX_CLIENT_SECRET) {
+        return oauth_error(StatusCode::UNAUTHORIZED, "access_denied", "Unauthorized");
+    }
+    let now = now_secs();
+    let claims = MachineClaims {
+        iss: &tenant.issuer,
+        sub: format!("{client_id}@clients"),
+        aud: &audience,
+        iat: now,
+        exp: now + TOKEN_LIFETIME_SECS,
+        scope: request.scope.as_deref().unwrap_or(""),
+        azp: &client_id,
+        gty: "client-credentials",
+    };
+    match sign(tenant, &claims) {
+        Ok(access_token) => Json(serde_json::json!({
+            "access_token": access_token,
+            "scope": claims.scope,
+            "expires_in": TOKEN_LIFETIME_SECS,
+            "token_type": "Bearer",
+        }))
+        .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
 }
 
 /// A Regular Web App's code exchange: client secret, the same `redirect_uri`, and the verifier

@@ -9,6 +9,7 @@
 pub mod auth0;
 pub mod aws_proxy;
 pub mod google;
+pub mod lambda_runtime;
 pub mod providers;
 mod web;
 

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::config::Auth0Settings;
-use crate::oauth::{OAuthFailure, post_form, refusal, tokens};
+use crate::oauth::{Answer, OAuthFailure, post_form, refusal, tokens};
 use crate::outbound::Outbound;
 use crate::secret::{AccessToken, ClientSecret, DeviceCode, IdToken, RefreshToken};
 use crate::secrets::{SecretError, SecretReader};
@@ -57,7 +57,7 @@ pub struct DeviceAuthorization {
 
 #[derive(Deserialize)]
 struct RawDeviceAuthorization {
-    device_code: String,
+    device_code: secrecy::SecretString,
     user_code: String,
     verification_uri: String,
     #[serde(default)]
@@ -148,7 +148,7 @@ impl Auth0Client {
         let raw: RawDeviceAuthorization = serde_json::from_slice(&body)
             .map_err(|_| Auth0Error::Unavailable("malformed device code answer".into()))?;
         Ok(DeviceAuthorization {
-            device_code: DeviceCode::new(raw.device_code),
+            device_code: DeviceCode::from(raw.device_code),
             user_code: raw.user_code,
             verification_uri: raw.verification_uri,
             verification_uri_complete: raw.verification_uri_complete,
@@ -189,15 +189,15 @@ impl Auth0Client {
     async fn token(&self, form: &[(&str, &str)]) -> Result<TokenSet, Auth0Error> {
         let raw = tokens(self.post("oauth/token", form).await?)?;
         Ok(TokenSet {
-            access_token: AccessToken::new(raw.access_token),
-            id_token: raw.id_token.map(IdToken::new),
-            refresh_token: raw.refresh_token.map(RefreshToken::new),
+            access_token: AccessToken::from(raw.access_token),
+            id_token: raw.id_token.map(IdToken::from),
+            refresh_token: raw.refresh_token.map(RefreshToken::from),
             expires_in: raw.expires_in,
             token_type: raw.token_type,
         })
     }
 
-    async fn post(&self, path: &str, form: &[(&str, &str)]) -> Result<(u16, Vec<u8>), Auth0Error> {
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> Result<Answer, Auth0Error> {
         Ok(post_form(&self.http, self.endpoint(path)?, form).await?)
     }
 }

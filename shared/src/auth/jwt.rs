@@ -1,6 +1,8 @@
 //! Auth0 access-token verification, in-function: RS256 only, keys from the tenant's JWKS (cached per
 //! execution environment, refetched on an unknown `kid` at most once a minute), `iss`, `aud`, `exp`
-//! and `sub` required, `nbf` honoured, 60 s leeway.
+//! and `sub` required, `nbf` honoured, 60 s leeway, no `crit` extensions (RFC 7515 §4.1.11: keyward
+//! understands none). Only a user's token acts as a user: Auth0's machine-to-machine tokens
+//! (client credentials) are refused on user routes.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -16,7 +18,7 @@ use tokio::sync::RwLock;
 use super::AuthError;
 use crate::config::TokenSettings;
 use crate::model::UserId;
-use crate::outbound::Outbound;
+use crate::outbound::{Outbound, read_capped};
 
 /// How long fetched keys are trusted before a refetch.
 const JWKS_TTL: Duration = Duration::from_secs(600);
@@ -33,9 +35,27 @@ const LEEWAY_SECS: u64 = 60;
 pub struct Claims {
     pub user: UserId,
     pub email: Option<String>,
-    /// `None` when the token does not say (Auth0 access tokens carry it only via a custom claim/action).
+    /// `None` when the token does not say: Auth0 access tokens carry it only when an Action adds
+    /// it, as `email_verified` or the configured namespaced claim.
     pub email_verified: Option<bool>,
     pub scope: Option<String>,
+}
+
+/// Auth0's grant type claim: a string, or a list of them.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum GrantTypes {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl GrantTypes {
+    fn contains(&self, grant: &str) -> bool {
+        match self {
+            Self::One(one) => one == grant,
+            Self::Many(many) => many.iter().any(|g| g == grant),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -53,6 +73,12 @@ struct RawClaims {
     name: Option<String>,
     #[serde(default)]
     picture: Option<String>,
+    /// `client-credentials` on Auth0's machine-to-machine tokens.
+    #[serde(default)]
+    gty: Option<GrantTypes>,
+    /// Every other claim (a namespaced `email_verified` among them).
+    #[serde(flatten)]
+    other: HashMap<String, serde_json::Value>,
 }
 
 /// Who signed in, from a verified ID token (`aud` = keyward's client id).
@@ -108,12 +134,25 @@ impl TokenVerifier {
         self.verify(token).await
     }
 
+    /// Verifies a user's access token: a token of Auth0's client-credentials grant (`gty`, or a
+    /// `sub` ending in `@clients`) stands for an application, not a user, and is refused.
     pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         let claims = self.decode(token, &self.validation).await?;
+        let sub = claims.sub.as_deref().ok_or(AuthError::MissingClaim)?;
+        if claims.gty.as_ref().is_some_and(|g| g.contains("client-credentials")) || sub.ends_with("@clients") {
+            return Err(AuthError::NotAUserToken);
+        }
+        if let Some(required) = &self.settings.required_scope {
+            let granted = claims.scope.as_deref().unwrap_or("");
+            if !granted.split_whitespace().any(|scope| scope == required) {
+                return Err(AuthError::InsufficientScope);
+            }
+        }
+        let namespaced = self.settings.email_verified_claim.as_ref().and_then(|name| claims.other.get(name));
         Ok(Claims {
-            user: claims.sub.as_deref().and_then(|sub| UserId::parse(sub).ok()).ok_or(AuthError::MissingClaim)?,
+            user: UserId::parse(sub).map_err(|_| AuthError::MissingClaim)?,
             email: claims.email,
-            email_verified: claims.email_verified,
+            email_verified: claims.email_verified.or_else(|| namespaced.and_then(serde_json::Value::as_bool)),
             scope: claims.scope,
         })
     }
@@ -138,6 +177,9 @@ impl TokenVerifier {
             return Err(AuthError::Malformed);
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
+        if names_critical_extensions(token)? {
+            return Err(AuthError::CriticalExtension);
+        }
         if header.alg != Algorithm::RS256 {
             return Err(AuthError::WrongAlgorithm);
         }
@@ -199,7 +241,14 @@ impl TokenVerifier {
             tracing::warn!(status = response.status().as_u16(), "JWKS fetch refused");
             return Err(());
         }
-        let set: JwkSet = response.json().await.map_err(|e| {
+        let (body, more) = read_capped(response, crate::oauth::MAX_ANSWER_BYTES).await.map_err(|e| {
+            tracing::warn!(error = %e.without_url(), "JWKS fetch failed");
+        })?;
+        if more {
+            tracing::warn!(limit = crate::oauth::MAX_ANSWER_BYTES, "the JWKS is larger than any key set should be");
+            return Err(());
+        }
+        let set: JwkSet = serde_json::from_slice(&body).map_err(|e| {
             tracing::warn!(error = %e, "JWKS is not a key set");
         })?;
         let keys: HashMap<String, DecodingKey> = set
@@ -213,6 +262,17 @@ impl TokenVerifier {
         tracing::debug!(keys = keys.len(), "JWKS fetched");
         Ok(keys)
     }
+}
+
+/// Whether the token's JOSE header has `crit`: extensions its issuer says must be understood. keyward
+/// understands none, so RFC 7515 §4.1.11 requires refusing the token (`jsonwebtoken` ignores it).
+fn names_critical_extensions(token: &str) -> Result<bool, AuthError> {
+    use base64::Engine;
+    let encoded = token.split('.').next().ok_or(AuthError::Malformed)?;
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(encoded).map_err(|_| AuthError::Malformed)?;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&json).map_err(|_| AuthError::Malformed)?;
+    Ok(header.contains_key("crit"))
 }
 
 /// A `kid` worth looking up: short and plain (RFC 8725 §3.10), never a path or a query.

@@ -1,10 +1,10 @@
 //! Who is calling: end users by their Auth0 access token ([`jwt`]), internal services by the IAM
 //! principal API Gateway verified ([`service`]).
 
+pub mod auth0;
+pub mod gateway;
 pub mod jwt;
 pub mod service;
-
-pub mod auth0;
 
 pub use jwt::{Claims, Identity, TokenVerifier};
 pub use service::{Grant, InternalPrincipals, ServiceCaller};
@@ -31,6 +31,12 @@ pub enum AuthError {
     WrongAudience,
     #[error("The access token lacks a required claim.")]
     MissingClaim,
+    #[error("The access token names critical header extensions keyward does not understand.")]
+    CriticalExtension,
+    #[error("This access token stands for an application, not a user; user routes need a user's token.")]
+    NotAUserToken,
+    #[error("The access token lacks the scope this API requires.")]
+    InsufficientScope,
     #[error("The identity provider's signing keys are unavailable; retry shortly.")]
     KeysUnavailable,
     #[error("This route is for internal services signing with IAM (SigV4).")]
@@ -55,6 +61,9 @@ impl AuthError {
             Self::WrongIssuer => "wrong_issuer",
             Self::WrongAudience => "wrong_audience",
             Self::MissingClaim => "missing_claim",
+            Self::CriticalExtension => "unsupported_critical_header",
+            Self::NotAUserToken => "not_a_user_token",
+            Self::InsufficientScope => "insufficient_scope",
             Self::KeysUnavailable => "identity_provider_unavailable",
             Self::NoServiceIdentity => "service_identity_required",
             Self::PrincipalNotAllowed => "principal_not_allowed",

@@ -107,7 +107,8 @@ impl InternalPrincipals {
         .ok_or(AuthError::NoServiceIdentity)?;
         let principal = Principal::parse(&arn).ok_or(AuthError::PrincipalNotAllowed)?;
         let grants = self.0.get(&principal).ok_or(AuthError::PrincipalNotAllowed)?.clone();
-        Ok(ServiceCaller { arn, grants })
+        let identity = format!("arn:{}:iam::{}:{}", principal.partition, principal.account, principal.identity);
+        Ok(ServiceCaller { arn, identity, grants })
     }
 }
 
@@ -116,10 +117,17 @@ impl InternalPrincipals {
 pub struct ServiceCaller {
     /// The caller's ARN as API Gateway reported it, for the audit trail.
     pub arn: String,
+    /// The role or user behind it (`arn:aws:iam::123456789012:role/notes`), whatever the session.
+    identity: String,
     grants: BTreeSet<Grant>,
 }
 
 impl ServiceCaller {
+    /// The IAM role or user calling, the same for each of its STS sessions.
+    pub fn principal(&self) -> &str {
+        &self.identity
+    }
+
     pub fn may(&self, grant: Grant) -> bool {
         self.grants.contains(&grant)
     }
@@ -164,6 +172,7 @@ mod tests {
         assert!(!caller.may(Grant::Credits));
         assert_eq!(caller.require(Grant::GoogleOAuth), Err(AuthError::GrantMissing));
 
+        assert_eq!(caller.principal(), "arn:aws:iam::123456789012:role/notes");
         let ops = list.caller(&request_with_arn(Some("arn:aws:iam::123456789012:user/ops"))).unwrap();
         assert!(Provider::ALL.into_iter().all(|p| ops.may(Grant::LlmKey(p))));
         assert!(ops.may(Grant::Credits));

@@ -24,11 +24,13 @@ impl LocalKeyProvider {
     pub fn open_or_create(dir: &Path) -> Result<Self, CryptoError> {
         let io = |what: &str, e: std::io::Error| CryptoError::KeyProvider(format!("{what} {}: {e}", dir.display()));
         crate::files::create_private_dir(dir).map_err(|e| io("cannot create", e))?;
+        crate::files::ensure_own(dir).map_err(CryptoError::KeyProvider)?;
         let path = dir.join(Self::FILE_NAME);
-        if !path.exists() {
+        if std::fs::symlink_metadata(&path).is_err() {
             let key = Zeroizing::new(rand::random::<[u8; 32]>());
             crate::files::create_private(&path, &key[..]).map_err(|e| io("cannot write master key in", e))?;
         }
+        crate::files::ensure_own(&path).map_err(CryptoError::KeyProvider)?;
         crate::files::ensure_private(&path).map_err(CryptoError::KeyProvider)?;
         let mut bytes = Zeroizing::new(std::fs::read(&path).map_err(|e| io("cannot read master key in", e))?);
         let master = DataKey::from_slice(&mut bytes)

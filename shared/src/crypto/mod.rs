@@ -73,14 +73,19 @@ pub enum Purpose {
     LlmKey,
     Auth0Refresh,
     GoogleOAuth,
+    /// The PKCE verifier of a sign-in or connect in flight.
+    OAuthState,
 }
 
 impl Purpose {
+    pub const ALL: [Self; 4] = [Self::LlmKey, Self::Auth0Refresh, Self::GoogleOAuth, Self::OAuthState];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::LlmKey => "llm-key",
             Self::Auth0Refresh => "auth0-refresh",
             Self::GoogleOAuth => "google-oauth",
+            Self::OAuthState => "oauth-state",
         }
     }
 }

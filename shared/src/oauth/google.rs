@@ -139,8 +139,8 @@ impl GoogleClient {
     async fn token(&self, form: &[(&str, &str)]) -> Result<GoogleTokens, GoogleError> {
         let raw = tokens(post_form(&self.http, self.settings.endpoints.token.clone(), form).await?)?;
         Ok(GoogleTokens {
-            access_token: AccessToken::new(raw.access_token),
-            refresh_token: raw.refresh_token.map(RefreshToken::new),
+            access_token: AccessToken::from(raw.access_token),
+            refresh_token: raw.refresh_token.map(RefreshToken::from),
             expires_in: raw.expires_in,
             scopes: raw.scope.map(|s| s.split_whitespace().map(str::to_owned).collect()),
         })

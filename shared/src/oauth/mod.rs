@@ -6,12 +6,18 @@ pub mod google;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use secrecy::SecretString;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use url::Url;
+use zeroize::Zeroizing;
 
-use crate::outbound::Outbound;
+use crate::outbound::{Outbound, read_capped};
 use crate::session::random_secret;
+
+/// The largest answer an identity provider's endpoint may give (token, userinfo, JWKS): a few KiB
+/// in practice; anything longer is refused unread.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 /// A token endpoint's failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -47,14 +53,15 @@ impl Default for Pkce {
     }
 }
 
-/// A token endpoint's success, as RFC 6749 §5.1 and OpenID Connect shape it.
+/// A token endpoint's success, as RFC 6749 §5.1 and OpenID Connect shape it. The tokens are
+/// secrets from the moment they are read (zeroized when dropped).
 #[derive(Deserialize)]
 pub(crate) struct TokenAnswer {
-    pub access_token: String,
+    pub access_token: SecretString,
     #[serde(default)]
-    pub id_token: Option<String>,
+    pub id_token: Option<SecretString>,
     #[serde(default)]
-    pub refresh_token: Option<String>,
+    pub refresh_token: Option<SecretString>,
     #[serde(default)]
     pub expires_in: u64,
     #[serde(default = "bearer")]
@@ -73,27 +80,33 @@ struct ErrorAnswer {
     error: String,
 }
 
+/// An endpoint's status and body; the body is wiped when dropped (it may hold tokens).
+pub(crate) type Answer = (u16, Zeroizing<Vec<u8>>);
+
 /// POSTs a form; the status and body of whatever answered. Transport errors drop the URL, which
 /// may carry a token in a query (Google's revoke endpoint accepts one there).
-pub(crate) async fn post_form(
-    http: &Outbound,
-    url: Url,
-    form: &[(&str, &str)],
-) -> Result<(u16, Vec<u8>), OAuthFailure> {
+pub(crate) async fn post_form(http: &Outbound, url: Url, form: &[(&str, &str)]) -> Result<Answer, OAuthFailure> {
     let http = http.client().map_err(|e| OAuthFailure::Unavailable(e.to_string()))?;
     let response =
         http.post(url).form(form).send().await.map_err(|e| OAuthFailure::Unavailable(e.without_url().to_string()))?;
     read(response).await
 }
 
-pub(crate) async fn read(response: reqwest::Response) -> Result<(u16, Vec<u8>), OAuthFailure> {
+/// An answer's status and body, refused when the body is longer than [`MAX_ANSWER_BYTES`].
+pub(crate) async fn read(response: reqwest::Response) -> Result<Answer, OAuthFailure> {
     let status = response.status().as_u16();
-    let body = response.bytes().await.map_err(|e| OAuthFailure::Unavailable(e.without_url().to_string()))?;
-    Ok((status, body.to_vec()))
+    let (body, more) = read_capped(response, MAX_ANSWER_BYTES)
+        .await
+        .map_err(|e| OAuthFailure::Unavailable(e.without_url().to_string()))?;
+    let body = Zeroizing::new(body);
+    if more {
+        return Err(OAuthFailure::Unavailable(format!("an answer longer than {MAX_ANSWER_BYTES} bytes")));
+    }
+    Ok((status, body))
 }
 
 /// A token endpoint's answer: the tokens on 200, else its refusal.
-pub(crate) fn tokens((status, body): (u16, Vec<u8>)) -> Result<TokenAnswer, OAuthFailure> {
+pub(crate) fn tokens((status, body): Answer) -> Result<TokenAnswer, OAuthFailure> {
     if status != 200 {
         return Err(refusal((status, body)));
     }
@@ -102,8 +115,9 @@ pub(crate) fn tokens((status, body): (u16, Vec<u8>)) -> Result<TokenAnswer, OAut
 
 /// An answer other than 200: an OAuth error keyed by its `error` field (services use 400, 401, 403
 /// and 429 for the same codes), or the service being unavailable (5xx, or no OAuth error).
-pub(crate) fn refusal((status, body): (u16, Vec<u8>)) -> OAuthFailure {
-    match serde_json::from_slice::<ErrorAnswer>(&body) {
+pub(crate) fn refusal((status, body): (u16, impl AsRef<[u8]>)) -> OAuthFailure {
+    let body = body.as_ref();
+    match serde_json::from_slice::<ErrorAnswer>(body) {
         Ok(e) if status < 500 && is_code(&e.error) => OAuthFailure::Refused { error: e.error },
         _ => OAuthFailure::Unavailable(format!("HTTP {status}")),
     }

@@ -57,12 +57,23 @@ impl FailureKind {
 /// A rate limit's numbers, as the provider stated them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateLimit {
-    /// What is limited, e.g. `tokens` or `tokens per min (TPM)`.
+    /// What is limited, as the provider names it, e.g. `tokens` or `tokens per min (TPM)`.
     pub metric: String,
     pub limit: u64,
     /// Absent when one request alone exceeds the limit.
     pub used: Option<u64>,
     pub requested: u64,
+}
+
+impl RateLimit {
+    /// The metric as a sentence says it: `tokens per min (TPM)` → `tokens per minute`.
+    fn metric_in_words(&self) -> String {
+        let words = match self.metric.split_once(" (") {
+            Some((words, abbreviation)) if abbreviation.ends_with(')') => words,
+            _ => self.metric.as_str(),
+        };
+        words.split(' ').map(|w| if w == "min" { "minute" } else { w }).collect::<Vec<_>>().join(" ")
+    }
 }
 
 /// A refusal: its kind, and only the facts keyward may keep (never the provider's message).
@@ -100,7 +111,7 @@ impl Failure {
     /// One clear, actionable sentence for the user.
     pub fn message(&self) -> String {
         let name = self.provider.display_name();
-        let mut out = match self.kind {
+        match self.kind {
             FailureKind::InvalidKey if self.provider == Provider::Perplexity => {
                 "Perplexity refused the key: it is invalid or revoked, or the account is out of API credits — check \
                  both in Perplexity's API settings."
@@ -123,29 +134,25 @@ impl Failure {
             FailureKind::RateLimited => {
                 let mut text = format!("{name} rate limit reached");
                 if let Some(rate) = &self.rate_limit {
-                    match rate.used {
+                    let metric = rate.metric_in_words();
+                    // "tokens per minute 85000/90000", "tokens: 85000/90000": a bare quantity takes a colon.
+                    let sep = if metric.contains(" per ") { " " } else { ": " };
+                    let _ = match rate.used {
                         Some(used) => {
-                            let _ = write!(
-                                text,
-                                " ({}: {used}/{} used, need {} more)",
-                                rate.metric, rate.limit, rate.requested
-                            );
+                            write!(text, ": {metric}{sep}{used}/{} used, need {} more", rate.limit, rate.requested)
                         }
-                        None => {
-                            let _ = write!(
-                                text,
-                                " ({}: limit {}, this request needs {})",
-                                rate.metric, rate.limit, rate.requested
-                            );
-                        }
-                    }
+                        None => write!(
+                            text,
+                            ": one request needs {} {metric}, over the limit of {}",
+                            rate.requested, rate.limit
+                        ),
+                    };
                 }
-                text.push_str(" — try again");
                 match self.retry_after_secs {
                     Some(secs) => {
-                        let _ = write!(text, " in {secs} s.");
+                        let _ = write!(text, ". Try again in {secs} s.");
                     }
-                    None => text.push_str(" shortly."),
+                    None => text.push_str(". Try again shortly."),
                 }
                 text
             }
@@ -171,16 +178,11 @@ impl Failure {
                 "{name} refused the key with an answer keyward does not recognise — try again, or check the key in \
                  {name}'s console."
             ),
-        };
-        if let Some(code) = self.provider_code.as_deref().filter(|_| self.kind != FailureKind::NoCredits) {
-            let _ = write!(out, " (provider code {code})");
         }
-        out
     }
 }
 
 fn no_credits_message(provider: Provider, code: Option<&str>) -> String {
-    let code_note = |label: &str| code.map(|c| format!(" ({label}{c})")).unwrap_or_default();
     match provider {
         Provider::Anthropic if code == Some("enforced_spend_limit_reached") => {
             "Insufficient Anthropic API credits: the organisation reached its monthly spend limit — raise it in the \
@@ -190,10 +192,9 @@ fn no_credits_message(provider: Provider, code: Option<&str>) -> String {
         Provider::Anthropic => {
             "Insufficient Anthropic API credits — add funds at console.anthropic.com (Plans & Billing).".into()
         }
-        Provider::OpenAi => format!(
-            "OpenAI API quota exceeded{} — check your plan and billing details at platform.openai.com.",
-            code_note("")
-        ),
+        Provider::OpenAi => {
+            "OpenAI API quota exceeded — check your plan and billing details at platform.openai.com.".into()
+        }
         Provider::Google => {
             "Gemini refused for billing reasons: this model or region is not covered by the key's free tier — enable \
              billing for the project in Google AI Studio."
@@ -202,9 +203,8 @@ fn no_credits_message(provider: Provider, code: Option<&str>) -> String {
         Provider::Perplexity => {
             "Perplexity account is out of API credits — add credits in Perplexity's API settings.".into()
         }
-        Provider::Zai => format!(
-            "Zai balance is empty or your resource package doesn't cover this model{} — recharge at z.ai.",
-            code_note("code ")
-        ),
+        Provider::Zai => {
+            "Zai balance is empty or your resource package doesn't cover this model — recharge at z.ai.".into()
+        }
     }
 }

@@ -13,7 +13,7 @@ use super::classify::{ProviderResponse, classify};
 use super::key::ZaiRegion;
 use super::outcome::{Failure, FailureKind, Outcome};
 use crate::config::EndpointSetting;
-use crate::outbound::Outbound;
+use crate::outbound::{Outbound, read_capped};
 use crate::secret::ApiKey;
 
 /// Provider answers longer than this are cut (an error body is a few hundred bytes; a cut JSON body
@@ -135,7 +135,8 @@ impl KeyValidator {
             let response = request.send().await?;
             let status = response.status().as_u16();
             let headers = response.headers().clone();
-            let body = read_capped(response).await?;
+            // A longer error body is classified by its head; a valid key's answer is never read.
+            let (body, _) = read_capped(response, MAX_ANSWER_BYTES).await?;
             Ok::<_, reqwest::Error>((status, headers, body))
         };
         match answer.await {
@@ -215,16 +216,4 @@ fn auth_headers(provider: Provider, key: &ApiKey) -> HeaderMap {
         _ => {}
     }
     headers
-}
-
-async fn read_capped(mut response: reqwest::Response) -> reqwest::Result<Vec<u8>> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await? {
-        let room = MAX_ANSWER_BYTES - body.len();
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if body.len() == MAX_ANSWER_BYTES {
-            break;
-        }
-    }
-    Ok(body)
 }

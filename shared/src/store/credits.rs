@@ -1,21 +1,22 @@
-//! Credit balances, their immutable ledger, and exactly-once markers for Stripe events, Stripe
-//! objects and idempotency keys.
+//! Credit balances, their immutable ledger, exactly-once markers (Stripe events, Stripe objects,
+//! subscription periods, idempotency keys), Stripe customers' links to users, and plans.
 //!
 //! A change is one transaction: the balance item (guarded by its version), a new ledger entry
-//! recording the balance after it, and a marker per once-key that must not exist yet. Either all
-//! land or none does, so the balance always equals the sum of the ledger.
+//! recording the balance after it, a marker per once-key that must not exist yet, and any records
+//! that must land with it (a payment and what it granted). Either all land or none does, so the
+//! balance always equals the sum of the ledger.
 
 use std::time::Duration;
 
-use super::table::{
-    Attr, Changes, Condition, EXPIRES_AT, GSI1PK, GSI1SK, Index, Item, Key, Query, Table, Write, now_epoch,
-};
+use sha2::{Digest, Sha256};
+
+use super::table::{Attr, Changes, Condition, EXPIRES_AT, Item, Key, Table, Write, now_epoch};
 use super::{Listing, StoreError, newest_first, random_id, user_from, user_pk};
 use crate::model::UserId;
 
 const ACCOUNT: &str = "CREDITS";
 const LEDGER: &str = "LEDGER#";
-const STRIPE_CUSTOMER: &str = "STRIPE_CUSTOMER";
+const CUSTOMER: &str = "CUSTOMER";
 const SUBSCRIPTION: &str = "SUBSCRIPTION";
 /// Optimistic retries under contention before giving up with a retryable conflict.
 const MAX_ATTEMPTS: u32 = 64;
@@ -24,24 +25,32 @@ const MAX_ATTEMPTS: u32 = 64;
 pub enum LedgerKind {
     Purchase,
     Allowance,
+    /// Credits taken back because their payment was refunded.
     Refund,
+    /// Credits taken back because their payment was disputed.
+    Dispute,
+    /// Credits given back: a refund that failed, a dispute that was won.
+    Reversal,
     Consume,
-    Adjustment,
 }
 
 impl LedgerKind {
+    const ALL: [Self; 6] =
+        [Self::Purchase, Self::Allowance, Self::Refund, Self::Dispute, Self::Reversal, Self::Consume];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Purchase => "purchase",
             Self::Allowance => "allowance",
             Self::Refund => "refund",
+            Self::Dispute => "dispute",
+            Self::Reversal => "reversal",
             Self::Consume => "consume",
-            Self::Adjustment => "adjustment",
         }
     }
 
     fn parse(raw: &str) -> Result<Self, StoreError> {
-        [Self::Purchase, Self::Allowance, Self::Refund, Self::Consume, Self::Adjustment]
+        Self::ALL
             .into_iter()
             .find(|k| k.as_str() == raw)
             .ok_or_else(|| StoreError::Corrupt(format!("unknown ledger kind `{raw}`")))
@@ -53,7 +62,7 @@ impl LedgerKind {
 pub struct CreditChange {
     pub kind: LedgerKind,
     pub amount: i64,
-    /// What caused it: a Stripe event id, an idempotency key, …
+    /// What caused it: a Stripe event id, a consumption's reason, …
     pub source: String,
     pub at: i64,
 }
@@ -72,18 +81,41 @@ pub struct LedgerEntry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OnceKey {
     StripeEvent(String),
-    /// A Stripe object (checkout session, invoice, refund): Stripe can send two events for one change.
+    /// A Stripe object (checkout session, invoice): Stripe can send two events for one change.
     StripeObject(String),
-    /// A caller's idempotency key, per user.
-    Idempotency(UserId, String),
+    /// A subscription's allowance for the period starting at `period_start`, whichever invoice
+    /// bills it.
+    Allowance {
+        subscription: String,
+        period_start: i64,
+    },
+    /// A caller's idempotency key, scoped to the caller and the user, and bound to the request it
+    /// first came with (`fingerprint`): the same key with another request is no repeat.
+    Idempotency {
+        caller: String,
+        user: UserId,
+        key: String,
+        fingerprint: String,
+    },
 }
 
 impl OnceKey {
+    /// `caller`'s idempotency `key` for `user`, bound to the `request` it first came with.
+    pub fn idempotency(caller: &str, user: &UserId, key: &str, request: &str) -> Self {
+        Self::Idempotency {
+            caller: caller.to_owned(),
+            user: user.clone(),
+            key: key.to_owned(),
+            fingerprint: hex::encode(Sha256::digest(request.as_bytes())),
+        }
+    }
+
     fn key(&self) -> Key {
         let pk = match self {
             Self::StripeEvent(id) => format!("ONCE#stripe-event#{id}"),
             Self::StripeObject(id) => format!("ONCE#stripe-object#{id}"),
-            Self::Idempotency(user, id) => format!("ONCE#idempotency#{user}#{id}"),
+            Self::Allowance { subscription, period_start } => format!("ONCE#allowance#{subscription}#{period_start}"),
+            Self::Idempotency { caller, user, key, .. } => format!("ONCE#idempotency#{caller}#{user}#{key}"),
         };
         Key::new(pk, "ONCE")
     }
@@ -92,8 +124,15 @@ impl OnceKey {
     /// resent by hand for 30; idempotency keys are a client's retry window.
     fn retention(&self) -> Duration {
         match self {
-            Self::StripeEvent(_) | Self::StripeObject(_) => Duration::from_secs(400 * 86_400),
-            Self::Idempotency(..) => Duration::from_secs(7 * 86_400),
+            Self::StripeEvent(_) | Self::StripeObject(_) | Self::Allowance { .. } => Duration::from_secs(400 * 86_400),
+            Self::Idempotency { .. } => Duration::from_secs(7 * 86_400),
+        }
+    }
+
+    fn fingerprint(&self) -> Option<&str> {
+        match self {
+            Self::Idempotency { fingerprint, .. } => Some(fingerprint),
+            _ => None,
         }
     }
 
@@ -106,6 +145,12 @@ impl OnceKey {
             .with(EXPIRES_AT, Attr::N(now_epoch() + self.retention().as_secs() as i64))
             .with_opt("ledger_id", ledger.map(|l| Attr::S(l.id.clone())))
             .with_opt("balance_after", ledger.map(|l| Attr::N(l.balance_after)))
+            .with_opt("fingerprint", self.fingerprint().map(|f| Attr::S(f.to_owned())))
+    }
+
+    /// The marker's write in a transaction: it must not exist yet.
+    pub(super) fn write(&self, at: i64, ledger: Option<&LedgerEntry>) -> Write {
+        Write::Put { item: self.marker(at, ledger), when: Some(Condition::Absent) }
     }
 }
 
@@ -116,17 +161,60 @@ pub struct Account {
     pub version: i64,
 }
 
+impl Account {
+    /// The writes that move this balance by `change` (the balance guarded by its version, and the
+    /// ledger entry), or `None` when the new balance does not fit.
+    pub(super) fn moved(&self, user: &UserId, change: &CreditChange) -> Option<(LedgerEntry, [Write; 2])> {
+        let balance_after = self.balance.checked_add(change.amount)?;
+        let entry = LedgerEntry {
+            id: random_id(),
+            kind: change.kind,
+            amount: change.amount,
+            balance_after,
+            source: change.source.clone(),
+            at: change.at,
+        };
+        let balance = Write::Update {
+            key: Key::new(user_pk(user), ACCOUNT),
+            changes: Changes::default()
+                .set("entity", Attr::S("credits".into()))
+                .set("balance", Attr::N(balance_after))
+                .set("version", Attr::N(self.version + 1)),
+            when: Some(match self.version {
+                0 => Condition::Absent,
+                v => Condition::Equals("version", Attr::N(v)),
+            }),
+        };
+        let ledger = Write::Put { item: ledger_item(user, &entry), when: Some(Condition::Absent) };
+        Some((entry, [balance, ledger]))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
     Applied(LedgerEntry),
-    /// A once-key was already used; `balance_after` is what the first application left.
+    /// A once-key was already used (or a record it writes exists); `balance_after` is what the first
+    /// application left.
     Duplicate {
         balance_after: Option<i64>,
     },
-    /// The change would take the balance below zero, which only a refund may do.
+    /// An idempotency key that was first used with another request; nothing changed.
+    Mismatch,
+    /// The change would take the balance below zero, which only a consumption is refused for.
     Insufficient {
         balance: i64,
     },
+    /// The new balance would not fit in a 64-bit integer; nothing changed.
+    Overflow,
+}
+
+/// Who a Stripe customer belongs to, after a link was asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CustomerLink {
+    /// The customer is (now, or already) this user's.
+    Linked,
+    /// The customer was linked to another user first; the link stands.
+    Owned(UserId),
 }
 
 /// A user's plan, as the newest subscription event applied set it.
@@ -150,15 +238,6 @@ pub enum SubscriptionApplied {
     Stale,
 }
 
-/// A paid checkout, kept so its refunds can be clawed back in proportion.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Payment {
-    pub user: UserId,
-    pub credits: i64,
-    /// What was paid, in the currency's smallest unit.
-    pub amount_total: i64,
-}
-
 pub struct Credits<'a>(pub(super) &'a dyn Table);
 
 impl Credits<'_> {
@@ -169,46 +248,31 @@ impl Credits<'_> {
         }
     }
 
-    /// Applies `change` once for all of `once`, atomically with its ledger entry.
-    pub async fn apply(&self, user: &UserId, change: &CreditChange, once: &[OnceKey]) -> Result<Applied, StoreError> {
+    /// Applies `change` once for all of `once`, atomically with its ledger entry and `records`
+    /// (each of which must not exist yet).
+    pub async fn apply(
+        &self,
+        user: &UserId,
+        change: &CreditChange,
+        once: &[OnceKey],
+        records: &[Item],
+    ) -> Result<Applied, StoreError> {
         for attempt in 0..MAX_ATTEMPTS {
             let account = self.account(user).await?;
-            let balance_after = account.balance + change.amount;
-            if balance_after < 0 && change.amount < 0 && change.kind != LedgerKind::Refund {
+            let Some((entry, moved)) = account.moved(user, change) else { return Ok(Applied::Overflow) };
+            if entry.balance_after < 0 && change.kind == LedgerKind::Consume {
                 return match self.first_used(once).await? {
                     Some(duplicate) => Ok(duplicate),
                     None => Ok(Applied::Insufficient { balance: account.balance }),
                 };
             }
-            let entry = LedgerEntry {
-                id: random_id(),
-                kind: change.kind,
-                amount: change.amount,
-                balance_after,
-                source: change.source.clone(),
-                at: change.at,
-            };
-            let mut writes = vec![
-                Write::Update {
-                    key: Key::new(user_pk(user), ACCOUNT),
-                    changes: Changes::default()
-                        .set("entity", Attr::S("credits".into()))
-                        .set("balance", Attr::N(balance_after))
-                        .set("version", Attr::N(account.version + 1)),
-                    when: Some(match account.version {
-                        0 => Condition::Absent,
-                        v => Condition::Equals("version", Attr::N(v)),
-                    }),
-                },
-                Write::Put { item: ledger_item(user, &entry), when: Some(Condition::Absent) },
-            ];
-            writes.extend(
-                once.iter()
-                    .map(|k| Write::Put { item: k.marker(change.at, Some(&entry)), when: Some(Condition::Absent) }),
-            );
+            let mut writes = Vec::from(moved);
+            writes.extend(once.iter().map(|k| k.write(change.at, Some(&entry))));
+            writes.extend(records.iter().map(|item| Write::Put { item: item.clone(), when: Some(Condition::Absent) }));
             match self.0.transact(writes).await {
                 Ok(()) => return Ok(Applied::Applied(entry)),
-                // Writes 0 and 1 are the balance and the ledger entry; a failure past them is a used once-key.
+                // Writes 0 and 1 are the balance and the ledger entry; a failure past them is a used
+                // once-key or an existing record.
                 Err(StoreError::ConditionFailed { failed }) if failed.iter().any(|i| *i >= 2) => {
                     let key = failed.iter().find(|i| **i >= 2).and_then(|i| once.get(i - 2));
                     let duplicate = match key {
@@ -224,6 +288,18 @@ impl Credits<'_> {
         Err(StoreError::Conflict)
     }
 
+    /// Marks `once` used and writes `records` (each new), together, without a balance change.
+    /// Returns false, changing nothing, if any was used or written before.
+    pub async fn record(&self, once: &[OnceKey], records: &[Item], at: i64) -> Result<bool, StoreError> {
+        let mut writes: Vec<Write> = once.iter().map(|k| k.write(at, None)).collect();
+        writes.extend(records.iter().map(|item| Write::Put { item: item.clone(), when: Some(Condition::Absent) }));
+        match self.0.transact(writes).await {
+            Ok(()) => Ok(true),
+            Err(StoreError::ConditionFailed { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Marks `key` used without a balance change (e.g. a Stripe event keyward ignores). Returns
     /// false if it was used already.
     pub async fn mark_once(&self, key: &OnceKey, at: i64) -> Result<bool, StoreError> {
@@ -234,22 +310,32 @@ impl Credits<'_> {
         }
     }
 
-    /// Records which user a Stripe customer is (from `client_reference_id`/metadata of their events).
-    pub async fn link_customer(&self, customer: &str, user: &UserId) -> Result<(), StoreError> {
-        let item = Item::new(&Key::new(user_pk(user), STRIPE_CUSTOMER))
+    /// Links a Stripe customer to `user`, once: the first link wins and is never moved to another
+    /// user. A user may own several customers. (A returning customer costs one read.)
+    pub async fn link_customer(&self, customer: &str, user: &UserId, at: i64) -> Result<CustomerLink, StoreError> {
+        let owned = |owner: UserId| if &owner == user { CustomerLink::Linked } else { CustomerLink::Owned(owner) };
+        if let Some(owner) = self.customer_owner(customer).await? {
+            return Ok(owned(owner));
+        }
+        let item = Item::new(&customer_key(customer))
             .with("entity", Attr::S("stripe-customer".into()))
             .with("customer_id", Attr::S(customer.to_owned()))
             .with("user_id", Attr::S(user.to_string()))
-            .with(GSI1PK, Attr::S(format!("{STRIPE_CUSTOMER}#{customer}")))
-            .with(GSI1SK, Attr::S(user_pk(user)));
-        self.0.put(item, None).await
+            .with("linked_at", Attr::N(at));
+        match self.0.put(item, Some(Condition::Absent)).await {
+            Ok(()) => Ok(CustomerLink::Linked),
+            // Another event linked it in between: that link stands.
+            Err(StoreError::ConditionFailed { .. }) => {
+                self.customer_owner(customer).await?.map(owned).ok_or(StoreError::Conflict)
+            }
+            Err(e) => Err(e),
+        }
     }
 
-    /// The user a Stripe customer belongs to, through the GSI.
-    pub async fn user_for_customer(&self, customer: &str) -> Result<Option<UserId>, StoreError> {
-        let query = Query::partition(Index::Gsi1, format!("{STRIPE_CUSTOMER}#{customer}")).limit(1);
-        let page = self.0.query(&query).await?;
-        page.items.first().map(|item| user_from(item.s("user_id")?)).transpose()
+    /// The user a Stripe customer was linked to, if any.
+    pub async fn customer_owner(&self, customer: &str) -> Result<Option<UserId>, StoreError> {
+        let Some(item) = self.0.get(&customer_key(customer)).await? else { return Ok(None) };
+        Ok(Some(user_from(item.s("user_id")?)?))
     }
 
     /// The user's plan, if a subscription event ever set one.
@@ -273,7 +359,7 @@ impl Credits<'_> {
     ) -> Result<SubscriptionApplied, StoreError> {
         let once = OnceKey::StripeEvent(event_id.to_owned());
         let writes = vec![
-            Write::Put { item: once.marker(plan.event_created, None), when: Some(Condition::Absent) },
+            once.write(plan.event_created, None),
             Write::Update {
                 key: Key::new(user_pk(user), SUBSCRIPTION),
                 changes: Changes::default()
@@ -297,25 +383,6 @@ impl Credits<'_> {
         }
     }
 
-    /// Remembers what a checkout's payment granted (keyed by its payment intent).
-    pub async fn record_payment(&self, payment_intent: &str, payment: &Payment) -> Result<(), StoreError> {
-        let item = Item::new(&payment_key(payment_intent))
-            .with("entity", Attr::S("payment".into()))
-            .with("user_id", Attr::S(payment.user.to_string()))
-            .with("credits", Attr::N(payment.credits))
-            .with("amount_total", Attr::N(payment.amount_total));
-        self.0.put(item, None).await
-    }
-
-    pub async fn payment(&self, payment_intent: &str) -> Result<Option<Payment>, StoreError> {
-        let Some(item) = self.0.get(&payment_key(payment_intent)).await? else { return Ok(None) };
-        Ok(Some(Payment {
-            user: user_from(item.s("user_id")?)?,
-            credits: item.n("credits")?,
-            amount_total: item.n("amount_total")?,
-        }))
-    }
-
     /// A user's ledger, newest first.
     pub async fn ledger(
         &self,
@@ -327,7 +394,7 @@ impl Credits<'_> {
     }
 
     /// The answer for the first of `once` already used, if any.
-    async fn first_used(&self, once: &[OnceKey]) -> Result<Option<Applied>, StoreError> {
+    pub(super) async fn first_used(&self, once: &[OnceKey]) -> Result<Option<Applied>, StoreError> {
         for key in once {
             if let Some(duplicate) = self.used(key).await? {
                 return Ok(Some(duplicate));
@@ -336,21 +403,23 @@ impl Credits<'_> {
         Ok(None)
     }
 
-    /// `Duplicate` with what the first application left, if `key`'s marker exists.
+    /// What `key`'s marker says, if it exists: a repeat with what the first application left, or
+    /// an idempotency key first used with another request.
     async fn used(&self, key: &OnceKey) -> Result<Option<Applied>, StoreError> {
-        match self.0.get(&key.key()).await? {
-            Some(marker) => Ok(Some(Applied::Duplicate { balance_after: marker.opt_n("balance_after")? })),
-            None => Ok(None),
+        let Some(marker) = self.0.get(&key.key()).await? else { return Ok(None) };
+        if key.fingerprint().is_some() && marker.opt_s("fingerprint")? != key.fingerprint() {
+            return Ok(Some(Applied::Mismatch));
         }
+        Ok(Some(Applied::Duplicate { balance_after: marker.opt_n("balance_after")? }))
     }
 }
 
-fn payment_key(payment_intent: &str) -> Key {
-    Key::new(format!("PAYMENT#{payment_intent}"), "PAYMENT")
+fn customer_key(customer: &str) -> Key {
+    Key::new(format!("{CUSTOMER}#{customer}"), CUSTOMER)
 }
 
 /// Jittered exponential backoff between optimistic retries (1 ms up to ~64 ms).
-async fn backoff(attempt: u32) {
+pub(crate) async fn backoff(attempt: u32) {
     let ceiling = 1u64 << attempt.min(6);
     tokio::time::sleep(Duration::from_millis(1 + rand::random::<u64>() % ceiling)).await;
 }

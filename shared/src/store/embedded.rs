@@ -50,7 +50,12 @@ impl EmbeddedTable {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         crate::files::create_private_dir(dir)
             .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
-        let conn = Connection::open(dir.join(Self::FILE_NAME)).map_err(db_err)?;
+        crate::files::ensure_own(dir).map_err(StoreError::Unavailable)?;
+        let file = dir.join(Self::FILE_NAME);
+        if std::fs::symlink_metadata(&file).is_ok() {
+            crate::files::ensure_own(&file).map_err(StoreError::Unavailable)?;
+        }
+        let conn = Connection::open(&file).map_err(db_err)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(db_err)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(db_err)?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(db_err)?;

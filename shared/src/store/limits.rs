@@ -31,8 +31,31 @@ impl Limits<'_> {
         window_secs: i64,
         now: i64,
     ) -> Result<Allowance, StoreError> {
+        self.take_at(user_pk(user), bucket, limit, window_secs, now).await
+    }
+
+    /// Takes one unit of `bucket` for a caller that is not signed in (its bucket names the client:
+    /// `login:203.0.113.7`), in a partition of its own.
+    pub async fn take_anonymous(
+        &self,
+        bucket: &str,
+        limit: u32,
+        window_secs: i64,
+        now: i64,
+    ) -> Result<Allowance, StoreError> {
+        self.take_at(format!("CLIENT#{bucket}"), bucket, limit, window_secs, now).await
+    }
+
+    async fn take_at(
+        &self,
+        partition: String,
+        bucket: &str,
+        limit: u32,
+        window_secs: i64,
+        now: i64,
+    ) -> Result<Allowance, StoreError> {
         let window_end = now - now.rem_euclid(window_secs) + window_secs;
-        let key = Key::new(user_pk(user), format!("{PREFIX}{bucket}#{window_end}"));
+        let key = Key::new(partition, format!("{PREFIX}{bucket}#{window_end}"));
         let changes = Changes::default()
             .set("entity", Attr::S("limit".into()))
             .set(EXPIRES_AT, Attr::N(window_end))

@@ -15,6 +15,7 @@ mod embedded;
 mod limits;
 mod llm_keys;
 mod oauth;
+mod payments;
 mod sessions;
 mod states;
 pub mod table;
@@ -23,8 +24,9 @@ mod users;
 use std::sync::Arc;
 
 pub use audit::{Actor, Audit, AuditEntry};
+pub(crate) use credits::backoff;
 pub use credits::{
-    Account, Applied, CreditChange, Credits, LedgerEntry, LedgerKind, OnceKey, Payment, Subscription,
+    Account, Applied, CreditChange, Credits, CustomerLink, LedgerEntry, LedgerKind, OnceKey, Subscription,
     SubscriptionApplied,
 };
 pub use devices::{DeviceGrant, Devices};
@@ -34,8 +36,9 @@ pub use embedded::EmbeddedTable;
 pub use limits::{Allowance, Limits};
 pub use llm_keys::{KeyStatus, LlmKeys, NewLlmKey, StoredLlmKey, TestResult};
 pub use oauth::{ConnectionStatus, OAuthConnection, OAuthConnections};
+pub use payments::{DisputeRecord, InvoiceGrant, Payment, PaymentHistory, Payments, RefundRecord, Settled, Settlement};
 pub use sessions::{SESSION_IDLE_SECS, SessionFamily, Sessions};
-pub use states::{OneTimeState, StatePurpose, States};
+pub use states::{OneTimeState, StatePurpose, States, state_digest};
 pub use table::{Cursor, Table, now_epoch, now_epoch_millis};
 pub use users::{ProfileUpdate, UserProfile, Users};
 
@@ -59,6 +62,9 @@ pub enum StoreError {
     /// A request the store refused as invalid: a bug in keyward, never user input.
     #[error("invalid store request: {0}")]
     Invalid(String),
+    /// A client's paging cursor that does not continue the listing it was given for.
+    #[error("the paging cursor does not belong to this listing")]
+    InvalidCursor,
 }
 
 /// A page of domain records and the opaque cursor of the next page.
@@ -103,6 +109,10 @@ impl Store {
         Credits(self.table.as_ref())
     }
 
+    pub fn payments(&self) -> Payments<'_> {
+        Payments(self.table.as_ref())
+    }
+
     pub fn sessions(&self) -> Sessions<'_> {
         Sessions(self.table.as_ref())
     }
@@ -138,8 +148,9 @@ fn random_id() -> String {
     hex::encode(rand::random::<[u8; 8]>())
 }
 
-/// One page of a user's time-ordered entries under `prefix`, newest first. A cursor made for another
-/// user's partition is ignored, so a client can never page into someone else's items.
+/// One page of a user's time-ordered entries under `prefix`, newest first. A cursor made for
+/// another listing (another user's, say) is refused, so a client can never page into someone
+/// else's items.
 async fn newest_first<T>(
     table: &dyn Table,
     user: &UserId,
@@ -148,10 +159,9 @@ async fn newest_first<T>(
     cursor: Option<&str>,
     parse: fn(&table::Item) -> Result<T, StoreError>,
 ) -> Result<Listing<T>, StoreError> {
-    let partition = user_pk(user);
-    let after = cursor.and_then(|c| Cursor::decode(c, table::Index::Table, &partition));
-    let query =
-        table::Query::partition(table::Index::Table, partition).prefix(prefix).descending().limit(limit).after(after);
+    let query = table::Query::partition(table::Index::Table, user_pk(user)).prefix(prefix).descending().limit(limit);
+    let after = cursor.map(|c| Cursor::decode(c, &query)).transpose()?;
+    let query = query.after(after);
     let page = table.query(&query).await?;
     Ok(Listing { items: page.items.iter().map(parse).collect::<Result<_, _>>()?, next: page.next.map(|c| c.encode()) })
 }

@@ -1,11 +1,12 @@
 //! One-time states of OAuth redirects (Auth0 sign-in, Google connect): created with a TTL,
-//! consumed atomically exactly once. Only a hash of the state value is stored.
+//! consumed atomically exactly once. Only a hash of the state value is stored, the PKCE verifier
+//! only sealed.
 
-use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 use super::table::{Attr, Condition, Item, Key, Table};
-use super::{StoreError, user_from};
+use super::{StoreError, sealed_attr, sealed_from, user_from};
+use crate::crypto::Sealed;
 use crate::model::UserId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,22 +24,28 @@ impl StatePurpose {
     }
 }
 
-/// What a redirect's state stands for. `Debug` redacts the PKCE verifier.
+/// What a redirect's state stands for.
 #[derive(Debug, Clone)]
 pub struct OneTimeState {
     pub purpose: StatePurpose,
     /// The user who started the flow, when one was signed in.
     pub user: Option<UserId>,
     pub return_to: Option<String>,
-    pub pkce_verifier: SecretString,
+    pub sealed_verifier: Sealed,
+    /// The SHA-256 of the nonce the starting browser got in a cookie, when the flow is bound to it.
+    pub browser: Option<String>,
     pub expires_at: i64,
 }
 
 pub struct States<'a>(pub(super) &'a dyn Table);
 
+/// What identifies a state in storage (and binds its sealed verifier): its SHA-256, hex.
+pub fn state_digest(state: &str) -> String {
+    hex::encode(Sha256::digest(state.as_bytes()))
+}
+
 fn key(state: &str) -> Key {
-    let digest = hex::encode(Sha256::digest(state.as_bytes()));
-    Key::new(format!("STATE#{digest}"), "STATE")
+    Key::new(format!("STATE#{}", state_digest(state)), "STATE")
 }
 
 impl States<'_> {
@@ -50,7 +57,8 @@ impl States<'_> {
             .with("purpose", Attr::S(record.purpose.as_str().into()))
             .with_opt("user_id", record.user.as_ref().map(|u| Attr::S(u.to_string())))
             .with_opt("return_to", record.return_to.clone().map(Attr::S))
-            .with("pkce_verifier", Attr::S(record.pkce_verifier.expose_secret().to_owned()))
+            .with("sealed_verifier", sealed_attr(&record.sealed_verifier))
+            .with_opt("browser", record.browser.clone().map(Attr::S))
             .with(super::table::EXPIRES_AT, Attr::N(record.expires_at));
         self.0.put(item, Some(Condition::Absent)).await
     }
@@ -65,7 +73,8 @@ impl States<'_> {
                 purpose,
                 user: item.opt_s("user_id")?.map(user_from).transpose()?,
                 return_to: item.opt_s("return_to")?.map(str::to_owned),
-                pkce_verifier: SecretString::from(item.s("pkce_verifier")?.to_owned()),
+                sealed_verifier: sealed_from(item.b("sealed_verifier")?)?,
+                browser: item.opt_s("browser")?.map(str::to_owned),
                 expires_at: item.n(super::table::EXPIRES_AT)?,
             })),
             Ok(None) | Err(StoreError::ConditionFailed { .. }) => Ok(None),

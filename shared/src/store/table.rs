@@ -281,17 +281,27 @@ impl Cursor {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
     }
 
-    /// Parses a client's cursor for a query on `partition`; a cursor for another partition is refused
-    /// so a client cannot page into someone else's items.
-    pub fn decode(raw: &str, index: Index, partition: &str) -> Option<Self> {
+    /// Parses a client's cursor for `query`: it must name exactly the key attributes of the query's
+    /// index, inside the query's partition and sort-key range. Anything else (another user's
+    /// partition, another listing, a tampered or malformed cursor) is refused, so a client can
+    /// neither page into someone else's items nor make the store fail on a start key it rejects.
+    pub fn decode(raw: &str, query: &Query) -> Result<Self, StoreError> {
         use base64::Engine;
-        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw).ok()?;
-        let map: BTreeMap<String, String> = serde_json::from_slice(&json).ok()?;
-        let partition_attr = match index {
-            Index::Table => PK,
-            Index::Gsi1 => GSI1PK,
+        if raw.len() > 2048 {
+            return Err(StoreError::InvalidCursor);
+        }
+        let json =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw).map_err(|_| StoreError::InvalidCursor)?;
+        let map: BTreeMap<String, String> = serde_json::from_slice(&json).map_err(|_| StoreError::InvalidCursor)?;
+        let (partition_attr, sort_attr, keys): (_, _, &[&str]) = match query.index {
+            Index::Table => (PK, SK, &[PK, SK]),
+            Index::Gsi1 => (GSI1PK, GSI1SK, &[GSI1PK, GSI1SK, PK, SK]),
         };
-        (map.get(partition_attr).map(String::as_str) == Some(partition) && map.contains_key(SK)).then_some(Self(map))
+        let exact_keys = map.len() == keys.len() && keys.iter().all(|k| map.contains_key(*k));
+        let in_partition = map.get(partition_attr) == Some(&query.partition);
+        let in_range =
+            query.sort_prefix.as_ref().is_none_or(|prefix| map.get(sort_attr).is_some_and(|s| s.starts_with(prefix)));
+        if exact_keys && in_partition && in_range { Ok(Self(map)) } else { Err(StoreError::InvalidCursor) }
     }
 }
 

@@ -1,5 +1,6 @@
 //! A Lambda Runtime API emulator on loopback (`/2018-06-01/runtime/...`): hands one event at a time
-//! to the function process it serves and reports when each answer arrives.
+//! to the function process it serves and reports when each answer arrives. The benchmarks run the
+//! release-built functions under it; the tests run the real function binaries under it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -67,7 +68,7 @@ impl Emulator {
     /// Delivers `event` and waits for its answer; the time from delivery to answer.
     pub async fn invoke(&mut self, event: &[u8]) -> Result<(Duration, Answer), String> {
         self.invocations += 1;
-        let id = format!("bench-{:08}", self.invocations);
+        let id = format!("invocation-{:08}", self.invocations);
         let started = Instant::now();
         self.events.send((id.clone(), Bytes::copy_from_slice(event))).await.map_err(|_| "emulator stopped")?;
         let (answered, answer) = tokio::time::timeout(Duration::from_secs(30), self.answers.recv())
@@ -98,7 +99,7 @@ async fn next(State(shared): State<Arc<Shared>>) -> Response {
     };
     set("lambda-runtime-aws-request-id", id);
     set("lambda-runtime-deadline-ms", deadline_ms.to_string());
-    set("lambda-runtime-invoked-function-arn", "arn:aws:lambda:us-east-1:123456789012:function:bench".into());
+    set("lambda-runtime-invoked-function-arn", "arn:aws:lambda:us-east-1:123456789012:function:emulated".into());
     set("lambda-runtime-trace-id", "Root=1-00000000-000000000000000000000000;Sampled=0".into());
     set("content-type", "application/json".into());
     (headers, event).into_response()
