@@ -25,13 +25,20 @@ fn list(value: &Value) -> Vec<String> {
     }
 }
 
+fn template() -> Value {
+    serde_norway::from_str(&std::fs::read_to_string(keyward_local::default_template_path()).unwrap()).unwrap()
+}
+
 /// `(role, action, purpose, context keys)` of every statement that lets a role use the key.
 fn grants() -> Vec<(String, String, String, BTreeSet<String>)> {
-    let template: Value =
-        serde_norway::from_str(&std::fs::read_to_string(keyward_local::default_template_path()).unwrap()).unwrap();
+    let template = template();
     let statements = template["Resources"]["DataKey"]["Properties"]["KeyPolicy"]["Statement"].as_sequence().unwrap();
     let mut grants = Vec::new();
     for statement in statements {
+        // CloudWatch Logs, bound to log groups' context: `logs_use_the_key_only_for_log_groups`.
+        if !statement["Principal"]["Service"].is_null() {
+            continue;
+        }
         let principals = list(&statement["Principal"]["AWS"]);
         if principals.iter().any(|p| p.contains(":root")) {
             let actions = list(&statement["Action"]);
@@ -122,5 +129,102 @@ fn least_privilege_roles() {
     // PKCE verifiers of redirects in flight: sealed and opened by the two functions that redirect.
     for role in ["LoginCallbackFunctionRole", "OAuthRefreshFunctionRole"] {
         assert!(of(role).contains(&("kms:Decrypt".into(), "oauth-state".into())), "{role}");
+    }
+}
+
+/// The log groups are encrypted under the stack's key, and CloudWatch Logs may use the key only with
+/// a log group's encryption context: never keyward's, so it can open no sealed record.
+#[test]
+fn logs_use_the_key_only_for_log_groups() {
+    let template = template();
+    let resources = template["Resources"].as_mapping().unwrap();
+    let log_groups: Vec<&Value> =
+        resources.values().filter(|r| r["Type"].as_str() == Some("AWS::Logs::LogGroup")).collect();
+    assert_eq!(log_groups.len(), 7, "six functions and the API's access log");
+    for group in log_groups {
+        assert_eq!(text(&group["Properties"]["KmsKeyId"]), "!GetAtt DataKey.Arn");
+    }
+    let statements = template["Resources"]["DataKey"]["Properties"]["KeyPolicy"]["Statement"].as_sequence().unwrap();
+    let services: Vec<&Value> = statements.iter().filter(|s| !s["Principal"]["Service"].is_null()).collect();
+    assert_eq!(services.len(), 1, "CloudWatch Logs is the only service the key policy names");
+    let logs = services[0];
+    assert!(text(&logs["Principal"]["Service"]).contains("logs."), "{logs:?}");
+    let condition = text(&logs["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]);
+    assert!(condition.contains(":log-group:*") && condition.contains("${AWS::AccountId}"), "{condition}");
+    assert!(logs["Condition"]["StringEquals"].is_null(), "no keyward purpose for the logs service");
+}
+
+/// Invoking a function directly is every internal grant at once, so the invoke guard denies every
+/// one of them (each version and alias too); and each function's log group counts the tripwire's
+/// refusals into the one metric the alarm watches.
+#[test]
+fn the_invoke_guard_covers_every_function_and_every_log_group_feeds_the_alarm() {
+    let template = template();
+    let resources = template["Resources"].as_mapping().unwrap();
+    let functions: Vec<String> = resources
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some("AWS::Serverless::Function"))
+        .map(|(name, _)| name.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(functions.len(), 6);
+    let guard = &template["Resources"]["InvokeGuard"];
+    assert_eq!(guard["Type"].as_str(), Some("AWS::IAM::ManagedPolicy"));
+    let statement = &guard["Properties"]["PolicyDocument"]["Statement"][0];
+    assert_eq!(statement["Effect"].as_str(), Some("Deny"));
+    let actions = list(&statement["Action"]);
+    for action in ["lambda:InvokeFunction", "lambda:InvokeAsync"] {
+        assert!(actions.iter().any(|a| a == action), "{action}");
+    }
+    let denied = list(&statement["Resource"]);
+    for function in &functions {
+        assert!(denied.contains(&format!("!GetAtt {function}.Arn")), "{function}");
+        assert!(denied.contains(&format!("!Sub ${{{function}.Arn}}:*")), "{function}'s versions and aliases");
+    }
+    assert_eq!(text(&template["Outputs"]["InvokeGuardPolicyArn"]["Value"]), "!Ref InvokeGuard");
+
+    let filters: Vec<&Value> =
+        resources.values().filter(|r| r["Type"].as_str() == Some("AWS::Logs::MetricFilter")).collect();
+    for function in &functions {
+        let group = text(&template["Resources"][function.as_str()]["Properties"]["LoggingConfig"]["LogGroup"]);
+        let counted = filters.iter().any(|f| {
+            text(&f["Properties"]["LogGroupName"]) == group
+                && text(&f["Properties"]["FilterPattern"]).contains(r#"$.alarm = "foreign_invocation""#)
+                && text(&f["Properties"]["MetricTransformations"][0]["MetricName"]) == "ForeignInvocations"
+        });
+        assert!(counted, "{function}'s log group ({group}) counts foreign invocations");
+    }
+    let alarm = &template["Resources"]["ForeignInvocationsAlarm"]["Properties"];
+    assert_eq!((text(&alarm["Namespace"]).as_str(), text(&alarm["MetricName"]).as_str()), ("keyward", "ForeignInvocations"));
+    // The functions name the API, stage and account their events must name.
+    let env = &template["Globals"]["Function"]["Environment"]["Variables"];
+    assert_eq!(text(&env["KEYWARD_API_ID"]), "!Ref Api");
+    assert_eq!(text(&env["KEYWARD_API_STAGE"]), text(&template["Resources"]["ApiStage"]["Properties"]["StageName"]));
+    assert_eq!(text(&env["KEYWARD_ACCOUNT_ID"]), "!Ref AWS::AccountId");
+}
+
+/// Every finding of the infrastructure scanner that is skipped says why, in a sentence, where it
+/// is skipped; `scripts/test` fails on any other finding.
+#[test]
+fn every_skipped_scanner_check_says_why() {
+    let template = template();
+    let mut skipped = 0;
+    for (name, resource) in template["Resources"].as_mapping().unwrap() {
+        for skip in resource["Metadata"]["checkov"]["skip"].as_sequence().into_iter().flatten() {
+            let (id, comment) = (text(&skip["id"]), text(&skip["comment"]));
+            assert!(id.starts_with("CKV_AWS_"), "{name:?}: {id}");
+            assert!(comment.len() >= 30 && comment.ends_with('.'), "{name:?} {id}: say why in a sentence");
+            skipped += 1;
+        }
+    }
+    assert!(skipped >= 19, "{skipped}");
+    // What protects keyward is fixed, not skipped: every function has a concurrency cap.
+    let functions = template["Resources"].as_mapping().unwrap().values();
+    let capped = template["Globals"]["Function"]["ReservedConcurrentExecutions"].is_null();
+    assert!(!capped, "a reserved-concurrency cap for every function");
+    for function in functions.filter(|r| r["Type"].as_str() == Some("AWS::Serverless::Function")) {
+        assert!(
+            !function["Metadata"]["checkov"]["skip"].as_sequence().unwrap().iter().any(|s| text(&s["id"]) == "CKV_AWS_115"),
+            "concurrency is capped, not skipped"
+        );
     }
 }

@@ -6,6 +6,8 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Stdio};
 
+use keyward_sandbox::providers::{Provider, Scenario};
+
 /// Kills the server when the test ends, however it ends.
 struct Server(Child);
 
@@ -120,6 +122,55 @@ fn runs_the_whole_api_on_embedded_defaults() {
     assert_eq!(answers.len(), 2, "{answers:?}");
     assert_eq!((answers[0]["provider"].as_str(), answers[0]["status"].as_str()), (Some("openai"), Some("valid")));
     assert_eq!(answers[1]["keys"][0]["preview"], "sk-p…alid");
+
+    // And the internal route's, as an internal service would call it (this build's binary for
+    // `cargo run -q -p keyward-local --`): the key just stored, fetched with a SigV4 signature.
+    let internal = banner
+        .iter()
+        .map(|l| l.trim_start())
+        .find(|l| l.contains(" call GET /internal/"))
+        .unwrap_or_else(|| panic!("an internal-route command: {banner:#?}"));
+    let command = internal.replace("cargo run -q -p keyward-local --", env!("CARGO_BIN_EXE_keyward-local"));
+    let output =
+        Command::new("bash").args(["-euo", "pipefail", "-c", &command]).current_dir(dir.path()).output().unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{printed}{}", String::from_utf8_lossy(&output.stderr));
+    let answer: serde_json::Value = serde_json::from_str(printed.lines().nth(1).unwrap_or_default()).unwrap();
+    assert_eq!(answer["keys"]["openai"], keyward_sandbox::providers::magic_key(Provider::OpenAi, Scenario::Valid));
+}
+
+/// With `--port 0` the API takes whichever port is free, and web sign-in comes back to that port:
+/// the callback Auth0 is given and the return origin are the real one, not the default 8700.
+#[test]
+fn web_sign_in_returns_to_the_port_it_really_has() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_keyward-local"));
+    command.current_dir(dir.path()).env_remove("KEYWARD_MODE").env_remove("KEYWARD_AUTH0_ISSUER");
+    command.env_remove("KEYWARD_AUTH0_CALLBACK_URL").env_remove("KEYWARD_RETURN_ORIGINS");
+    for setting in
+        keyward::providers::ProviderEndpoints::SETTINGS.iter().chain(&keyward::config::GoogleEndpoints::SETTINGS)
+    {
+        command.env_remove(setting.var);
+    }
+    let (_server, url, _) = start(&mut command);
+    assert!(!url.ends_with(":8700"), "{url}");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let location = |r: &reqwest::Response| url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+        let login = client.get(format!("{url}/auth/login")).query(&[("returnTo", format!("{url}/"))]).send().await;
+        let login = login.unwrap();
+        assert_eq!(login.status(), 302, "{url}/ is an allowed return origin");
+        let mut authorize = location(&login);
+        let redirect_uri = authorize.query_pairs().find(|(k, _)| k == "redirect_uri").unwrap().1.into_owned();
+        assert_eq!(redirect_uri, format!("{url}/auth/callback"));
+        let cookie = login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+        authorize.query_pairs_mut().append_pair("login_hint", "ada@example.com");
+        let callback = location(&client.get(authorize).send().await.unwrap());
+        assert!(callback.as_str().starts_with(&format!("{url}/auth/callback?")), "{callback}");
+        let signed_in = client.get(callback).header("cookie", cookie).send().await.unwrap();
+        assert_eq!((signed_in.status().as_u16(), location(&signed_in).as_str()), (302, format!("{url}/").as_str()));
+    });
 }
 
 #[test]
