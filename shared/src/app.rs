@@ -384,23 +384,6 @@ mod tests {
         Arc::new(AppState::on_lambda(config, lookup(&LAMBDA)).unwrap())
     }
 
-    fn event(api: &str, stage: &str, account: &str) -> Request {
-        let json = serde_json::json!({
-            "version": "2.0", "routeKey": "GET /internal/users/{uid}/llm-keys",
-            "rawPath": "/internal/users/u/llm-keys", "rawQueryString": "", "headers": {},
-            "requestContext": {
-                "accountId": account, "apiId": api, "domainName": "x", "domainPrefix": "x",
-                "http": {"method": "GET", "path": "/internal/users/u/llm-keys", "protocol": "HTTP/1.1",
-                         "sourceIp": "10.0.0.1", "userAgent": "t"},
-                "requestId": "r", "routeKey": "GET /internal/users/{uid}/llm-keys", "stage": stage,
-                "time": "12/Mar/2026:19:03:58 +0000", "timeEpoch": 1,
-                "authorizer": {"iam": {"userArn": "arn:aws:iam::000000000000:role/anyone", "accountId": "0"}}
-            },
-            "isBase64Encoded": false
-        });
-        lambda_http::request::from_str(&json.to_string()).unwrap()
-    }
-
     #[derive(Clone, Default)]
     struct Lines(Arc<std::sync::Mutex<Vec<u8>>>);
 
@@ -429,6 +412,7 @@ mod tests {
             async { json_response(StatusCode::OK, &serde_json::json!({})) }
         });
         let (api, stage, account) = (crate::config::LOCAL_API_ID, "$default", crate::config::LOCAL_ACCOUNT_ID);
+        let event = crate::auth::gateway::test_event;
         for forged in
             [event("a1b2c3d4e5", stage, account), event(api, "prod", account), event(api, stage, "123456789012")]
         {

@@ -255,21 +255,7 @@ impl LocalApi {
 
     /// A sandbox user's access token (Auth0's password grant on the stand-in).
     pub async fn user_token(&self, email: &str) -> String {
-        let response = self
-            .client
-            .post(format!("{}oauth/token", self.sandbox.auth0_issuer()))
-            .form(&[
-                ("grant_type", "password"),
-                ("username", email),
-                ("password", keyward_sandbox::auth0::SANDBOX_PASSWORD),
-                ("audience", LOCAL_AUDIENCE),
-            ])
-            .send()
-            .await
-            .expect("sandbox token request");
-        assert_eq!(response.status(), 200);
-        let body: serde_json::Value = response.json().await.expect("token JSON");
-        body["access_token"].as_str().expect("access_token").to_owned()
+        sandbox_token(&self.client, &self.sandbox, email).await
     }
 
     /// Sends a request signed for `principal` at `time` (SigV4, service `execute-api`); a body is JSON.
@@ -293,6 +279,24 @@ impl LocalApi {
         }
         request.send().await.expect("send signed request")
     }
+}
+
+/// A sandbox user's access token from `sandbox`'s Auth0 (its password grant).
+pub async fn sandbox_token(client: &reqwest::Client, sandbox: &Sandbox, email: &str) -> String {
+    let response = client
+        .post(format!("{}oauth/token", sandbox.auth0_issuer()))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", email),
+            ("password", keyward_sandbox::auth0::SANDBOX_PASSWORD),
+            ("audience", LOCAL_AUDIENCE),
+        ])
+        .send()
+        .await
+        .expect("sandbox token request");
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.expect("token JSON");
+    body["access_token"].as_str().expect("access_token").to_owned()
 }
 
 /// A response's JSON body (panics with the text when it is not JSON).

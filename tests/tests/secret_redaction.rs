@@ -280,7 +280,7 @@ async fn function_binaries_at_trace_write_no_planted_secret() {
         ("AWS_SECRET_ACCESS_KEY", "testing".into()),
     ];
 
-    let bearer = sandbox_token(&sandbox, "trace-run@example.com").await;
+    let bearer = keyward_tests::api::sandbox_token(&reqwest::Client::new(), &sandbox, "trace-run@example.com").await;
     let api_key = format!("sk-proj-PLANTED0trace0{}", keyward_tests::unique_name("k"));
     let cookie_handle = format!("PLANTED0cookie0handle0{}", keyward_tests::unique_name("h"));
     let body_handle = format!("PLANTED0body0handle0{}", keyward_tests::unique_name("h"));
@@ -347,21 +347,4 @@ async fn function_binaries_at_trace_write_no_planted_secret() {
         assert!(!output.contains(secret.as_str()), "a planted secret reached a function's stdout or stderr");
     }
     assert!(!output.contains("PLANTED"), "a planted value reached a function's stdout or stderr");
-}
-
-/// An access token from the sandbox's Auth0 (its password grant).
-async fn sandbox_token(sandbox: &keyward_sandbox::Sandbox, email: &str) -> String {
-    let response = reqwest::Client::new()
-        .post(format!("{}oauth/token", sandbox.auth0_issuer()))
-        .form(&[
-            ("grant_type", "password"),
-            ("username", email),
-            ("password", keyward_sandbox::auth0::SANDBOX_PASSWORD),
-            ("audience", keyward::config::LOCAL_AUDIENCE),
-        ])
-        .send()
-        .await
-        .expect("sandbox token request");
-    let body: serde_json::Value = response.json().await.expect("token JSON");
-    body["access_token"].as_str().expect("access_token").to_owned()
 }

@@ -309,7 +309,55 @@ async fn device_polls_follow_rfc_8628(backend: Backend) {
     assert_eq!(poll(&api, &expiring).await.1["error"], "expired_token");
 }
 
+/// The routes anyone may call are limited per client address and minute: past the limit a script
+/// gets 429 with `Retry-After` and Auth0 is not asked, while another address keeps its own allowance.
+async fn anonymous_routes_are_limited_per_client(backend: Backend) {
+    let limits = [
+        ("KEYWARD_DEVICE_STARTS_PER_MINUTE", "3"),
+        ("KEYWARD_LOGINS_PER_MINUTE", "2"),
+        ("KEYWARD_REFRESHES_PER_MINUTE", "2"),
+    ];
+    let api = LocalApi::start_with(backend, &limits).await;
+    // The windows are whole minutes: start well inside one, so the run does not straddle two.
+    let into_minute = now_epoch() % 60;
+    if into_minute > 50 {
+        tokio::time::sleep(Duration::from_secs(61 - into_minute as u64)).await;
+    }
+    let handle = sign_in(&api, ADA).await;
+    api.sandbox.auth0_calls().take();
+    let starts: Vec<u16> = {
+        let mut statuses = Vec::new();
+        for _ in 0..4 {
+            statuses.push(api.client.post(api.url("/auth/device/start")).send().await.unwrap().status().as_u16());
+        }
+        statuses
+    };
+    assert_eq!(starts, [200, 200, 200, 429]);
+    assert_eq!(api.sandbox.auth0_calls().take(), "POST /oauth/device/code=3", "the fourth never reached Auth0");
+    // The sign-in above used one of the two logins.
+    assert_eq!(api.client.get(api.url("/auth/login")).send().await.unwrap().status(), 302);
+    let limited = api.client.get(api.url("/auth/login")).send().await.unwrap();
+    let retry_after: u64 = limited.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert_eq!(code_of(limited).await, (429, "rate_limited".to_owned()));
+    let next = json(refresh(&api, &handle).await).await["refreshToken"].as_str().unwrap().to_owned();
+    let next = json(refresh(&api, &next).await).await["refreshToken"].as_str().unwrap().to_owned();
+    assert_eq!(code_of(refresh(&api, &next).await).await, (429, "rate_limited".to_owned()));
+    // Another address (127.0.0.2 is loopback too) has an allowance of its own.
+    let elsewhere = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    assert_eq!(elsewhere.post(api.url("/auth/device/start")).send().await.unwrap().status(), 200);
+    assert_eq!(elsewhere.get(api.url("/auth/login")).send().await.unwrap().status(), 302);
+    // The refused refresh rotated nothing: the handle still works from another address.
+    let from_elsewhere = elsewhere.post(api.url("/auth/refresh")).json(&json!({ "refreshToken": next }));
+    assert_eq!(from_elsewhere.send().await.unwrap().status(), 200);
+}
+
 keyward_tests::on_both_backends!(
+    anonymous_routes_are_limited_per_client,
     web_sign_in_stores_the_user_and_sets_a_host_cookie,
     a_callback_finishes_only_in_the_browser_that_started_it,
     forged_and_refused_sign_ins_store_nothing,

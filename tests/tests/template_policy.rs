@@ -194,7 +194,10 @@ fn the_invoke_guard_covers_every_function_and_every_log_group_feeds_the_alarm() 
         assert!(counted, "{function}'s log group ({group}) counts foreign invocations");
     }
     let alarm = &template["Resources"]["ForeignInvocationsAlarm"]["Properties"];
-    assert_eq!((text(&alarm["Namespace"]).as_str(), text(&alarm["MetricName"]).as_str()), ("keyward", "ForeignInvocations"));
+    assert_eq!(
+        (text(&alarm["Namespace"]).as_str(), text(&alarm["MetricName"]).as_str()),
+        ("keyward", "ForeignInvocations")
+    );
     // The functions name the API, stage and account their events must name.
     let env = &template["Globals"]["Function"]["Environment"]["Variables"];
     assert_eq!(text(&env["KEYWARD_API_ID"]), "!Ref Api");
@@ -223,7 +226,11 @@ fn every_skipped_scanner_check_says_why() {
     assert!(!capped, "a reserved-concurrency cap for every function");
     for function in functions.filter(|r| r["Type"].as_str() == Some("AWS::Serverless::Function")) {
         assert!(
-            !function["Metadata"]["checkov"]["skip"].as_sequence().unwrap().iter().any(|s| text(&s["id"]) == "CKV_AWS_115"),
+            !function["Metadata"]["checkov"]["skip"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .any(|s| text(&s["id"]) == "CKV_AWS_115"),
             "concurrency is capped, not skipped"
         );
     }

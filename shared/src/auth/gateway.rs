@@ -42,25 +42,31 @@ impl ApiGateway {
     }
 }
 
+/// An internal-keys event naming `api`, `stage` and `account`, for the tests here and in `app`.
+#[cfg(test)]
+pub(crate) fn test_event(api: &str, stage: &str, account: &str) -> Request {
+    let json = serde_json::json!({
+        "version": "2.0", "routeKey": "GET /internal/users/{uid}/llm-keys",
+        "rawPath": "/internal/users/u/llm-keys", "rawQueryString": "", "headers": {},
+        "requestContext": {
+            "accountId": account, "apiId": api, "domainName": "x", "domainPrefix": "x",
+            "http": {"method": "GET", "path": "/internal/users/u/llm-keys", "protocol": "HTTP/1.1",
+                     "sourceIp": "10.0.0.1", "userAgent": "t"},
+            "requestId": "r", "routeKey": "GET /internal/users/{uid}/llm-keys", "stage": stage,
+            "time": "12/Mar/2026:19:03:58 +0000", "timeEpoch": 1,
+            "authorizer": {"iam": {"userArn": "arn:aws:iam::123456789012:role/notes", "accountId": "123456789012"}}
+        },
+        "isBase64Encoded": false
+    });
+    lambda_http::request::from_str(&json.to_string()).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn event(api: &str, stage: &str, account: &str) -> Request {
-        let json = serde_json::json!({
-            "version": "2.0", "routeKey": "GET /internal/users/{uid}/llm-keys",
-            "rawPath": "/internal/users/u/llm-keys", "rawQueryString": "", "headers": {},
-            "requestContext": {
-                "accountId": account, "apiId": api, "domainName": "x", "domainPrefix": "x",
-                "http": {"method": "GET", "path": "/internal/users/u/llm-keys", "protocol": "HTTP/1.1",
-                         "sourceIp": "10.0.0.1", "userAgent": "t"},
-                "requestId": "r", "routeKey": "GET /internal/users/{uid}/llm-keys", "stage": stage,
-                "time": "12/Mar/2026:19:03:58 +0000", "timeEpoch": 1,
-                "authorizer": {"iam": {"userArn": "arn:aws:iam::123456789012:role/notes", "accountId": "123456789012"}}
-            },
-            "isBase64Encoded": false
-        });
-        lambda_http::request::from_str(&json.to_string()).unwrap()
+        test_event(api, stage, account)
     }
 
     const OURS: (&str, &str, &str) = ("a1b2c3d4e5", "$default", "123456789012");
