@@ -72,6 +72,29 @@ async fn web_sign_in_stores_the_user_and_sets_a_host_cookie(backend: Backend) {
     assert_eq!((status, code.as_str()), (400, "invalid_state"));
 }
 
+/// A sign-in in flight is stored as the state's hash, its PKCE verifier sealed, and the hash of its
+/// browser's nonce: nothing in the item would let a reader of the table finish it.
+#[tokio::test]
+async fn a_state_item_holds_its_verifier_sealed_and_its_nonce_hashed() {
+    let api = LocalApi::start(Backend::Moto).await;
+    let login = api.client.get(api.url("/auth/login")).send().await.unwrap();
+    let state = location(&login).query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
+    let nonce = state_cookie(&login).split_once('=').unwrap().1.to_owned();
+    let table = api.table().unwrap();
+    let scan = table.client.scan().table_name(&table.name).send().await.unwrap();
+    let item = scan.items().iter().find(|i| i["pk"].as_s().is_ok_and(|pk| pk.starts_with("STATE#"))).unwrap();
+    let names: std::collections::BTreeSet<&str> = item.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        ["browser", "entity", "expires_at", "pk", "purpose", "return_to", "sealed_verifier", "sk"].into(),
+        "no plaintext verifier"
+    );
+    assert!(item["sealed_verifier"].as_b().is_ok(), "the verifier is a sealed record");
+    for value in item.values().filter_map(|v| v.as_s().ok()) {
+        assert!(!value.contains(&state) && !value.contains(&nonce), "the state and the nonce only as hashes");
+    }
+}
+
 /// Login CSRF: Mallory signs in at Auth0 as herself and sends Ada the callback link (or lands it in
 /// her browser). Without the cookie of the browser that started the sign-in, nobody is signed in.
 async fn a_callback_finishes_only_in_the_browser_that_started_it(backend: Backend) {

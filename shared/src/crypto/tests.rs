@@ -231,3 +231,26 @@ proptest::proptest! {
         }
     }
 }
+
+/// Local mode keeps its master key only in a real file of its own, in a real folder of its own:
+/// a symbolic link (which could point anywhere, and be re-pointed) is refused.
+#[test]
+fn a_symlinked_master_key_or_data_folder_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("real");
+    LocalKeyProvider::open_or_create(&real).unwrap();
+    let linked_dir = dir.path().join("linked");
+    std::os::unix::fs::symlink(&real, &linked_dir).unwrap();
+    let Err(CryptoError::KeyProvider(why)) = LocalKeyProvider::open_or_create(&linked_dir) else {
+        panic!("a symlinked data folder was accepted")
+    };
+    assert!(why.contains("symbolic link"), "{why}");
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::os::unix::fs::symlink(real.join(LocalKeyProvider::FILE_NAME), other.join(LocalKeyProvider::FILE_NAME))
+        .unwrap();
+    let Err(CryptoError::KeyProvider(why)) = LocalKeyProvider::open_or_create(&other) else {
+        panic!("a symlinked master key was accepted")
+    };
+    assert!(why.contains("symbolic link"), "{why}");
+}

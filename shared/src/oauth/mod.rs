@@ -154,6 +154,27 @@ mod tests {
         );
     }
 
+    /// An identity provider's answer is read up to 64 KiB; a longer one is refused unread, never
+    /// buffered whole (a hostile or broken endpoint could stream forever).
+    #[tokio::test]
+    async fn answers_past_the_cap_are_refused() {
+        use wiremock::matchers::any;
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let server = MockServer::start().await;
+        let token = r#"{"access_token":"at","token_type":"Bearer","expires_in":3600}"#;
+        let padded = format!(r#"{{"access_token":"at","padding":"{}"}}"#, "x".repeat(MAX_ANSWER_BYTES));
+        Mock::given(wiremock::matchers::path("/small"))
+            .respond_with(ResponseTemplate::new(200).set_body_string(token))
+            .mount(&server)
+            .await;
+        Mock::given(any()).respond_with(ResponseTemplate::new(200).set_body_string(padded)).mount(&server).await;
+        let http = Outbound::new();
+        let small = post_form(&http, format!("{}/small", server.uri()).parse().unwrap(), &[]).await.unwrap();
+        assert!(tokens(small).is_ok());
+        let large = post_form(&http, format!("{}/large", server.uri()).parse().unwrap(), &[]).await;
+        assert!(matches!(large, Err(OAuthFailure::Unavailable(why)) if why.contains("longer than")));
+    }
+
     #[test]
     fn pkce_challenge_is_the_s256_of_the_verifier() {
         // RFC 7636 appendix B.
