@@ -31,9 +31,12 @@ fn no_planted_secret_reached_a_log_line_error_body_or_panic_message() {
     let lines: usize = logs.iter().map(|l| l.lines().count()).sum();
     let error_bodies: usize = logs.iter().map(|l| l.matches("\"error answered\"").count()).sum();
 
-    // The capture must have seen the suite, or this audit proves nothing.
+    // The capture must have seen the suite, or this audit proves nothing. (Third-party crates log
+    // at INFO at most, as in production, so most lines are keyward's own.)
     assert!(logs.len() >= 10, "{} test processes logged", logs.len());
-    assert!(lines >= 10_000, "{lines} log lines");
+    assert!(lines >= 5_000, "{lines} log lines");
+    let binaries = files(dir, "log-trace-run-");
+    assert!(!binaries.is_empty(), "the function binaries' TRACE run was captured");
     assert!(error_bodies >= 200, "{error_bodies} error bodies");
     assert!(planted.len() >= 200, "{} planted secrets", planted.len());
     for kind in ["sk-", "whsec_", "-service-secret-"] {
@@ -55,9 +58,11 @@ fn no_planted_secret_reached_a_log_line_error_body_or_panic_message() {
     }
     assert!(leaks.is_empty(), "{} leaks:\n{}", leaks.len(), leaks.join("\n"));
     println!(
-        "leak audit: {} planted secrets, {} test processes, {lines} log lines, {error_bodies} error bodies, {} panic files: no leak",
+        "leak audit: {} planted secrets, {} test processes, {lines} log lines ({} from the function binaries at \
+         TRACE), {error_bodies} error bodies, {} panic files: no leak",
         planted.len(),
         logs.len(),
+        binaries.iter().map(|l| l.lines().count()).sum::<usize>(),
         panics.len()
     );
 }
