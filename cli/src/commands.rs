@@ -8,9 +8,9 @@ use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::CliError;
 use crate::api::{Api, LOCAL_URL, expect_json, expect_success};
 use crate::session::{Session, Tokens, now};
-use crate::{CliError, Provider};
 
 /// The API a command talks to: `--url`, else the session's, else the local run's.
 fn api_for(url: Option<url::Url>, session: Option<&Session>) -> Result<Api, CliError> {
@@ -190,11 +190,41 @@ pub async fn keys_list(url: Option<url::Url>) -> Result<(), CliError> {
     Ok(())
 }
 
+/// One provider as `GET /llm-providers` lists it: the API is the one list of providers.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Provider {
+    slug: String,
+    display_name: String,
+    key_hint: String,
+    console_url: String,
+}
+
+#[derive(Deserialize)]
+struct Providers {
+    providers: Vec<Provider>,
+}
+
+/// The provider the API lists under `slug`, or a usage error naming those it does list.
+async fn provider_named(api: &Api, slug: &str) -> Result<Provider, CliError> {
+    let listed: Providers = expect_json(api.send(Method::GET, "/llm-providers", None, None).await?).await?;
+    let known = listed.providers.iter().map(|p| p.slug.as_str()).collect::<Vec<_>>().join(", ");
+    listed
+        .providers
+        .into_iter()
+        .find(|p| p.slug == slug)
+        .ok_or_else(|| CliError::UnknownProvider { given: slug.to_owned(), known })
+}
+
 /// Reads the key: from a hidden prompt on a terminal, else all of stdin. Never from argv.
-fn read_key(provider: Provider) -> Result<Zeroizing<String>, CliError> {
+fn read_key(provider: &Provider) -> Result<Zeroizing<String>, CliError> {
     let raw = if std::io::stdin().is_terminal() {
+        eprintln!(
+            "{} keys look like {}; create one at {}",
+            provider.display_name, provider.key_hint, provider.console_url
+        );
         Zeroizing::new(
-            rpassword::prompt_password(format!("{} API key (hidden): ", provider.display_name()))
+            rpassword::prompt_password(format!("{} API key (hidden): ", provider.display_name))
                 .map_err(|e| CliError::Failed(format!("cannot read the key: {e}")))?,
         )
     } else {
@@ -218,28 +248,25 @@ struct PutKey<'a> {
 }
 
 /// `keyward keys set <provider>`: keyward stores the key only after the provider accepted it.
-pub async fn keys_set(url: Option<url::Url>, provider: Provider, region: Option<String>) -> Result<(), CliError> {
-    let mut session = Session::require()?;
-    let api = api_for(url, Some(&session))?;
-    let key = read_key(provider)?;
+pub async fn keys_set(url: Option<url::Url>, provider: &str, region: Option<String>) -> Result<(), CliError> {
+    let session = Session::load()?;
+    let api = api_for(url, session.as_ref())?;
+    let provider = provider_named(&api, provider).await?;
+    let mut session = session.ok_or(CliError::NotSignedIn)?;
+    let key = read_key(&provider)?;
     let body = Zeroizing::new(
         serde_json::to_vec(&PutKey { api_key: &key, region: region.as_deref() })
             .map_err(|e| CliError::Failed(e.to_string()))?,
     );
     drop(key);
-    let path = format!("/me/llm-keys/{}", provider.slug());
+    let path = format!("/me/llm-keys/{}", provider.slug);
     let spinner = ProgressBar::new_spinner();
-    spinner.set_message(format!("checking the key with {}…", provider.display_name()));
+    spinner.set_message(format!("checking the key with {}…", provider.display_name));
     spinner.enable_steady_tick(Duration::from_millis(120));
     let answer = session.send(&api, Method::PUT, &path, Some(body.to_vec())).await;
     spinner.finish_and_clear();
     let stored: KeyListing = expect_json(answer?).await?;
-    println!(
-        "Stored your {} key {} (checked with {}).",
-        provider.display_name(),
-        stored.preview,
-        provider.display_name()
-    );
+    println!("Stored your {0} key {1} (checked with {0}).", provider.display_name, stored.preview);
     Ok(())
 }
 
@@ -250,10 +277,9 @@ struct TestAnswer {
 }
 
 /// `keyward keys test <provider>`: exit 1 when the provider refuses the key now.
-pub async fn keys_test(url: Option<url::Url>, provider: Provider) -> Result<(), CliError> {
-    let mut session = Session::require()?;
-    let api = api_for(url, Some(&session))?;
-    let path = format!("/me/llm-keys/{}/test", provider.slug());
+pub async fn keys_test(url: Option<url::Url>, provider: &str) -> Result<(), CliError> {
+    let (api, mut session, provider) = signed_in_with(url, provider).await?;
+    let path = format!("/me/llm-keys/{}/test", provider.slug);
     let answer: TestAnswer = expect_json(session.send(&api, Method::POST, &path, None).await?).await?;
     if answer.ok {
         println!("{}", answer.message);
@@ -264,11 +290,18 @@ pub async fn keys_test(url: Option<url::Url>, provider: Provider) -> Result<(), 
 }
 
 /// `keyward keys rm <provider>`.
-pub async fn keys_rm(url: Option<url::Url>, provider: Provider) -> Result<(), CliError> {
-    let mut session = Session::require()?;
-    let api = api_for(url, Some(&session))?;
-    let path = format!("/me/llm-keys/{}", provider.slug());
+pub async fn keys_rm(url: Option<url::Url>, provider: &str) -> Result<(), CliError> {
+    let (api, mut session, provider) = signed_in_with(url, provider).await?;
+    let path = format!("/me/llm-keys/{}", provider.slug);
     expect_success(session.send(&api, Method::DELETE, &path, None).await?).await?;
-    println!("Removed your {} key.", provider.display_name());
+    println!("Removed your {} key.", provider.display_name);
     Ok(())
+}
+
+/// The API, the signed-in session and the provider named `slug`.
+async fn signed_in_with(url: Option<url::Url>, slug: &str) -> Result<(Api, Session, Provider), CliError> {
+    let session = Session::require()?;
+    let api = api_for(url, Some(&session))?;
+    let provider = provider_named(&api, slug).await?;
+    Ok((api, session, provider))
 }

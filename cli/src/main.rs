@@ -9,7 +9,7 @@ mod session;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
 /// The exit codes scripts can switch on.
 const AFTER_HELP: &str = "Exit codes: 0 success, 1 refused or failed, 2 usage, 3 not signed in.\n\
@@ -48,7 +48,8 @@ enum KeysCommand {
     List,
     /// Store a key, read from a hidden prompt or stdin; keyward checks it with the provider first.
     Set {
-        provider: Provider,
+        /// A provider's slug, as `GET /llm-providers` lists them (`openai`, `anthropic`, …).
+        provider: String,
         /// Zai keys only: `international` (z.ai) or `china` (open.bigmodel.cn).
         #[arg(long)]
         region: Option<String>,
@@ -57,41 +58,9 @@ enum KeysCommand {
         stray: Vec<String>,
     },
     /// Check a stored key with its provider again.
-    Test { provider: Provider },
+    Test { provider: String },
     /// Forget a stored key.
-    Rm { provider: Provider },
-}
-
-/// The providers keyward stores keys for, by the names its API uses.
-#[derive(Clone, Copy, ValueEnum)]
-pub enum Provider {
-    Google,
-    Openai,
-    Anthropic,
-    Perplexity,
-    Zai,
-}
-
-impl Provider {
-    pub fn slug(self) -> &'static str {
-        match self {
-            Self::Google => "google",
-            Self::Openai => "openai",
-            Self::Anthropic => "anthropic",
-            Self::Perplexity => "perplexity",
-            Self::Zai => "zai",
-        }
-    }
-
-    pub fn display_name(self) -> &'static str {
-        match self {
-            Self::Google => "Google Gemini",
-            Self::Openai => "OpenAI",
-            Self::Anthropic => "Anthropic",
-            Self::Perplexity => "Perplexity",
-            Self::Zai => "Zai",
-        }
-    }
+    Rm { provider: String },
 }
 
 /// Why a command failed; each has its exit code.
@@ -110,12 +79,15 @@ pub enum CliError {
     Failed(String),
     #[error("{0}")]
     Usage(&'static str),
+    /// A provider the API does not list; the message names those it does.
+    #[error("unknown provider `{given}`; keyward stores keys for {known}")]
+    UnknownProvider { given: String, known: String },
 }
 
 impl CliError {
     fn exit_code(&self) -> u8 {
         match self {
-            Self::Usage(_) => 2,
+            Self::Usage(_) | Self::UnknownProvider { .. } => 2,
             Self::NotSignedIn | Self::SessionEnded => 3,
             _ => 1,
         }
@@ -134,9 +106,11 @@ async fn main() -> ExitCode {
             "keys are read from the prompt or stdin, never from the command line (other users can see \
              arguments, and shells save them): run `keyward keys set <provider>` and type or pipe the key",
         )),
-        Command::Keys(KeysCommand::Set { provider, region, .. }) => commands::keys_set(cli.url, provider, region).await,
-        Command::Keys(KeysCommand::Test { provider }) => commands::keys_test(cli.url, provider).await,
-        Command::Keys(KeysCommand::Rm { provider }) => commands::keys_rm(cli.url, provider).await,
+        Command::Keys(KeysCommand::Set { provider, region, .. }) => {
+            commands::keys_set(cli.url, &provider, region).await
+        }
+        Command::Keys(KeysCommand::Test { provider }) => commands::keys_test(cli.url, &provider).await,
+        Command::Keys(KeysCommand::Rm { provider }) => commands::keys_rm(cli.url, &provider).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

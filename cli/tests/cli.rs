@@ -180,9 +180,12 @@ async fn a_key_is_never_taken_from_the_command_line() {
     assert_eq!(output.status.code(), Some(2), "argv keys are a usage error");
     assert!(!text(&output.stderr).contains("sk-proj-sandbox-valid"), "{}", text(&output.stderr));
     assert!(text(&output.stderr).contains("never from the command line"), "{}", text(&output.stderr));
-    let output = keyward(home.path(), &["keys", "set", "mistral"], "").await;
+    // The providers are the API's list (`GET /llm-providers`), never a copy in the CLI.
+    let api = LocalApi::start(Backend::Embedded).await;
+    let output = keyward(home.path(), &["--url", &api.base_url, "keys", "set", "mistral"], "").await;
     assert_eq!(output.status.code(), Some(2));
-    assert!(text(&output.stderr).contains("openai"), "the error lists the providers");
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("unknown provider `mistral`") && stderr.contains("openrouter"), "{stderr}");
 }
 
 #[tokio::test]

@@ -4,7 +4,6 @@
 //! variables (`AWS_REGION`, `AWS_ENDPOINT_URL`, `AWS_PROFILE`, credentials) are left to the SDK.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -12,7 +11,8 @@ use url::Url;
 
 use crate::auth::gateway::ApiGateway;
 use crate::auth::service::InternalPrincipals;
-use crate::billing::Tier;
+use crate::endpoints::{EndpointSetting, is_loopback};
+use crate::model::Tier;
 use crate::providers::ProviderEndpoints;
 use crate::throttle::AnonymousLimits;
 
@@ -29,13 +29,6 @@ pub const LOCAL_ACCOUNT_ID: &str = "000000000000";
 pub const DEFAULT_STAGE: &str = "$default";
 /// The client secret of the sandbox tenant's web application (public by design: loopback only).
 const SANDBOX_CLIENT_SECRET: &str = "sandbox-client-secret";
-
-/// Which endpoint a configuration variable sets, its official URL and its path under the sandbox.
-pub struct EndpointSetting {
-    pub var: &'static str,
-    pub official: &'static str,
-    pub sandbox_path: &'static str,
-}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{var}: {problem}")]
@@ -122,21 +115,25 @@ impl GoogleEndpoints {
     /// In the order of the fields.
     pub const SETTINGS: [EndpointSetting; 4] = [
         EndpointSetting {
+            name: "google-oauth",
             var: "KEYWARD_GOOGLE_AUTHORIZE_URL",
             official: "https://accounts.google.com/o/oauth2/v2/auth",
             sandbox_path: "/google/o/oauth2/v2/auth",
         },
         EndpointSetting {
+            name: "google-oauth",
             var: "KEYWARD_GOOGLE_TOKEN_URL",
             official: "https://oauth2.googleapis.com/token",
             sandbox_path: "/google/token",
         },
         EndpointSetting {
+            name: "google-oauth",
             var: "KEYWARD_GOOGLE_REVOKE_URL",
             official: "https://oauth2.googleapis.com/revoke",
             sandbox_path: "/google/revoke",
         },
         EndpointSetting {
+            name: "google-oauth",
             var: "KEYWARD_GOOGLE_USERINFO_URL",
             official: "https://openidconnect.googleapis.com/v1/userinfo",
             sandbox_path: "/google/v1/userinfo",
@@ -261,9 +258,7 @@ impl Config {
             None => InternalPrincipals::default(),
         };
 
-        let [openai, anthropic, google, perplexity, zai, zai_china] =
-            ProviderEndpoints::SETTINGS.each_ref().map(|setting| pinned_endpoint(&get, setting, local, in_lambda));
-        let providers = ProviderEndpoints::from_urls([openai?, anthropic?, google?, perplexity?, zai?, zai_china?]);
+        let providers = ProviderEndpoints::build(|setting| pinned_endpoint(&get, setting, local, in_lambda))?;
 
         // Against the sandbox tenant (local mode, or a loopback issuer in tests) the clients and their
         // public secret have defaults; a real tenant must be configured in full.
@@ -582,20 +577,15 @@ pub fn endpoint_url(var: &'static str, raw: &str) -> Result<Url, ConfigError> {
     }
 }
 
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        None => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
 
     use super::*;
+
+    fn endpoint(config: &Config, name: &str) -> String {
+        config.providers.all().find(|(n, _)| *n == name).map(|(_, url)| url.to_string()).unwrap_or_default()
+    }
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
@@ -670,15 +660,15 @@ mod tests {
     #[test]
     fn provider_endpoints_default_to_the_sandbox_locally_and_the_official_hosts_on_aws() {
         let local = config(&[]).unwrap();
-        assert_eq!(local.providers.openai.as_str(), "http://127.0.0.1:8701/openai/v1");
-        assert_eq!(local.providers.zai_china.as_str(), "http://127.0.0.1:8701/zai-china/api/paas/v4");
+        assert_eq!(endpoint(&local, "openai"), "http://127.0.0.1:8701/openai/v1");
+        assert_eq!(endpoint(&local, "zai-china"), "http://127.0.0.1:8701/zai-china/api/paas/v4");
         assert_eq!(
             local.stand_ins(),
-            ["auth0", "google-oauth", "openai", "anthropic", "gemini", "perplexity", "zai", "zai-china"]
+            ["auth0", "google-oauth", "gemini", "openai", "anthropic", "perplexity", "zai", "zai-china", "openrouter"]
         );
         let aws = config(&AWS).unwrap();
-        assert_eq!(aws.providers.google.as_str(), "https://generativelanguage.googleapis.com/v1beta");
-        assert_eq!(aws.providers.perplexity.as_str(), "https://api.perplexity.ai/");
+        assert_eq!(endpoint(&aws, "gemini"), "https://generativelanguage.googleapis.com/v1beta");
+        assert_eq!(endpoint(&aws, "perplexity"), "https://api.perplexity.ai/");
         assert!(aws.stand_ins().is_empty());
         assert_eq!((aws.provider_timeout, aws.validations_per_hour), (Duration::from_secs(10), 10));
     }
@@ -757,7 +747,7 @@ mod tests {
             config(&vars)
         };
         let official = with(&[("KEYWARD_OPENAI_BASE_URL", "https://api.openai.com/v1/")]).unwrap();
-        assert_eq!(official.providers.openai.as_str(), "https://api.openai.com/v1");
+        assert_eq!(endpoint(&official, "openai"), "https://api.openai.com/v1");
         let stand_in = with(&[("KEYWARD_ANTHROPIC_BASE_URL", "http://127.0.0.1:9/anthropic/v1")]).unwrap();
         assert_eq!(stand_in.stand_ins(), ["anthropic"]);
         let refused = [

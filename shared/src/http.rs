@@ -462,14 +462,6 @@ pub fn path_user(req: &Request) -> Result<crate::model::UserId, ApiError> {
         .ok_or_else(|| ApiError::bad_request("invalid_user_id", "The user id in the path is not a keyward user id."))
 }
 
-/// A Unix time as the API shows it: RFC 3339 in UTC (`2026-11-22T19:00:00Z`).
-pub fn rfc3339(epoch_secs: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(epoch_secs)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default()
-}
-
 /// A query parameter (the first, when repeated).
 pub fn query_param<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
     req.query_string_parameters_ref().and_then(|q| q.first(name))
@@ -585,7 +577,7 @@ mod tests {
 
     #[test]
     fn provider_refusals_are_422_502_or_504_with_codes_never_text() {
-        use crate::providers::Provider;
+        use crate::model::Provider;
         let status = |kind| ApiError::Provider(Box::new(Failure::new(Provider::OpenAi, kind))).status().as_u16();
         assert_eq!(status(FailureKind::InvalidKey), 422);
         assert_eq!(status(FailureKind::NoCredits), 422);

@@ -1,6 +1,6 @@
 //! keyward's shared library: everything the Lambda functions have in common.
 //!
-//! Each module is named for what it does. Edge types ([`model::UserId`], [`providers::Provider`],
+//! Each module is named for what it does. Edge types ([`model::UserId`], [`model::Provider`],
 //! [`secret::ApiKey`]) are parsed once where input enters; inner code never re-checks strings.
 
 pub mod account;
@@ -11,6 +11,7 @@ mod aws_trust;
 pub mod billing;
 pub mod config;
 pub mod crypto;
+pub mod endpoints;
 pub mod files;
 pub mod http;
 pub mod model;

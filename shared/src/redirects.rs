@@ -9,8 +9,9 @@ use subtle::ConstantTimeEq;
 
 use crate::crypto::{CryptoError, EncryptionContext, Envelope, Purpose};
 use crate::model::UserId;
+use crate::model::random_secret;
 use crate::oauth::Pkce;
-use crate::session::{cookie_value, random_secret};
+use crate::session::cookie_value;
 use crate::store::{OneTimeState, StatePurpose, Store, StoreError, state_digest};
 
 /// How long a redirect may take between its start and its callback.

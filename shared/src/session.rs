@@ -1,18 +1,16 @@
 //! Signing a user in once Auth0 has vouched for them: the profile upsert, and keyward sessions —
 //! the Auth0 refresh token sealed under the user, the client holding only a rotating handle.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use lambda_http::Request;
 use lambda_http::http::header;
 use sha2::{Digest, Sha256};
 
 use crate::app::AppState;
 use crate::auth::Identity;
-use crate::auth::auth0::{ClientKind, TokenSet};
+use crate::auth::auth0::TokenSet;
 use crate::crypto::{EncryptionContext, Purpose};
 use crate::http::ApiError;
-use crate::model::UserId;
+use crate::model::{ClientKind, UserId, random_secret};
 use crate::secret::{RefreshToken, SessionHandle};
 use crate::store::{ProfileUpdate, SessionFamily, UserProfile, now_epoch};
 
@@ -34,11 +32,6 @@ pub fn cookie_value(req: &Request, name: &str) -> Option<String> {
         .find_map(|pair| pair.trim().strip_prefix(name).and_then(|rest| rest.strip_prefix('=')))
         .filter(|v| !v.is_empty())
         .map(str::to_owned)
-}
-
-/// 256 random bits, base64url: a handle, a state or a PKCE verifier.
-pub fn random_secret() -> String {
-    URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
 }
 
 /// What the store keeps of a handle.

@@ -11,7 +11,8 @@ use keyward::app::{AppState, AwsClients};
 use keyward::config::{Config, GoogleEndpoints, LOCAL_AUDIENCE};
 use keyward::crypto::{EncryptionContext, Purpose};
 use keyward::model::UserId;
-use keyward::providers::{Provider, ProviderEndpoints, ZaiRegion, preview};
+use keyward::model::{Provider, ZaiRegion};
+use keyward::providers::preview;
 use keyward::secret::ApiKey;
 use keyward::store::{KeyStatus, NewLlmKey, StoredLlmKey, now_epoch};
 use keyward_local::{Credentials, Gateway, RouteTable};
@@ -127,7 +128,7 @@ impl LocalApi {
             ("KEYWARD_GOOGLE_CLIENT_ID", keyward_sandbox::google::SANDBOX_CLIENT_ID.to_owned()),
             ("KEYWARD_GOOGLE_REDIRECT_URL", format!("{base_url}/oauth/google/callback")),
         ];
-        for endpoint in ProviderEndpoints::SETTINGS.iter().chain(&GoogleEndpoints::SETTINGS) {
+        for endpoint in keyward::providers::endpoint_settings().chain(&GoogleEndpoints::SETTINGS) {
             settings.push((endpoint.var, format!("{}{}", sandbox.base_url(), endpoint.sandbox_path)));
         }
         settings.retain(|(name, _)| !overrides.iter().any(|(o, _)| o == name));

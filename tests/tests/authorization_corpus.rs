@@ -6,8 +6,8 @@
 
 use std::time::SystemTime;
 
+use keyward::model::Provider;
 use keyward::model::UserId;
-use keyward::providers::Provider;
 use keyward_sandbox::auth0::sandbox_subject;
 use keyward_sandbox::providers::{Provider as StandIn, Scenario, magic_key};
 use keyward_tests::api::{

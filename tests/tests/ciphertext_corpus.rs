@@ -13,8 +13,8 @@ use std::time::{Duration, SystemTime};
 use keyward::crypto::{
     CryptoError, EncryptionContext, Envelope, KeyProvider, KmsKeyProvider, LocalKeyProvider, Purpose, Sealed,
 };
+use keyward::model::Provider;
 use keyward::model::UserId;
-use keyward::providers::Provider;
 use keyward::secret::DataKey;
 use keyward::store::DynamoTable;
 use keyward::store::table::{Attr, Changes, Key, Table};

@@ -14,8 +14,8 @@
 use std::time::SystemTime;
 
 use futures::future::join_all;
+use keyward::model::Provider;
 use keyward::model::UserId;
-use keyward::providers::Provider;
 use keyward_sandbox::auth0::sandbox_subject;
 use keyward_sandbox::aws_proxy::{AwsProxy, Fault};
 use keyward_sandbox::providers::{Provider as StandIn, Scenario, magic_key};

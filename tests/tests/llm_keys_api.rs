@@ -3,8 +3,7 @@
 
 use std::time::SystemTime;
 
-use keyward::model::UserId;
-use keyward::providers::Provider;
+use keyward::model::{Provider, UserId};
 use keyward::store::{KeyStatus, NewLlmKey};
 use keyward_sandbox::auth0::sandbox_subject;
 use keyward_sandbox::providers::{Provider as StandIn, Scenario, magic_key};
@@ -331,7 +330,7 @@ async fn retesting_records_the_outcome(backend: Backend) {
     // Keys stored while their accounts were fine, which are not any more.
     api.seed_llm_key(&user(ADA), Provider::OpenAi, &magic_key(StandIn::OpenAi, Scenario::NoCredits)).await;
     api.seed_llm_key(&user(ADA), Provider::Anthropic, &magic_key(StandIn::Anthropic, Scenario::Overloaded)).await;
-    api.seed_llm_key(&user(ADA), Provider::Google, &magic_key(StandIn::Gemini, Scenario::Valid)).await;
+    api.seed_llm_key(&user(ADA), Provider::Gemini, &magic_key(StandIn::Gemini, Scenario::Valid)).await;
 
     let tested = json(ada.send("POST", "/me/llm-keys/openai/test", None).await).await;
     assert_eq!((&tested["ok"], &tested["code"]), (&json!(false), &json!("no_credits")), "{tested}");
@@ -492,4 +491,39 @@ async fn aws_calls_per_route() {
     calls();
     assert_eq!(ada.send("DELETE", "/me/llm-keys", None).await.status(), 204);
     assert_eq!(calls(), "DynamoDB.PutItem=1 DynamoDB.Query=1 DynamoDB.TransactWriteItems=1");
+}
+
+/// `GET /llm-providers` is public and lists every provider the API stores keys for, each with what
+/// a UI needs to ask for a key; every one of them round-trips through `PUT` with its magic key.
+#[tokio::test]
+async fn the_provider_list_is_public_and_every_listed_provider_takes_keys() {
+    let api = LocalApi::start(Backend::Embedded).await;
+    let response = api.client.get(api.url("/llm-providers")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let listed = json(response).await["providers"].as_array().unwrap().clone();
+    let slugs: Vec<&str> = listed.iter().map(|p| p["slug"].as_str().unwrap()).collect();
+    assert_eq!(slugs, Provider::ALL.iter().map(|p| p.slug()).collect::<Vec<_>>());
+    for provider in &listed {
+        assert!(provider["consoleUrl"].as_str().unwrap().starts_with("https://"), "{provider}");
+        assert!(
+            !provider["displayName"].as_str().unwrap().is_empty() && !provider["keyHint"].as_str().unwrap().is_empty()
+        );
+    }
+    let zai = listed.iter().find(|p| p["slug"] == "zai").unwrap();
+    assert_eq!(zai["regions"], json!(["international", "china"]));
+    let ada = Session::new(&api, ADA).await;
+    let stand_ins = [
+        ("google", StandIn::Gemini),
+        ("openai", StandIn::OpenAi),
+        ("anthropic", StandIn::Anthropic),
+        ("perplexity", StandIn::Perplexity),
+        ("zai", StandIn::Zai),
+        ("openrouter", StandIn::OpenRouter),
+    ];
+    for slug in slugs {
+        let (_, stand_in) = stand_ins.iter().find(|(s, _)| *s == slug).expect("a stand-in for every listed provider");
+        let response = ada.put_key(slug, &magic_key(*stand_in, Scenario::Valid)).await;
+        assert_eq!(response.status(), 200, "{slug}");
+    }
+    assert_eq!(ada.listing().await.len(), Provider::ALL.len());
 }

@@ -5,8 +5,8 @@
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
+use keyward::model::Provider;
 use keyward::model::UserId;
-use keyward::providers::Provider;
 use keyward::store::{Actor, now_epoch};
 use keyward_sandbox::auth0::sandbox_subject;
 use keyward_tests::api::{Backend, LocalApi, NOTES_SERVICE, Principal, STRANGER, botocore_python, in_path, json};

@@ -2,7 +2,8 @@
 //! classification table for every provider, plus HTML 401s, empty bodies and truncated JSON) →
 //! the kind keyward classifies them as and the sentence it tells the user.
 
-use keyward::providers::{FailureKind, Outcome, Provider, ProviderResponse, classify};
+use keyward::model::Provider;
+use keyward::providers::{FailureKind, Outcome, ProviderResponse, classify};
 use lambda_http::http::{HeaderMap, HeaderName, HeaderValue};
 
 use FailureKind::*;
@@ -194,7 +195,7 @@ const CASES: &[Case] = &[
         401,
         r#"{"type":"error","error":{"type":"authentication_error","message":"CORS requests are not allowed for this Organization because of the CORS request origin."}}"#,
         Unrecognised,
-        &["does not recognise"],
+        &["HTTP 401", "console.anthropic.com"],
     ),
     case(
         "anthropic low credit",
@@ -217,8 +218,8 @@ const CASES: &[Case] = &[
         Anthropic,
         429,
         r#"{"type":"error","error":{"type":"rate_limit_error","message":"You have reached your API usage limits: your organization's monthly spend limit. You will regain access on 2026-12-01 at 00:00 UTC.","details":{"error_code":"enforced_spend_limit_reached"}},"request_id":"req_abc"}"#,
-        NoCredits,
-        &["Insufficient Anthropic API credits", "spend limit"],
+        QuotaExhausted,
+        &["monthly spend limit", "until the limit resets"],
     ),
     case(
         "anthropic own usage limit",
@@ -226,7 +227,7 @@ const CASES: &[Case] = &[
         400,
         r#"{"type":"error","error":{"type":"invalid_request_error","message":"You have reached your specified API usage limits. You will regain access on 2026-12-01 at 00:00 UTC."}}"#,
         QuotaExhausted,
-        &["monthly usage quota"],
+        &["spend limit"],
     ),
     case(
         "anthropic rate limit",
@@ -234,7 +235,7 @@ const CASES: &[Case] = &[
         429,
         r#"{"type":"error","error":{"type":"rate_limit_error","message":"This request would exceed the rate limit for your organization (0f5c) of 50,000 input tokens per minute. For details, refer to: https://docs.claude.com/en/api/rate-limits."}}"#,
         RateLimited,
-        &["rate limit", "in 11 s"],
+        &["Anthropic rate limit reached: at most 50000 input tokens per minute. Try again in 11 s."],
     ),
     case(
         "anthropic overloaded",
@@ -280,7 +281,7 @@ const CASES: &[Case] = &[
     // Gemini
     case(
         "gemini invalid key",
-        Google,
+        Gemini,
         400,
         r#"{"error":{"code":400,"message":"API key not valid. Please pass a valid API key.","status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_INVALID","domain":"googleapis.com","metadata":{"service":"generativelanguage.googleapis.com"}},{"@type":"type.googleapis.com/google.rpc.LocalizedMessage","locale":"en-US","message":"API key not valid. Please pass a valid API key."}]}}"#,
         InvalidKey,
@@ -288,7 +289,7 @@ const CASES: &[Case] = &[
     ),
     case(
         "gemini expired key",
-        Google,
+        Gemini,
         400,
         r#"{"error":{"code":400,"message":"API key expired. Please renew the API key.","status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_INVALID","domain":"googleapis.com"}]}}"#,
         InvalidKey,
@@ -296,7 +297,7 @@ const CASES: &[Case] = &[
     ),
     case(
         "gemini leaked key",
-        Google,
+        Gemini,
         403,
         r#"{"error":{"code":403,"message":"Your API key was reported as leaked. Please use another API key.","status":"PERMISSION_DENIED"}}"#,
         KeyBlocked,
@@ -304,7 +305,7 @@ const CASES: &[Case] = &[
     ),
     case(
         "gemini service blocked",
-        Google,
+        Gemini,
         403,
         r#"{"error":{"code":403,"message":"Requests to this API generativelanguage.googleapis.com method google.ai.generativelanguage.v1beta.ModelService.ListModels are blocked.","status":"PERMISSION_DENIED","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_SERVICE_BLOCKED","domain":"googleapis.com"}]}}"#,
         KeyBlocked,
@@ -312,7 +313,7 @@ const CASES: &[Case] = &[
     ),
     case(
         "gemini project denied",
-        Google,
+        Gemini,
         403,
         r#"{"error":{"code":403,"message":"Your project has been denied access. Please contact support.","status":"PERMISSION_DENIED"}}"#,
         NoPermission,
@@ -320,7 +321,7 @@ const CASES: &[Case] = &[
     ),
     case(
         "gemini per-minute quota",
-        Google,
+        Gemini,
         429,
         r#"{"error":{"code":429,"message":"You exceeded your current quota, please check your plan and billing details. Quota exceeded for metric: generativelanguage.googleapis.com/generate_content_free_tier_input_token_count, limit: 250000, model: gemini-2.0-flash. Please retry in 23.47s.","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[{"quotaMetric":"generativelanguage.googleapis.com/generate_content_free_tier_input_token_count","quotaId":"GenerateContentInputTokensPerModelPerMinute-FreeTier","quotaDimensions":{"location":"global","model":"gemini-2.0-flash"},"quotaValue":"250000"}]},{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"23s"}]}}"#,
         RateLimited,
@@ -328,7 +329,7 @@ const CASES: &[Case] = &[
     ),
     case(
         "gemini daily quota",
-        Google,
+        Gemini,
         429,
         r#"{"error":{"code":429,"message":"You exceeded your current quota, please check your plan and billing details. Quota exceeded for metric: generativelanguage.googleapis.com/generate_content_free_tier_requests, limit: 20, model: gemini-2.5-flash","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[{"quotaMetric":"generativelanguage.googleapis.com/generate_content_free_tier_requests","quotaId":"GenerateRequestsPerDayPerProjectPerModel-FreeTier","quotaValue":"20"}]},{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"41s"}]}}"#,
         QuotaExhausted,
@@ -336,7 +337,7 @@ const CASES: &[Case] = &[
     ),
     case(
         "gemini zero limit",
-        Google,
+        Gemini,
         429,
         r#"{"error":{"code":429,"message":"Quota exceeded for metric: generativelanguage.googleapis.com/generate_content_free_tier_requests, limit: 0, model: gemini-2.5-pro","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[{"quotaId":"GenerateRequestsPerMinutePerProjectPerModel-FreeTier","quotaValue":"0"}]}]}}"#,
         NoCredits,
@@ -344,7 +345,7 @@ const CASES: &[Case] = &[
     ),
     case(
         "gemini free tier not in country",
-        Google,
+        Gemini,
         400,
         r#"{"error":{"code":400,"message":"Gemini API free tier is not available in your country. Please enable billing on your project in Google AI Studio.","status":"FAILED_PRECONDITION"}}"#,
         NoCredits,
@@ -352,7 +353,7 @@ const CASES: &[Case] = &[
     ),
     case(
         "gemini location",
-        Google,
+        Gemini,
         400,
         r#"{"error":{"code":400,"message":"User location is not supported for the API use.","status":"FAILED_PRECONDITION"}}"#,
         RegionUnsupported,
@@ -360,7 +361,7 @@ const CASES: &[Case] = &[
     ),
     case(
         "gemini overloaded",
-        Google,
+        Gemini,
         503,
         r#"{"error":{"code":503,"message":"The model is overloaded. Please try again later.","status":"UNAVAILABLE"}}"#,
         Overloaded,
@@ -368,7 +369,7 @@ const CASES: &[Case] = &[
     ),
     case(
         "gemini context",
-        Google,
+        Gemini,
         400,
         r#"{"error":{"code":400,"message":"The input token count (1300000) exceeds the maximum number of tokens allowed (1048575).","status":"INVALID_ARGUMENT"}}"#,
         ContextTooLong,
@@ -376,7 +377,7 @@ const CASES: &[Case] = &[
     ),
     case(
         "gemini deadline",
-        Google,
+        Gemini,
         504,
         r#"{"error":{"code":504,"message":"Deadline expired before operation could complete.","status":"DEADLINE_EXCEEDED"}}"#,
         Overloaded,
@@ -416,7 +417,7 @@ const CASES: &[Case] = &[
         200,
         r#"{"id":"resp_1","status":"failed","error":{"message":"internal"}}"#,
         Unrecognised,
-        &["does not recognise"],
+        &["HTTP 200", "perplexity.ai"],
     ),
     case(
         "perplexity payload too large",
@@ -532,6 +533,203 @@ const CASES: &[Case] = &[
         &["too long"],
     ),
     case("zai truncated", Zai, 401, r#"{"error":{"code":"10"#, InvalidKey, &["Zai"]),
+    // Account-level blocks, billing limits and every retry form, from the providers' docs and from
+    // answers users pasted in public issue threads.
+    case(
+        "openai deactivated account",
+        OpenAi,
+        401,
+        r#"{"error":{"message":"The OpenAI account associated with this API key has been deactivated. If you are the developer for this OpenAI app, please check your email for more information.","type":"invalid_request_error","param":null,"code":"account_deactivated"}}"#,
+        KeyBlocked,
+        &["OpenAI deactivated the account"],
+    ),
+    case(
+        "openai billing hard limit",
+        OpenAi,
+        400,
+        r#"{"error":{"code":"billing_hard_limit_reached","message":"Billing hard limit has been reached","param":null,"type":"invalid_request_error"}}"#,
+        NoCredits,
+        &["billing hard limit"],
+    ),
+    case(
+        "openai legacy requests per min",
+        OpenAi,
+        429,
+        r#"{"error":{"message":"Rate limit reached for default-gpt-3.5-turbo in organization org-123 on requests per min. Limit: 3 / min. Please try again in 20s. Contact us through our help center at help.openai.com if you continue to have issues.","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#,
+        RateLimited,
+        &["OpenAI rate limit reached: at most 3 requests per minute. Try again in 20 s."],
+    ),
+    case(
+        "openai wait in minutes",
+        OpenAi,
+        429,
+        r#"{"error":{"message":"Rate limit reached for gpt-4o in organization org-abc on requests per day (RPD): Limit 10000, Used 10000, Requested 1. Please try again in 1m26.4s.","type":"requests","code":"rate_limit_exceeded"}}"#,
+        RateLimited,
+        &["requests per day 10000/10000 used, need 1 more. Try again in 87 s."],
+    ),
+    Case {
+        headers: &[
+            ("x-ratelimit-limit-requests", "500"),
+            ("x-ratelimit-remaining-requests", "0"),
+            ("x-ratelimit-reset-requests", "6m0s"),
+        ],
+        ..case(
+            "openai numbers from headers",
+            OpenAi,
+            429,
+            r#"{"error":{"message":"Please slow down.","type":"requests","code":"slow_down"}}"#,
+            RateLimited,
+            &["requests: 500/500 used. Try again in 360 s."],
+        )
+    },
+    case(
+        "openai unknown code falls back on the status",
+        OpenAi,
+        400,
+        r#"{"error":{"message":"Something new.","type":"invalid_request_error","code":"brand_new_code"}}"#,
+        Unrecognised,
+        &["HTTP 400", "platform.openai.com"],
+    ),
+    case(
+        "anthropic disabled organisation",
+        Anthropic,
+        400,
+        r#"{"type":"error","error":{"type":"invalid_request_error","message":"This organization has been disabled."},"request_id":"req_011CXF1SZ3S3oXChsdxhoUwV"}"#,
+        KeyBlocked,
+        &["disabled the organisation"],
+    ),
+    Case {
+        headers: &[
+            ("anthropic-ratelimit-input-tokens-limit", "40000"),
+            ("anthropic-ratelimit-input-tokens-remaining", "0"),
+            ("anthropic-ratelimit-requests-limit", "50"),
+            ("anthropic-ratelimit-requests-remaining", "31"),
+        ],
+        ..case(
+            "anthropic numbers from headers",
+            Anthropic,
+            429,
+            r#"{"type":"error","error":{"type":"rate_limit_error","message":"Number of request tokens has exceeded your per-minute rate limit."}}"#,
+            RateLimited,
+            &["input tokens per minute 40000/40000 used"],
+        )
+    },
+    case(
+        "gemini suspended consumer",
+        Gemini,
+        403,
+        r#"{"error":{"code":403,"message":"Permission denied: Consumer 'api_key:AIzaSyXXXX' has been suspended.","status":"PERMISSION_DENIED","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"CONSUMER_SUSPENDED","domain":"googleapis.com","metadata":{"service":"generativelanguage.googleapis.com","consumer":"projects/578829824020"}}]}}"#,
+        KeyBlocked,
+        &["suspended"],
+    ),
+    case(
+        "gemini prepayment depleted",
+        Gemini,
+        402,
+        r#"{"error":{"code":402,"message":"Your prepayment credits are depleted. Please go to AI Studio at https://ai.studio/projects to manage your project and billing."}}"#,
+        NoCredits,
+        &["prepaid credits are used up"],
+    ),
+    Case {
+        headers: &[("x-ratelimit-limit-requests", "50"), ("x-ratelimit-remaining-requests", "0"), ("retry-after", "7")],
+        ..case(
+            "perplexity numbers from headers",
+            Perplexity,
+            429,
+            r#"{"error":{"message":"Rate limit exceeded","type":"request_rate_limit_exceeded","code":429}}"#,
+            RateLimited,
+            &["Perplexity rate limit reached: requests: 50/50 used. Try again in 7 s."],
+        )
+    },
+    // OpenRouter: the key-info call, and its envelope
+    case(
+        "openrouter valid key info says nothing of credits",
+        OpenRouter,
+        401,
+        r#"{"error":{"message":"User not found.","code":401}}"#,
+        InvalidKey,
+        &["OpenRouter API key is invalid"],
+    ),
+    case(
+        "openrouter no credentials",
+        OpenRouter,
+        401,
+        r#"{"error":{"message":"No auth credentials found","code":401}}"#,
+        InvalidKey,
+        &["OpenRouter"],
+    ),
+    case(
+        "openrouter cannot afford",
+        OpenRouter,
+        402,
+        r#"{"error":{"message":"This request requires more credits, or fewer max_tokens. You requested up to 65536 tokens, but can only afford 3395. To increase, visit https://openrouter.ai/settings/credits and upgrade to a paid account","code":402,"metadata":{"provider_name":null}}}"#,
+        NoCredits,
+        &["out of credits", "openrouter.ai/settings/credits"],
+    ),
+    case(
+        "openrouter insufficient credits",
+        OpenRouter,
+        402,
+        r#"{"error":{"message":"Insufficient credits. Add more using https://openrouter.ai/credits","code":402,"metadata":{"limit_source":"openrouter_credits"}}}"#,
+        NoCredits,
+        &["out of credits"],
+    ),
+    case(
+        "openrouter free models per day",
+        OpenRouter,
+        429,
+        r#"{"error":{"message":"Rate limit exceeded: free-models-per-day. Add 10 credits to unlock 1000 free model requests per day","code":429,"metadata":{"headers":{"X-RateLimit-Limit":"50","X-RateLimit-Remaining":"0","X-RateLimit-Reset":"1763856000000"}}}}"#,
+        QuotaExhausted,
+        &["free-model requests for today"],
+    ),
+    case(
+        "openrouter per-minute limit",
+        OpenRouter,
+        429,
+        r#"{"error":{"message":"Rate limit exceeded: free-models-per-min. ","code":429,"metadata":{"headers":{"X-RateLimit-Limit":"20","X-RateLimit-Remaining":"0","X-RateLimit-Reset":"1763800060000"}}}}"#,
+        RateLimited,
+        &["OpenRouter rate limit reached: requests: 20/20 used. Try again shortly."],
+    ),
+    case(
+        "openrouter key's own limit spent",
+        OpenRouter,
+        200,
+        r#"{"data":{"label":"sk-or-v1-au7...890","limit":10,"limit_remaining":0,"limit_reset":null,"usage":10,"is_free_tier":false}}"#,
+        NoCredits,
+        &["credit limit set on it"],
+    ),
+    case(
+        "openrouter key's monthly limit spent",
+        OpenRouter,
+        200,
+        r#"{"data":{"label":"sk-or-v1-au7...890","limit":25,"limit_remaining":-0.0004,"limit_reset":"monthly","usage":25}}"#,
+        QuotaExhausted,
+        &["key's monthly credit quota is used up"],
+    ),
+    case(
+        "openrouter no instances",
+        OpenRouter,
+        503,
+        r#"{"error":{"message":"No instances available","code":503}}"#,
+        Overloaded,
+        &["OpenRouter is overloaded"],
+    ),
+    case(
+        "openrouter timeout",
+        OpenRouter,
+        408,
+        r#"{"error":{"message":"Request timed out","code":408}}"#,
+        Overloaded,
+        &["try again shortly"],
+    ),
+    case(
+        "openrouter moderation",
+        OpenRouter,
+        403,
+        r#"{"error":{"message":"Your input was flagged","code":403,"metadata":{"reasons":["harassment"]}}}"#,
+        NoPermission,
+        &["no access"],
+    ),
 ];
 
 fn headers_of(case: &Case) -> HeaderMap {
@@ -545,7 +743,7 @@ fn headers_of(case: &Case) -> HeaderMap {
 #[test]
 fn every_golden_answer_is_classified_and_explained() {
     assert!(CASES.len() >= 40, "{} cases", CASES.len());
-    for provider in Provider::ALL {
+    for &provider in Provider::ALL {
         assert!(CASES.iter().filter(|c| c.provider == provider).count() >= 8, "{provider}: at least 8 cases");
     }
     let mut failures = Vec::new();
@@ -624,7 +822,7 @@ fn rate_limits_read_as_one_sentence_with_their_numbers() {
 #[test]
 fn success_is_valid_and_billing_429s_are_never_rate_limits() {
     let headers = HeaderMap::new();
-    for provider in Provider::ALL {
+    for &provider in Provider::ALL {
         let ok = ProviderResponse { status: 200, headers: &headers, body: br#"{"data":[]}"# };
         assert_eq!(classify(provider, &ok), Outcome::Valid, "{provider}");
     }

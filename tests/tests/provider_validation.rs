@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use keyward::providers::{FailureKind, KeyValidator, Outcome, Provider, ProviderEndpoints, ZaiRegion, parse_api_key};
+use keyward::model::{Provider, ZaiRegion};
+use keyward::providers::{FailureKind, KeyValidator, Outcome, ProviderEndpoints, parse_api_key};
 use keyward_sandbox::Sandbox;
 use keyward_sandbox::providers::{Provider as StandIn, Scenario, magic_key};
 use url::Url;
@@ -14,8 +15,7 @@ use FailureKind::*;
 use Scenario as S;
 
 fn endpoints(base: &str) -> ProviderEndpoints {
-    let urls = ProviderEndpoints::SETTINGS.map(|s| Url::parse(&format!("{base}{}", s.sandbox_path)).unwrap());
-    ProviderEndpoints::from_urls(urls)
+    ProviderEndpoints::build(|s| Url::parse(&format!("{base}{}", s.sandbox_path))).unwrap()
 }
 
 fn validator(base: &str, timeout: Duration) -> KeyValidator {
@@ -27,9 +27,10 @@ fn stand_in(provider: Provider) -> StandIn {
     match provider {
         Provider::OpenAi => StandIn::OpenAi,
         Provider::Anthropic => StandIn::Anthropic,
-        Provider::Google => StandIn::Gemini,
+        Provider::Gemini => StandIn::Gemini,
         Provider::Perplexity => StandIn::Perplexity,
         Provider::Zai => StandIn::Zai,
+        Provider::OpenRouter => StandIn::OpenRouter,
     }
 }
 
@@ -44,6 +45,8 @@ fn expected(provider: Provider, scenario: Scenario) -> Option<FailureKind> {
         (Provider::Perplexity, _) => InvalidKey,
         (Provider::OpenAi | Provider::Anthropic, S::Blocked) => InvalidKey,
         (Provider::Anthropic | Provider::Zai, S::Region) => InvalidKey,
+        // OpenRouter's key-info call answers every refusal of a key with one 401.
+        (Provider::OpenRouter, S::Blocked | S::NoPermission | S::Region) => InvalidKey,
         (_, S::Invalid) => InvalidKey,
         (_, S::Blocked) => KeyBlocked,
         (_, S::NoPermission) => NoPermission,
@@ -61,7 +64,7 @@ async fn every_magic_key_gets_its_documented_outcome() {
     let sandbox = Sandbox::start(([127, 0, 0, 1], 0).into()).await.unwrap();
     let validator = validator(sandbox.base_url(), Duration::from_secs(1));
     let mut checked = 0;
-    for provider in Provider::ALL {
+    for &provider in Provider::ALL {
         for scenario in Scenario::ALL {
             let raw = magic_key(stand_in(provider), scenario);
             let key = parse_api_key(provider, &raw).unwrap_or_else(|e| panic!("{raw} fails the shape check: {e}"));
@@ -80,8 +83,10 @@ async fn every_magic_key_gets_its_documented_outcome() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 50);
-    for stand_in in [StandIn::OpenAi, StandIn::Anthropic, StandIn::Gemini, StandIn::Perplexity, StandIn::Zai] {
+    assert_eq!(checked, 60);
+    for stand_in in
+        [StandIn::OpenAi, StandIn::Anthropic, StandIn::Gemini, StandIn::Perplexity, StandIn::Zai, StandIn::OpenRouter]
+    {
         assert_eq!(sandbox.provider_calls().of(stand_in), 10, "{stand_in:?}: one call per scenario");
     }
 }
@@ -118,10 +123,22 @@ async fn refusals_carry_the_numbers_and_waits_the_provider_stated() {
     assert!(credits.message().contains("console.anthropic.com"), "where to add funds");
     assert_eq!(credits.request_id.as_deref(), Some("req_011SandboxAnthropic"));
 
-    let gemini = refusal(Provider::Google, S::RateLimited).await;
+    let gemini = refusal(Provider::Gemini, S::RateLimited).await;
     assert_eq!(gemini.retry_after_secs, Some(23), "from RetryInfo");
-    let daily = refusal(Provider::Google, S::Quota).await;
+    let daily = refusal(Provider::Gemini, S::Quota).await;
     assert!(daily.message().contains("daily request quota"), "{}", daily.message());
+
+    let openrouter = refusal(Provider::OpenRouter, S::RateLimited).await;
+    assert_eq!(
+        openrouter.message(),
+        "OpenRouter rate limit reached: requests: 20/20 used. Try again in 9 s.",
+        "the numbers from the envelope's metadata, the wait from retry-after"
+    );
+    let spent = refusal(Provider::OpenRouter, S::NoCredits).await;
+    assert_eq!((spent.kind, spent.status), (NoCredits, Some(200)), "a key past its own limit reads fine on key info");
+    assert!(spent.message().contains("credit limit set on it"), "{}", spent.message());
+    let monthly = refusal(Provider::OpenRouter, S::Quota).await;
+    assert!(monthly.message().contains("key's monthly credit quota"), "{}", monthly.message());
 
     let zai = refusal(Provider::Zai, S::NoCredits).await;
     assert_eq!((zai.kind, zai.provider_code.as_deref()), (NoCredits, Some("1113")), "a billing 429 is no rate limit");

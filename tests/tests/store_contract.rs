@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use keyward::crypto::{KeyProviderKind, Sealed};
 use keyward::model::UserId;
-use keyward::providers::{Provider, ZaiRegion};
+use keyward::model::{Provider, ZaiRegion};
 use keyward::store::table::{Attr, EXPIRES_AT, Item, Key, Table};
 use keyward::store::{
     Actor, Allowance, Applied, AuditEntry, ConnectionStatus, CreditChange, CustomerLink, KeyStatus, LedgerKind,
@@ -118,7 +118,7 @@ async fn llm_keys_round_trip_and_replace(store: &Store) {
     listed.sort();
     assert_eq!(listed, vec![Provider::OpenAi, Provider::Anthropic]);
     assert_eq!(keys.list(&bob).await.unwrap().len(), 1, "users never see each other's keys");
-    let asked = [Provider::Zai, Provider::OpenAi, Provider::Anthropic, Provider::Google];
+    let asked = [Provider::Zai, Provider::OpenAi, Provider::Anthropic, Provider::Gemini];
     let read: Vec<(Provider, Sealed)> =
         keys.get_many(&alice, &asked).await.unwrap().into_iter().map(|k| (k.provider, k.sealed)).collect();
     assert_eq!(
@@ -154,12 +154,12 @@ async fn llm_key_tests_and_deletes(store: &Store) {
 
     assert!(keys.delete(&alice, Provider::OpenAi).await.unwrap());
     assert!(!keys.delete(&alice, Provider::OpenAi).await.unwrap(), "deleting twice is harmless");
-    for p in [Provider::Google, Provider::Perplexity, Provider::Zai] {
+    for p in [Provider::Gemini, Provider::Perplexity, Provider::Zai] {
         keys.put(&alice, &new_key(p, 4), 1_000).await.unwrap();
     }
     let mut deleted = keys.delete_all(&alice).await.unwrap();
     deleted.sort();
-    assert_eq!(deleted, [Provider::Google, Provider::Perplexity, Provider::Zai]);
+    assert_eq!(deleted, [Provider::Gemini, Provider::Perplexity, Provider::Zai]);
     assert!(keys.list(&alice).await.unwrap().is_empty());
     assert!(keys.delete_all(&alice).await.unwrap().is_empty());
 }

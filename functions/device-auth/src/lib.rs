@@ -8,8 +8,9 @@
 use std::sync::Arc;
 
 use keyward::app::{AppState, health};
-use keyward::auth::auth0::{Auth0Error, ClientKind};
+use keyward::auth::auth0::Auth0Error;
 use keyward::http::{ApiError, json_body, json_response, route_key, route_not_found};
+use keyward::model::ClientKind;
 use keyward::secret::DeviceCode;
 use keyward::session;
 use keyward::store::{now_epoch, now_epoch_millis};

@@ -10,7 +10,7 @@ use keyward::app::{AppState, health};
 use keyward::auth::Grant;
 use keyward::crypto::{EncryptionContext, Purpose};
 use keyward::http::{ApiError, json_response, path_user, route_key, route_not_found};
-use keyward::providers::Provider;
+use keyward::model::Provider;
 use keyward::store::{Actor, AuditEntry, now_epoch};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -91,15 +91,13 @@ async fn fetch_llm_keys(state: &AppState, req: &Request) -> Result<Response<Body
 fn requested_providers(req: &Request) -> Result<BTreeSet<Provider>, ApiError> {
     let query = req.query_string_parameters_ref();
     let Some(raw) = query.and_then(|q| q.first("providers")) else {
-        return Ok(Provider::ALL.into_iter().collect());
+        return Ok(Provider::ALL.iter().copied().collect());
     };
     raw.split(',')
         .map(|slug| {
             slug.parse::<Provider>().map_err(|_| {
-                ApiError::bad_request(
-                    "unknown_provider",
-                    "`providers` lists only google, openai, anthropic, perplexity or zai.",
-                )
+                let slugs: Vec<&str> = Provider::ALL.iter().map(|p| p.slug()).collect();
+                ApiError::bad_request("unknown_provider", format!("`providers` lists only {}.", slugs.join(", ")))
             })
         })
         .collect()

@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use keyward::app::{AppState, health};
 use keyward::crypto::{EncryptionContext, Purpose};
-use keyward::http::{ApiError, json_body, json_response, no_content, path_param, rfc3339, route_key, route_not_found};
-use keyward::model::UserId;
-use keyward::providers::{Outcome, Provider, ZaiRegion, parse_api_key, preview};
+use keyward::http::{ApiError, json_body, json_response, no_content, path_param, route_key, route_not_found};
+use keyward::model::{Provider, UserId, ZaiRegion, rfc3339};
+use keyward::providers::{Outcome, parse_api_key, preview, spec};
 use keyward::secret::ApiKey;
 use keyward::store::{Actor, Allowance, AuditEntry, KeyStatus, NewLlmKey, StoredLlmKey, TestResult, now_epoch};
 use lambda_http::http::StatusCode;
@@ -32,6 +32,7 @@ pub async fn handle(state: Arc<AppState>, req: Request) -> Response<Body> {
 async fn route(state: &AppState, req: &Request) -> Result<Response<Body>, ApiError> {
     match route_key(req) {
         "GET /health/llm-keys" => Ok(health(state, FUNCTION)),
+        "GET /llm-providers" => Ok(providers()),
         "GET /me/llm-keys" => list(state, req).await,
         "DELETE /me/llm-keys" => delete_all(state, req).await,
         "PUT /me/llm-keys/{provider}" => put(state, req).await,
@@ -39,6 +40,35 @@ async fn route(state: &AppState, req: &Request) -> Result<Response<Body>, ApiErr
         "DELETE /me/llm-keys/{provider}" => delete(state, req).await,
         _ => Err(route_not_found()),
     }
+}
+
+/// One provider as a UI or the CLI shows it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ProviderListing {
+    slug: &'static str,
+    display_name: &'static str,
+    key_hint: &'static str,
+    console_url: &'static str,
+    /// The platforms a key may belong to (`region` of a PUT), for providers that have several.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    regions: Option<[&'static str; 2]>,
+}
+
+/// `GET /llm-providers` → `{"providers": [listing, …]}`, public.
+fn providers() -> Response<Body> {
+    let providers: Vec<ProviderListing> = Provider::ALL
+        .iter()
+        .map(|p| spec(*p))
+        .map(|p| ProviderListing {
+            slug: p.provider().slug(),
+            display_name: p.display_name(),
+            key_hint: p.key_hint(),
+            console_url: p.console_url(),
+            regions: p.has_regions().then(|| [ZaiRegion::International.slug(), ZaiRegion::China.slug()]),
+        })
+        .collect();
+    json_response(StatusCode::OK, &serde_json::json!({ "providers": providers }))
 }
 
 /// One stored key as its owner sees it: never more of the key than its masked preview.
@@ -191,10 +221,8 @@ async fn delete_all(state: &AppState, req: &Request) -> Result<Response<Body>, A
 
 fn provider_of(req: &Request) -> Result<Provider, ApiError> {
     path_param(req, "provider").and_then(|raw| raw.parse().ok()).ok_or_else(|| {
-        ApiError::not_found(
-            "unknown_provider",
-            "keyward stores keys for google, openai, anthropic, perplexity and zai.",
-        )
+        let slugs: Vec<&str> = Provider::ALL.iter().map(|p| p.slug()).collect();
+        ApiError::not_found("unknown_provider", format!("keyward stores keys for {}.", slugs.join(", ")))
     })
 }
 
@@ -220,7 +248,7 @@ async fn spend_validation(state: &AppState, user: &UserId, provider: Provider) -
             detail: format!(
                 "{} keys can be checked at most {limit} times an hour (each check spends your provider credit) — \
                  try again in {} minutes.",
-                provider.display_name(),
+                spec(provider).display_name(),
                 retry_after_secs.div_ceil(60)
             ),
             retry_after_secs,
@@ -244,9 +272,9 @@ fn audit_entry(user: &UserId, action: &str, target: String, outcome: &str) -> Au
 }
 
 fn works(provider: Provider) -> String {
-    format!("The {} key works.", provider.display_name())
+    format!("The {} key works.", spec(provider).display_name())
 }
 
 fn no_key(provider: Provider) -> ApiError {
-    ApiError::not_found("no_key", format!("No {} key is stored.", provider.display_name()))
+    ApiError::not_found("no_key", format!("No {} key is stored.", spec(provider).display_name()))
 }

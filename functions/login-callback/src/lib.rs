@@ -7,14 +7,15 @@
 use std::sync::Arc;
 
 use keyward::app::{AppState, health};
-use keyward::auth::auth0::{Auth0Error, ClientKind};
+use keyward::auth::auth0::Auth0Error;
 use keyward::http::{
-    ApiError, allowed_return_to, json_body, json_response, no_content, query_param, redirect, rfc3339, route_key,
+    ApiError, allowed_return_to, json_body, json_response, no_content, query_param, redirect, route_key,
     route_not_found,
 };
+use keyward::model::{ClientKind, random_secret, rfc3339};
 use keyward::redirects::{self, RedirectError};
 use keyward::secret::{RefreshToken, SessionHandle};
-use keyward::session::{self, SESSION_COOKIE, handle_hash, random_secret, refresh_context};
+use keyward::session::{self, SESSION_COOKIE, handle_hash, refresh_context};
 use keyward::store::{ProfileUpdate, SESSION_IDLE_SECS, SessionFamily, StatePurpose, UserProfile, now_epoch};
 use keyward::throttle::{self, AnonymousAction};
 use lambda_http::http::{HeaderValue, StatusCode, header};

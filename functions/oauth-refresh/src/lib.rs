@@ -12,10 +12,10 @@ use keyward::app::{AppState, health};
 use keyward::auth::Grant;
 use keyward::crypto::{EncryptionContext, Purpose, Sealed};
 use keyward::http::{
-    ApiError, allowed_return_to, json_response, no_content, path_user, query_param, redirect, rfc3339, route_key,
+    ApiError, allowed_return_to, json_response, no_content, path_user, query_param, redirect, route_key,
     route_not_found,
 };
-use keyward::model::UserId;
+use keyward::model::{UserId, rfc3339};
 use keyward::oauth::google::{GoogleClient, GoogleError};
 use keyward::redirects::{self, RedirectError};
 use keyward::secret::RefreshToken;

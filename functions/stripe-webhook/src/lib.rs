@@ -8,11 +8,9 @@ use std::sync::Arc;
 
 use keyward::app::{AppState, health};
 use keyward::auth::{Grant, ServiceCaller};
-use keyward::billing::{self, BillingError, Tier, events, signature};
-use keyward::http::{
-    ApiError, json_body, json_response, path_user, query_param, raw_body, rfc3339, route_key, route_not_found,
-};
-use keyward::model::UserId;
+use keyward::billing::{self, BillingError, events, signature};
+use keyward::http::{ApiError, json_body, json_response, path_user, query_param, raw_body, route_key, route_not_found};
+use keyward::model::{Tier, UserId, rfc3339};
 use keyward::store::{Applied, CreditChange, LedgerEntry, LedgerKind, OnceKey, now_epoch};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};

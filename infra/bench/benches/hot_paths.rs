@@ -10,8 +10,9 @@ use keyward::auth::TokenVerifier;
 use keyward::billing::signature;
 use keyward::config::{Config, LOCAL_AUDIENCE};
 use keyward::crypto::{EncryptionContext, Envelope, LocalKeyProvider, Purpose};
+use keyward::model::Provider;
 use keyward::model::UserId;
-use keyward::providers::{Provider, ProviderResponse, classify};
+use keyward::providers::{ProviderResponse, classify};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use keyward::crypto::{EncryptionContext, Envelope, KmsKeyProvider, Purpose};
+use keyward::model::Provider;
 use keyward::model::UserId;
-use keyward::providers::{Provider, preview};
+use keyward::providers::preview;
 use keyward::secret::ApiKey;
 use keyward::store::{DynamoTable, KeyStatus, NewLlmKey, Store, create_table, now_epoch};
 use keyward_sandbox::aws_proxy::AwsProxy;

@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use keyward::app::{AppState, AwsClients};
 use keyward::config::{Config, GoogleEndpoints, LOCAL_AUDIENCE, Mode};
-use keyward::providers::ProviderEndpoints;
 use keyward_local::sigv4::LOCAL_PRINCIPAL;
 use keyward_local::{Credentials, DEFAULT_PORT, Gateway, RouteTable};
 use keyward_sandbox::Sandbox;
@@ -156,7 +155,7 @@ async fn run() -> Result<(), String> {
     if env("KEYWARD_GOOGLE_CLIENT_ID").is_none() {
         settings.insert("KEYWARD_GOOGLE_CLIENT_ID", keyward_sandbox::google::SANDBOX_CLIENT_ID.to_owned());
     }
-    for setting in ProviderEndpoints::SETTINGS.iter().chain(&GoogleEndpoints::SETTINGS) {
+    for setting in keyward::providers::endpoint_settings().chain(&GoogleEndpoints::SETTINGS) {
         if env(setting.var).is_none() {
             settings.insert(setting.var, format!("{}{}", sandbox.base_url(), setting.sandbox_path));
         }

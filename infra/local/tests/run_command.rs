@@ -64,9 +64,7 @@ fn runs_the_whole_api_on_embedded_defaults() {
     let data_dir = dir.path().join(".keyward");
     let mut command = Command::new(env!("CARGO_BIN_EXE_keyward-local"));
     command.current_dir(dir.path()).env_remove("KEYWARD_MODE").env_remove("KEYWARD_AUTH0_ISSUER");
-    for setting in
-        keyward::providers::ProviderEndpoints::SETTINGS.iter().chain(&keyward::config::GoogleEndpoints::SETTINGS)
-    {
+    for setting in keyward::providers::endpoint_settings().chain(&keyward::config::GoogleEndpoints::SETTINGS) {
         command.env_remove(setting.var);
     }
     let (_server, url, banner) = start(&mut command);
@@ -76,7 +74,17 @@ fn runs_the_whole_api_on_embedded_defaults() {
     assert_eq!(health["store"], "embedded");
     assert_eq!(
         health["sandbox"],
-        serde_json::json!(["auth0", "google-oauth", "openai", "anthropic", "gemini", "perplexity", "zai", "zai-china"]),
+        serde_json::json!([
+            "auth0",
+            "google-oauth",
+            "gemini",
+            "openai",
+            "anthropic",
+            "perplexity",
+            "zai",
+            "zai-china",
+            "openrouter"
+        ]),
         "sandbox mode is labelled"
     );
     assert!(banner.iter().any(|l| l.starts_with("SANDBOX MODE")), "{banner:#?}");
@@ -147,9 +155,7 @@ fn web_sign_in_returns_to_the_port_it_really_has() {
     let mut command = Command::new(env!("CARGO_BIN_EXE_keyward-local"));
     command.current_dir(dir.path()).env_remove("KEYWARD_MODE").env_remove("KEYWARD_AUTH0_ISSUER");
     command.env_remove("KEYWARD_AUTH0_CALLBACK_URL").env_remove("KEYWARD_RETURN_ORIGINS");
-    for setting in
-        keyward::providers::ProviderEndpoints::SETTINGS.iter().chain(&keyward::config::GoogleEndpoints::SETTINGS)
-    {
+    for setting in keyward::providers::endpoint_settings().chain(&keyward::config::GoogleEndpoints::SETTINGS) {
         command.env_remove(setting.var);
     }
     let (_server, url, _) = start(&mut command);

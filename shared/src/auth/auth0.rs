@@ -6,6 +6,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::config::Auth0Settings;
+use crate::model::ClientKind;
 use crate::oauth::{Answer, OAuthFailure, post_form, refusal, tokens};
 use crate::outbound::Outbound;
 use crate::secret::{AccessToken, ClientSecret, DeviceCode, IdToken, RefreshToken};
@@ -199,27 +200,5 @@ impl Auth0Client {
 
     async fn post(&self, path: &str, form: &[(&str, &str)]) -> Result<Answer, Auth0Error> {
         Ok(post_form(&self.http, self.endpoint(path)?, form).await?)
-    }
-}
-
-/// Which Auth0 application a refresh token belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientKind {
-    /// The web sign-in (confidential: sends the client secret).
-    Web,
-    /// The device flow (a native, public client).
-    Device,
-}
-
-impl ClientKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Web => "web",
-            Self::Device => "device",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        [Self::Web, Self::Device].into_iter().find(|k| k.as_str() == raw)
     }
 }

@@ -7,7 +7,7 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
 
 use super::AuthError;
-use crate::providers::Provider;
+use crate::model::Provider;
 
 /// Something an internal service may be allowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -21,10 +21,10 @@ pub enum Grant {
 }
 
 impl Grant {
-    /// `openai` (one provider), `llm-keys:*` (all five), `google-oauth`, `credits`.
+    /// `openai` (one provider), `llm-keys:*` (every provider), `google-oauth`, `credits`.
     fn parse_all(raw: &str) -> Result<Vec<Grant>, String> {
         match raw {
-            "llm-keys:*" => Ok(Provider::ALL.into_iter().map(Grant::LlmKey).collect()),
+            "llm-keys:*" => Ok(Provider::ALL.iter().copied().map(Grant::LlmKey).collect()),
             "google-oauth" => Ok(vec![Grant::GoogleOAuth]),
             "credits" => Ok(vec![Grant::Credits]),
             other => other
@@ -174,7 +174,7 @@ mod tests {
 
         assert_eq!(caller.principal(), "arn:aws:iam::123456789012:role/notes");
         let ops = list.caller(&request_with_arn(Some("arn:aws:iam::123456789012:user/ops"))).unwrap();
-        assert!(Provider::ALL.into_iter().all(|p| ops.may(Grant::LlmKey(p))));
+        assert!(Provider::ALL.iter().all(|p| ops.may(Grant::LlmKey(*p))));
         assert!(ops.may(Grant::Credits));
     }
 

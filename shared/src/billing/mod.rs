@@ -12,7 +12,7 @@ pub mod events;
 pub mod signature;
 
 use crate::config::{StripeMode, StripeSettings};
-use crate::model::UserId;
+use crate::model::{Tier, UserId};
 use crate::store::{
     Actor, Applied, AuditEntry, CreditChange, CustomerLink, DisputeRecord, InvoiceGrant, LedgerKind, OnceKey, Payment,
     PaymentHistory, RefundRecord, Settled, Settlement, Store, StoreError, Subscription, SubscriptionApplied,
@@ -21,28 +21,6 @@ use events::{
     BillingReason, Checkout, DisputeState, Effect, PaidInvoice, PaymentRef, RefundState, RefundedCharge, StripeEvent,
     SubscriptionChange,
 };
-
-/// A plan tier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Tier {
-    Free,
-    Pro,
-    Enterprise,
-}
-
-impl Tier {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Free => "free",
-            Self::Pro => "pro",
-            Self::Enterprise => "enterprise",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        [Self::Free, Self::Pro, Self::Enterprise].into_iter().find(|t| t.as_str() == raw)
-    }
-}
 
 /// Statuses in which a subscription's tier holds (`past_due` keeps it through Stripe's retries).
 const LIVE_STATUSES: [&str; 3] = ["active", "trialing", "past_due"];

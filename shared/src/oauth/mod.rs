@@ -12,8 +12,8 @@ use sha2::{Digest, Sha256};
 use url::Url;
 use zeroize::Zeroizing;
 
+use crate::model::random_secret;
 use crate::outbound::{Outbound, read_capped};
-use crate::session::random_secret;
 
 /// The largest answer an identity provider's endpoint may give (token, userinfo, JWKS): a few KiB
 /// in practice; anything longer is refused unread.

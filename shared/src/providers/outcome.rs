@@ -3,7 +3,8 @@
 
 use std::fmt::Write as _;
 
-use super::Provider;
+use super::spec;
+use crate::model::Provider;
 
 /// The result of checking a key with its provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,10 +17,13 @@ pub enum Outcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FailureKind {
     InvalidKey,
+    /// The key or its whole account is blocked (leaked, deactivated, disabled, suspended).
     KeyBlocked,
     NoPermission,
+    /// Out of money: no balance, no billing, a hard billing limit.
     NoCredits,
     RateLimited,
+    /// A usage or spend cap that resets on its own (daily, monthly).
     QuotaExhausted,
     Overloaded,
     ContextTooLong,
@@ -54,18 +58,23 @@ impl FailureKind {
     }
 }
 
-/// A rate limit's numbers, as the provider stated them.
+/// A rate limit's numbers, as far as the provider stated them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateLimit {
     /// What is limited, as the provider names it, e.g. `tokens` or `tokens per min (TPM)`.
     pub metric: String,
     pub limit: u64,
-    /// Absent when one request alone exceeds the limit.
+    /// Absent when one request alone exceeds the limit, or the provider states only the limit.
     pub used: Option<u64>,
-    pub requested: u64,
+    pub requested: Option<u64>,
 }
 
 impl RateLimit {
+    /// `used` of `limit` spent, nothing said of the request.
+    pub fn used(metric: &str, limit: u64, used: u64) -> Self {
+        Self { metric: metric.to_owned(), limit, used: Some(used), requested: None }
+    }
+
     /// The metric as a sentence says it: `tokens per min (TPM)` → `tokens per minute`.
     fn metric_in_words(&self) -> String {
         let words = match self.metric.split_once(" (") {
@@ -73,6 +82,23 @@ impl RateLimit {
             _ => self.metric.as_str(),
         };
         words.split(' ').map(|w| if w == "min" { "minute" } else { w }).collect::<Vec<_>>().join(" ")
+    }
+
+    /// `tokens per minute 85000/90000 used, need 10000 more`, `at most 3 requests per minute`.
+    fn in_words(&self) -> String {
+        let metric = self.metric_in_words();
+        // "tokens per minute 85000/90000", "tokens: 85000/90000": a bare quantity takes a colon.
+        let sep = if metric.contains(" per ") { " " } else { ": " };
+        match (self.used, self.requested) {
+            (Some(used), Some(requested)) => {
+                format!("{metric}{sep}{used}/{} used, need {requested} more", self.limit)
+            }
+            (Some(used), None) => format!("{metric}{sep}{used}/{} used", self.limit),
+            (None, Some(requested)) => {
+                format!("one request needs {requested} {metric}, over the limit of {}", self.limit)
+            }
+            (None, None) => format!("at most {} {metric}", self.limit),
+        }
     }
 }
 
@@ -89,7 +115,7 @@ pub struct Failure {
     pub retry_after_secs: Option<u64>,
     /// Tokens sent and the maximum allowed, for context-length errors.
     pub tokens: Option<(u64, u64)>,
-    /// The quota that ran out, e.g. `daily requests`.
+    /// The quota that ran out, e.g. `daily request`.
     pub quota: Option<String>,
 }
 
@@ -108,15 +134,15 @@ impl Failure {
         }
     }
 
-    /// One clear, actionable sentence for the user.
+    /// One clear, actionable sentence for the user: the provider's own, or keyward's for the kind.
     pub fn message(&self) -> String {
-        let name = self.provider.display_name();
+        let provider = spec(self.provider);
+        if let Some(sentence) = provider.sentence(self) {
+            return sentence;
+        }
+        let name = provider.display_name();
+        let console = provider.console_url();
         match self.kind {
-            FailureKind::InvalidKey if self.provider == Provider::Perplexity => {
-                "Perplexity refused the key: it is invalid or revoked, or the account is out of API credits — check \
-                 both in Perplexity's API settings."
-                    .to_owned()
-            }
             FailureKind::InvalidKey => {
                 format!(
                     "The {name} API key is invalid, expired or revoked — copy the whole key again or create a new one."
@@ -124,29 +150,19 @@ impl Failure {
             }
             FailureKind::KeyBlocked => format!(
                 "{name} has blocked this key or its account (for example after it was reported as leaked) — create a \
-                 new key."
+                 new key, or ask {name} why the account was blocked."
             ),
             FailureKind::NoPermission => format!(
                 "The {name} key is valid but has no access to the model or API keyward checks with — check the key's \
                  project and model permissions."
             ),
-            FailureKind::NoCredits => no_credits_message(self.provider, self.provider_code.as_deref()),
+            FailureKind::NoCredits => {
+                format!("The {name} account is out of API credits or billing stopped it — add funds at {console}.")
+            }
             FailureKind::RateLimited => {
                 let mut text = format!("{name} rate limit reached");
                 if let Some(rate) = &self.rate_limit {
-                    let metric = rate.metric_in_words();
-                    // "tokens per minute 85000/90000", "tokens: 85000/90000": a bare quantity takes a colon.
-                    let sep = if metric.contains(" per ") { " " } else { ": " };
-                    let _ = match rate.used {
-                        Some(used) => {
-                            write!(text, ": {metric}{sep}{used}/{} used, need {} more", rate.limit, rate.requested)
-                        }
-                        None => write!(
-                            text,
-                            ": one request needs {} {metric}, over the limit of {}",
-                            rate.requested, rate.limit
-                        ),
-                    };
+                    let _ = write!(text, ": {}", rate.in_words());
                 }
                 match self.retry_after_secs {
                     Some(secs) => {
@@ -174,37 +190,13 @@ impl Failure {
             ),
             FailureKind::Unreachable => format!("{name} could not be reached — try again shortly."),
             FailureKind::Timeout => format!("{name} did not answer in time — try again shortly."),
-            FailureKind::Unrecognised => format!(
-                "{name} refused the key with an answer keyward does not recognise — try again, or check the key in \
-                 {name}'s console."
-            ),
-        }
-    }
-}
-
-fn no_credits_message(provider: Provider, code: Option<&str>) -> String {
-    match provider {
-        Provider::Anthropic if code == Some("enforced_spend_limit_reached") => {
-            "Insufficient Anthropic API credits: the organisation reached its monthly spend limit — raise it in the \
-             Claude Console (Settings → Limits)."
-                .into()
-        }
-        Provider::Anthropic => {
-            "Insufficient Anthropic API credits — add funds at console.anthropic.com (Plans & Billing).".into()
-        }
-        Provider::OpenAi => {
-            "OpenAI API quota exceeded — check your plan and billing details at platform.openai.com.".into()
-        }
-        Provider::Google => {
-            "Gemini refused for billing reasons: this model or region is not covered by the key's free tier — enable \
-             billing for the project in Google AI Studio."
-                .into()
-        }
-        Provider::Perplexity => {
-            "Perplexity account is out of API credits — add credits in Perplexity's API settings.".into()
-        }
-        Provider::Zai => {
-            "Zai balance is empty or your resource package doesn't cover this model — recharge at z.ai.".into()
+            FailureKind::Unrecognised => match self.status {
+                Some(status) => format!(
+                    "{name} refused the key check with HTTP {status} and no reason keyward knows — try again, or \
+                     check the key and its account at {console}."
+                ),
+                None => format!("{name} refused the key check — try again, or check the key at {console}."),
+            },
         }
     }
 }

@@ -1,8 +1,8 @@
 //! Audit entries: who did what to a user's secrets or money, and how it ended. Never the secret.
 
 use super::table::{Attr, Item, Key, Table};
-use super::{Listing, StoreError, newest_first, random_id, user_pk};
-use crate::model::UserId;
+use super::{Listing, StoreError, newest_first, user_pk};
+use crate::model::{UserId, random_id};
 
 const PREFIX: &str = "AUDIT#";
 

@@ -11,8 +11,8 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::table::{Attr, Changes, Condition, EXPIRES_AT, Item, Key, Table, Write, now_epoch};
-use super::{Listing, StoreError, newest_first, random_id, user_from, user_pk};
-use crate::model::UserId;
+use super::{Listing, StoreError, newest_first, user_from, user_pk};
+use crate::model::{UserId, random_id};
 
 const ACCOUNT: &str = "CREDITS";
 const LEDGER: &str = "LEDGER#";

@@ -4,7 +4,7 @@ use super::table::{Attr, Changes, Condition, Index, Item, Key, Query, Table, Wri
 use super::{AuditEntry, StoreError, sealed_attr, sealed_from, user_pk};
 use crate::crypto::Sealed;
 use crate::model::UserId;
-use crate::providers::{Provider, ZaiRegion};
+use crate::model::{Provider, ZaiRegion};
 
 const PREFIX: &str = "LLMKEY#";
 

@@ -143,11 +143,6 @@ fn sealed_from(bytes: &[u8]) -> Result<Sealed, StoreError> {
     Sealed::from_bytes(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-/// A random identifier for ledger and audit entries (64 bits, hex).
-fn random_id() -> String {
-    hex::encode(rand::random::<[u8; 8]>())
-}
-
 /// One page of a user's time-ordered entries under `prefix`, newest first. A cursor made for
 /// another listing (another user's, say) is refused, so a client can never page into someone
 /// else's items.

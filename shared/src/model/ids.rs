@@ -1,4 +1,4 @@
-//! Identifiers shared by every layer, parsed once at the edge.
+//! User ids: Auth0 subjects, parsed once at the edge.
 
 use std::fmt;
 

@@ -1,0 +1,18 @@
+//! The leaf types every layer shares, parsed once at the edge: who a user is, which provider,
+//! tier and client something belongs to, and the clock and randomness everything else takes.
+
+mod client;
+mod clock;
+mod ids;
+mod provider;
+mod random;
+mod tier;
+mod time;
+
+pub use client::ClientKind;
+pub use clock::{Clock, SystemClock};
+pub use ids::{InvalidUserId, UserId};
+pub use provider::{Provider, UnknownProvider, ZaiRegion};
+pub use random::{random_id, random_secret};
+pub use tier::Tier;
+pub use time::rfc3339;
