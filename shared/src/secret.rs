@@ -74,6 +74,13 @@ string_secret!(
     ClientSecret
 );
 
+/// What keyward keeps of a secret it only has to recognise (a session handle, a device code, a
+/// redirect's state): its SHA-256, hex. The secrets are 256 random bits, so the digest needs no salt.
+pub fn digest(secret: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
 /// A 256-bit AES data key in plaintext, as returned by the key provider. Zeroized on drop.
 pub struct DataKey(SecretBox<[u8; 32]>);
 

@@ -80,8 +80,18 @@ pub fn init() {
     install(std::io::stdout, LogLevels::from_lookup(|name| std::env::var(name).ok()));
 }
 
-/// Installs the JSON subscriber writing to `writer` (tests capture logs this way).
+/// Installs the JSON subscriber writing to `writer` for the whole process (once; later calls keep
+/// the first).
 pub fn install<W>(writer: W, levels: LogLevels)
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let _ = subscriber(writer, levels).try_init();
+}
+
+/// keyward's JSON subscriber writing to `writer`: what [`install`] installs, and what a test that
+/// reads its own logs sets as its thread's default.
+pub fn subscriber<W>(writer: W, levels: LogLevels) -> impl tracing::Subscriber + Send + Sync + 'static
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
@@ -92,7 +102,7 @@ where
         .with_span_list(false)
         .flatten_event(true)
         .with_target(true);
-    let _ = tracing_subscriber::registry().with(json_lines.with_filter(levels.0)).try_init();
+    tracing_subscriber::registry().with(json_lines.with_filter(levels.0))
 }
 
 /// The span every request is served in: its fields appear on each log line of the request.

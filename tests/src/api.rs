@@ -8,10 +8,9 @@ use aws_credential_types::Credentials as SigningCredentials;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4::SigningParams;
 use keyward::app::{AppState, AwsClients};
-use keyward::config::{Config, GoogleEndpoints, LOCAL_AUDIENCE};
+use keyward::config::{Config, LOCAL_AUDIENCE};
 use keyward::crypto::{EncryptionContext, Purpose};
-use keyward::model::UserId;
-use keyward::model::{Provider, ZaiRegion};
+use keyward::model::{Provider, UserId, ZaiRegion};
 use keyward::providers::preview;
 use keyward::secret::ApiKey;
 use keyward::store::{KeyStatus, NewLlmKey, StoredLlmKey, now_epoch};
@@ -112,7 +111,7 @@ impl LocalApi {
         let base_url = format!("http://127.0.0.1:{port}");
         let principals = serde_json::json!({
             NOTES_SERVICE.arn: ["openai", "anthropic", "zai"],
-            CALENDAR_SERVICE.arn: ["google-oauth"],
+            CALENDAR_SERVICE.arn: ["google-oauth", "microsoft-oauth"],
             BILLING_SERVICE.arn: ["credits"],
         })
         .to_string();
@@ -125,12 +124,8 @@ impl LocalApi {
             ("KEYWARD_PROVIDER_TIMEOUT_SECS", "2".to_owned()),
             ("KEYWARD_AUTH0_CALLBACK_URL", format!("{base_url}/auth/callback")),
             ("KEYWARD_RETURN_ORIGINS", format!("{base_url},{APP_ORIGIN}")),
-            ("KEYWARD_GOOGLE_CLIENT_ID", keyward_sandbox::google::SANDBOX_CLIENT_ID.to_owned()),
-            ("KEYWARD_GOOGLE_REDIRECT_URL", format!("{base_url}/oauth/google/callback")),
         ];
-        for endpoint in keyward::providers::endpoint_settings().chain(&GoogleEndpoints::SETTINGS) {
-            settings.push((endpoint.var, format!("{}{}", sandbox.base_url(), endpoint.sandbox_path)));
-        }
+        settings.extend(keyward_local::sandbox_settings(sandbox.base_url(), &base_url));
         settings.retain(|(name, _)| !overrides.iter().any(|(o, _)| o == name));
         settings.extend(overrides.iter().map(|(name, value)| (*name, (*value).to_owned())));
         let aws_calls = CallCounter::default();
@@ -245,13 +240,13 @@ impl LocalApi {
             test: None,
             zai_region: (provider == Provider::Zai).then_some(ZaiRegion::International),
         };
-        self.state.store.llm_keys().put(user, &new, now_epoch()).await.expect("store key")
+        crate::seed_key(&self.state.store, user, &new, now_epoch()).await
     }
 
     /// `user`'s audit trail, newest first, as `(action, target, outcome)`.
     pub async fn audit_trail(&self, user: &UserId) -> Vec<(String, Option<String>, String)> {
         let entries = self.state.store.audit().list(user, 100, None).await.expect("audit").items;
-        entries.into_iter().map(|e| (e.action, e.target, e.outcome)).collect()
+        entries.into_iter().map(|e| (e.action.name(), e.target, e.outcome)).collect()
     }
 
     /// A sandbox user's access token (Auth0's password grant on the stand-in).

@@ -2,14 +2,15 @@
 //! process that starts an API or an AWS client logs everything at TRACE through keyward's own JSON
 //! subscriber into `<dir>/log-<pid>.txt` (the gateway logs each error body there too), appends
 //! panic messages to `<dir>/panic-<pid>.txt`, and writes every secret it planted or saw issued to
-//! `<dir>/planted-<pid>.txt`. `tests/tests/leak_audit.rs`, run after the suite, looks for each
-//! planted secret in each log line and panic message. Without the variable, all of this is off.
+//! `<dir>/planted-<pid>.txt`. A test that reads its own logs ([`capture_logs`]) writes them there
+//! too. `tests/tests/leak_audit.rs`, run after the suite, looks for each planted secret in each log
+//! line and panic message. Without the variable, all of this is off.
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::{Mutex, Once};
+use std::sync::{Mutex, Once, OnceLock};
 
 use aws_sdk_kms::operation::decrypt::DecryptOutput;
 use aws_sdk_kms::operation::generate_data_key::GenerateDataKeyOutput;
@@ -37,18 +38,66 @@ fn append(name: &str) -> Option<File> {
 }
 
 static PLANTED: Mutex<Option<(File, HashSet<String>)>> = Mutex::new(None);
+static LOG: OnceLock<Option<Mutex<File>>> = OnceLock::new();
 
-/// Starts the capture once per process (a no-op without `KEYWARD_TEST_LEAK_DIR`). A test that
-/// installed its own subscriber first keeps it; its process is then audited by that test alone.
+/// The process's capture file, when the audit runs.
+fn log_file() -> Option<&'static Mutex<File>> {
+    LOG.get_or_init(|| append("log").map(Mutex::new)).as_ref()
+}
+
+/// Writes log lines to the capture file (nowhere without the audit).
+#[derive(Clone, Copy)]
+struct CaptureFile;
+
+impl Write for CaptureFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Some(mut file) = log_file().and_then(|f| f.lock().ok()) {
+            file.write_all(buf)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Log lines for a test that reads its own logs and for the capture both.
+#[derive(Clone)]
+struct Both(crate::LogCapture);
+
+impl Write for Both {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        CaptureFile.write_all(buf)?;
+        self.0.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// keyward's subscriber at `directives` as this thread's default, writing into `capture` (and the
+/// audit's capture): for a test that reads what it logged. The test runs on one thread (tokio's
+/// current-thread runtime) so everything it serves logs through it.
+pub fn capture_logs(capture: &crate::LogCapture, directives: &str) -> tracing::subscriber::DefaultGuard {
+    init();
+    let both = Both(capture.clone());
+    let levels = keyward::telemetry::LogLevels::parse(directives).expect("filter directives");
+    tracing::subscriber::set_default(keyward::telemetry::subscriber(move || both.clone(), levels))
+}
+
+/// Starts the capture once per process (a no-op without `KEYWARD_TEST_LEAK_DIR`).
 pub fn init() {
     static START: Once = Once::new();
     START.call_once(|| {
-        let (Some(log), Some(planted)) = (append("log"), append("planted")) else { return };
+        let (Some(_), Some(planted)) = (log_file(), append("planted")) else { return };
         if let Ok(mut slot) = PLANTED.lock() {
             *slot = Some((planted, HashSet::new()));
         }
         keyward::telemetry::install(
-            Mutex::new(log),
+            || CaptureFile,
             keyward::telemetry::LogLevels::parse(FILTER).expect("filter directives"),
         );
         let previous = std::panic::take_hook();
@@ -96,6 +145,7 @@ fn fixtures() -> Vec<String> {
     secrets.extend(crate::stripe::ENDPOINT_SECRETS.iter().map(|s| (*s).to_owned()));
     secrets.push(keyward_sandbox::auth0::SANDBOX_CLIENT_SECRET.to_owned());
     secrets.push(keyward_sandbox::google::SANDBOX_CLIENT_SECRET.to_owned());
+    secrets.push(keyward_sandbox::microsoft::SANDBOX_CLIENT_SECRET.to_owned());
     secrets.extend(
         [crate::api::NOTES_SERVICE, crate::api::CALENDAR_SERVICE, crate::api::BILLING_SERVICE, crate::api::STRANGER]
             .iter()

@@ -16,10 +16,26 @@ use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
-use keyward::store::{DynamoTable, EmbeddedTable, Store, create_table};
+use keyward::model::UserId;
+use keyward::store::{
+    Actor, AuditAction, AuditEntry, DynamoTable, EmbeddedTable, NewLlmKey, Store, StoredLlmKey, create_table,
+};
 
 /// The moto server's URL, from `KEYWARD_TEST_MOTO_URL`: the test command (`scripts/test`) starts one
 /// serialized server (`infra/moto/serve.py`) on a free loopback port for all test binaries.
+/// Stores `new` as `user`'s key the way production does (with its audit entry), without asking
+/// the provider: for keys a test wants in a given state.
+pub async fn seed_key(store: &Store, user: &UserId, new: &NewLlmKey, now: i64) -> StoredLlmKey {
+    let entry = AuditEntry {
+        at: now,
+        actor: Actor::System,
+        action: AuditAction::LlmKeyPut,
+        target: Some(new.provider.slug().into()),
+        outcome: "seeded".into(),
+    };
+    store.llm_keys().put_audited(user, new, now, &entry).await.expect("store the key")
+}
+
 pub fn moto_url() -> String {
     match std::env::var("KEYWARD_TEST_MOTO_URL") {
         Ok(url) if !url.is_empty() => url,

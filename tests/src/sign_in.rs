@@ -1,6 +1,6 @@
 //! Sign-in steps as a browser or a CLI takes them through the local API and the Auth0 stand-in.
 
-use keyward::session::refresh_context;
+use keyward::use_cases::sessions::refresh_context;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use url::Url;
@@ -126,7 +126,7 @@ pub async fn code_of(response: reqwest::Response) -> (u16, String) {
 
 /// The Auth0 refresh token keyward holds for the session `handle` (the test reads the table).
 pub async fn sealed_auth0_token(api: &LocalApi, handle: &str) -> String {
-    let hash = keyward::session::handle_hash(&keyward::secret::SessionHandle::new(handle));
+    let hash = keyward::secret::digest(handle);
     let family = api.state.store.sessions().find(&hash).await.unwrap().unwrap();
     let context = refresh_context(&family.user, &family.id);
     api.state.envelope.open_text(&family.sealed_refresh, &context).await.unwrap().expose_secret().to_owned()

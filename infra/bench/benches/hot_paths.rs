@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use keyward::auth::TokenVerifier;
-use keyward::billing::signature;
 use keyward::config::{Config, LOCAL_AUDIENCE};
 use keyward::crypto::{EncryptionContext, Envelope, LocalKeyProvider, Purpose};
 use keyward::model::Provider;
 use keyward::model::UserId;
 use keyward::providers::{ProviderResponse, classify};
+use keyward::stripe::signature;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")

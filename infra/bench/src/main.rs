@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use keyward::crypto::{EncryptionContext, Envelope, KmsKeyProvider, Purpose};
-use keyward::model::Provider;
-use keyward::model::UserId;
+use keyward::model::{Provider, UserId};
 use keyward::providers::preview;
 use keyward::secret::ApiKey;
-use keyward::store::{DynamoTable, KeyStatus, NewLlmKey, Store, create_table, now_epoch};
+use keyward::store::{
+    Actor, AuditAction, AuditEntry, DynamoTable, KeyStatus, NewLlmKey, Store, create_table, now_epoch,
+};
 use keyward_sandbox::aws_proxy::AwsProxy;
 use keyward_sandbox::lambda_runtime::{Answer, Emulator};
 
@@ -241,7 +242,14 @@ async fn seed(sdk: &aws_config::SdkConfig) -> (String, String) {
         test: None,
         zai_region: None,
     };
-    store.llm_keys().put(&user, &new, now_epoch()).await.expect("store the key");
+    let entry = AuditEntry {
+        at: now_epoch(),
+        actor: Actor::System,
+        action: AuditAction::LlmKeyPut,
+        target: Some(Provider::OpenAi.slug().into()),
+        outcome: "seeded".into(),
+    };
+    store.llm_keys().put_audited(&user, &new, now_epoch(), &entry).await.expect("store the key");
     (table, key_id)
 }
 

@@ -4,8 +4,8 @@
 //! - [`sigv4`] does API Gateway's IAM authorization for routes the template marks `AWS_IAM`;
 //! - [`gateway`] builds each function's HTTP API (v2) event and serves its answer.
 //!
-//! The functions run in-process: [`functions`] mounts each crate's `handle` exactly as its
-//! `main.rs` hands it to `lambda_http::run`.
+//! The functions run in-process: [`functions`] mounts each crate's routes exactly as its
+//! `main.rs` hands them to `keyward::app::run`.
 
 pub mod gateway;
 pub mod sigv4;
@@ -16,7 +16,8 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use keyward::app::{self, AppState};
+use keyward::app::{self, AppState, Routes};
+use keyward::model::OAuthProvider;
 use lambda_http::{Body, BoxFuture, Request, Response, Service};
 
 pub use gateway::Gateway;
@@ -37,16 +38,24 @@ pub enum GatewayError {
     UnknownFunction { route: String, function: String },
 }
 
+/// Every function's routes, as its `main.rs` serves them.
+pub fn all_routes() -> [Routes; 6] {
+    [
+        login_callback::routes(),
+        device_auth::routes(),
+        llm_keys::routes(),
+        internal_keys::routes(),
+        oauth_refresh::routes(),
+        stripe_webhook::routes(),
+    ]
+}
+
 /// Every function of the workspace, by the binary name `template.yaml` gives it.
 pub fn functions(state: &Arc<AppState>) -> HashMap<String, FunctionHandler> {
-    HashMap::from([
-        (login_callback::FUNCTION.to_owned(), mount(app::service(Arc::clone(state), login_callback::handle))),
-        (device_auth::FUNCTION.to_owned(), mount(app::service(Arc::clone(state), device_auth::handle))),
-        (llm_keys::FUNCTION.to_owned(), mount(app::service(Arc::clone(state), llm_keys::handle))),
-        (internal_keys::FUNCTION.to_owned(), mount(app::service(Arc::clone(state), internal_keys::handle))),
-        (oauth_refresh::FUNCTION.to_owned(), mount(app::service(Arc::clone(state), oauth_refresh::handle))),
-        (stripe_webhook::FUNCTION.to_owned(), mount(app::service(Arc::clone(state), stripe_webhook::handle))),
-    ])
+    all_routes()
+        .into_iter()
+        .map(|routes| (routes.function().to_owned(), mount(app::service(Arc::clone(state), Arc::new(routes)))))
+        .collect()
 }
 
 fn mount<S>(service: S) -> FunctionHandler
@@ -67,6 +76,29 @@ where
             }
         })
     })
+}
+
+/// What points keyward at the sandbox's stand-ins when it serves at `keyward`: every LLM
+/// provider's endpoint, and each connection provider's client, callback and endpoints.
+pub fn sandbox_settings(sandbox: &str, keyward: &str) -> Vec<(&'static str, String)> {
+    let mut settings: Vec<(&'static str, String)> = keyward::providers::endpoint_settings()
+        .map(|endpoint| (endpoint.var, format!("{sandbox}{}", endpoint.sandbox_path)))
+        .collect();
+    for &provider in OAuthProvider::ALL {
+        let spec = keyward::oauth::connection_spec(provider);
+        let vars = spec.vars();
+        settings.push((vars.client_id, spec.sandbox_client().0.to_owned()));
+        settings.push((vars.redirect_url, format!("{keyward}/oauth/{provider}/callback")));
+        let endpoints = spec.endpoints();
+        let all = [
+            Some(&endpoints.authorize),
+            Some(&endpoints.token),
+            endpoints.revoke.as_ref(),
+            endpoints.userinfo.as_ref(),
+        ];
+        settings.extend(all.into_iter().flatten().map(|e| (e.var, format!("{sandbox}{}", e.sandbox_path))));
+    }
+    settings
 }
 
 /// The project's `template.yaml`: the working directory's when it has one, else the one this crate

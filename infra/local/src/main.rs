@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use keyward::app::{AppState, AwsClients};
-use keyward::config::{Config, GoogleEndpoints, LOCAL_AUDIENCE, Mode};
+use keyward::config::{Config, LOCAL_AUDIENCE, Mode};
 use keyward_local::sigv4::LOCAL_PRINCIPAL;
 use keyward_local::{Credentials, DEFAULT_PORT, Gateway, RouteTable};
 use keyward_sandbox::Sandbox;
@@ -149,15 +149,9 @@ async fn run() -> Result<(), String> {
     if env("KEYWARD_RETURN_ORIGINS").is_none() {
         settings.insert("KEYWARD_RETURN_ORIGINS", format!("{base},http://localhost:{port}"));
     }
-    if env("KEYWARD_GOOGLE_REDIRECT_URL").is_none() {
-        settings.insert("KEYWARD_GOOGLE_REDIRECT_URL", format!("{base}/oauth/google/callback"));
-    }
-    if env("KEYWARD_GOOGLE_CLIENT_ID").is_none() {
-        settings.insert("KEYWARD_GOOGLE_CLIENT_ID", keyward_sandbox::google::SANDBOX_CLIENT_ID.to_owned());
-    }
-    for setting in keyward::providers::endpoint_settings().chain(&GoogleEndpoints::SETTINGS) {
-        if env(setting.var).is_none() {
-            settings.insert(setting.var, format!("{}{}", sandbox.base_url(), setting.sandbox_path));
+    for (var, value) in keyward_local::sandbox_settings(sandbox.base_url(), &base) {
+        if env(var).is_none() {
+            settings.insert(var, value);
         }
     }
 
@@ -168,7 +162,8 @@ async fn run() -> Result<(), String> {
     }
     .map_err(|e| format!("credentials: {e}"))?;
     if env("KEYWARD_INTERNAL_PRINCIPALS").is_none() {
-        let grants = serde_json::json!({ LOCAL_PRINCIPAL: ["llm-keys:*", "google-oauth", "credits"] });
+        let grants =
+            serde_json::json!({ LOCAL_PRINCIPAL: ["llm-keys:*", "google-oauth", "microsoft-oauth", "credits"] });
         settings.insert("KEYWARD_INTERNAL_PRINCIPALS", grants.to_string());
     }
 

@@ -64,8 +64,8 @@ fn runs_the_whole_api_on_embedded_defaults() {
     let data_dir = dir.path().join(".keyward");
     let mut command = Command::new(env!("CARGO_BIN_EXE_keyward-local"));
     command.current_dir(dir.path()).env_remove("KEYWARD_MODE").env_remove("KEYWARD_AUTH0_ISSUER");
-    for setting in keyward::providers::endpoint_settings().chain(&keyward::config::GoogleEndpoints::SETTINGS) {
-        command.env_remove(setting.var);
+    for (var, _) in keyward_local::sandbox_settings("", "") {
+        command.env_remove(var);
     }
     let (_server, url, banner) = start(&mut command);
 
@@ -77,6 +77,7 @@ fn runs_the_whole_api_on_embedded_defaults() {
         serde_json::json!([
             "auth0",
             "google-oauth",
+            "microsoft-oauth",
             "gemini",
             "openai",
             "anthropic",
@@ -155,8 +156,8 @@ fn web_sign_in_returns_to_the_port_it_really_has() {
     let mut command = Command::new(env!("CARGO_BIN_EXE_keyward-local"));
     command.current_dir(dir.path()).env_remove("KEYWARD_MODE").env_remove("KEYWARD_AUTH0_ISSUER");
     command.env_remove("KEYWARD_AUTH0_CALLBACK_URL").env_remove("KEYWARD_RETURN_ORIGINS");
-    for setting in keyward::providers::endpoint_settings().chain(&keyward::config::GoogleEndpoints::SETTINGS) {
-        command.env_remove(setting.var);
+    for (var, _) in keyward_local::sandbox_settings("", "") {
+        command.env_remove(var);
     }
     let (_server, url, _) = start(&mut command);
     assert!(!url.ends_with(":8700"), "{url}");

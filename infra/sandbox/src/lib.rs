@@ -2,7 +2,7 @@
 //! format. Local mode starts them by default (sandbox mode) so every flow can be tried without
 //! accounts; the tests use the same stand-ins, so each wire format is written once.
 //!
-//! Each service lives under its own prefix of one listener: `/auth0/`, `/google/`, and one per LLM provider
+//! Each service lives under its own prefix of one listener: `/auth0/`, `/google/`, `/microsoft/`, and one per LLM provider
 //! (`/openai/v1`, `/anthropic/v1`, `/gemini/v1beta`, `/perplexity`, `/zai/…`, `/zai-china/…`, the
 //! paths keyward's local-mode defaults point at).
 
@@ -10,6 +10,7 @@ pub mod auth0;
 pub mod aws_proxy;
 pub mod google;
 pub mod lambda_runtime;
+pub mod microsoft;
 pub mod providers;
 mod web;
 
@@ -37,6 +38,8 @@ pub struct Sandbox {
     auth0_calls: Arc<RequestCounts>,
     google: Arc<google::GoogleControls>,
     google_calls: Arc<RequestCounts>,
+    microsoft: Arc<microsoft::MicrosoftControls>,
+    microsoft_calls: Arc<RequestCounts>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -59,12 +62,14 @@ impl Sandbox {
         let (google, google_routes) = google::router();
         let google_routes =
             google_routes.layer(middleware::from_fn_with_state(Arc::clone(&google_calls), count_request));
+        let microsoft_calls = Arc::new(RequestCounts::default());
+        let (microsoft, microsoft_routes) = microsoft::router();
+        let microsoft_routes =
+            microsoft_routes.layer(middleware::from_fn_with_state(Arc::clone(&microsoft_calls), count_request));
         let (provider_calls, provider_routes) = providers::routers();
-        let app = provider_routes
-            .into_iter()
-            .fold(Router::new().nest("/auth0", auth0).nest("/google", google_routes), |app, (prefix, routes)| {
-                app.nest(prefix, routes)
-            });
+        let services =
+            Router::new().nest("/auth0", auth0).nest("/google", google_routes).nest("/microsoft", microsoft_routes);
+        let app = provider_routes.into_iter().fold(services, |app, (prefix, routes)| app.nest(prefix, routes));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let served = axum::serve(listener, app).with_graceful_shutdown(async {
@@ -74,7 +79,17 @@ impl Sandbox {
                 tracing::error!(error = %e, "sandbox server failed");
             }
         });
-        Ok(Self { base_url, provider_calls, auth0_calls, google, google_calls, stop: Some(stop), task })
+        Ok(Self {
+            base_url,
+            provider_calls,
+            auth0_calls,
+            google,
+            google_calls,
+            microsoft,
+            microsoft_calls,
+            stop: Some(stop),
+            task,
+        })
     }
 
     /// `http://127.0.0.1:PORT`, without a trailing slash.
@@ -100,6 +115,16 @@ impl Sandbox {
     /// The requests the Google stand-in has received, by method and path.
     pub fn google_calls(&self) -> &RequestCounts {
         &self.google_calls
+    }
+
+    /// The Microsoft stand-in's knobs (down, token lifetime, revoked sessions).
+    pub fn microsoft(&self) -> &microsoft::MicrosoftControls {
+        &self.microsoft
+    }
+
+    /// The requests the Microsoft stand-in has received, by method and path.
+    pub fn microsoft_calls(&self) -> &RequestCounts {
+        &self.microsoft_calls
     }
 
     /// The issuer of the Auth0 stand-in, with Auth0's trailing slash.

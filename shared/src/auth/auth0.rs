@@ -5,12 +5,27 @@
 use serde::Deserialize;
 use url::Url;
 
-use crate::config::Auth0Settings;
 use crate::model::ClientKind;
 use crate::oauth::{Answer, OAuthFailure, post_form, refusal, tokens};
 use crate::outbound::Outbound;
 use crate::secret::{AccessToken, ClientSecret, DeviceCode, IdToken, RefreshToken};
-use crate::secrets::{SecretError, SecretReader};
+use crate::secret_store::{SecretError, SecretReader, SecretSetting};
+
+/// How keyward signs users in through Auth0.
+#[derive(Debug, Clone)]
+pub struct Auth0Settings {
+    /// The tenant URL with Auth0's trailing slash (`https://tenant.eu.auth0.com/`).
+    pub issuer: Url,
+    /// The Regular Web App keyward's web sign-in uses (confidential: it has the client secret).
+    pub web_client_id: String,
+    pub client_secret: SecretSetting,
+    /// The Native app the device flow uses (public: no secret).
+    pub device_client_id: String,
+    /// keyward's own `/auth/callback`, exactly as registered with Auth0.
+    pub callback_url: Url,
+    /// Origins `returnTo` may point at (`https://app.example.com`); anything else is refused.
+    pub return_origins: Vec<String>,
+}
 
 /// The scope keyward asks for: an ID token, the profile, and a refresh token.
 pub const SCOPE: &str = "openid profile email offline_access";

@@ -14,9 +14,9 @@ use lambda_http::Request;
 use lambda_http::http::header::AUTHORIZATION;
 use serde::Deserialize;
 use tokio::sync::RwLock;
+use url::Url;
 
 use super::AuthError;
-use crate::config::TokenSettings;
 use crate::model::UserId;
 use crate::outbound::{Outbound, read_capped};
 
@@ -29,6 +29,19 @@ const RETRY_INTERVAL: Duration = Duration::from_secs(5);
 /// Tokens longer than this are refused unread (Auth0 access tokens are ~1 KiB).
 const MAX_TOKEN_LEN: usize = 16 * 1024;
 const LEEWAY_SECS: u64 = 60;
+
+/// How incoming Auth0 access tokens are verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenSettings {
+    pub issuer: String,
+    pub audience: String,
+    pub jwks_url: Url,
+    /// A scope every user token must carry (Auth0's `scope` claim), when set.
+    pub required_scope: Option<String>,
+    /// The claim an Auth0 Action puts `email_verified` in (`https://keyward.dev/email_verified`),
+    /// when not the plain one.
+    pub email_verified_claim: Option<String>,
+}
 
 /// The verified identity of an end user.
 #[derive(Debug, Clone, PartialEq, Eq)]

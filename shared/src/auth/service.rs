@@ -7,31 +7,35 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
 
 use super::AuthError;
-use crate::model::Provider;
+use crate::model::{OAuthProvider, Provider};
 
 /// Something an internal service may be allowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Grant {
     /// Fetch users' keys for one LLM provider.
     LlmKey(Provider),
-    /// Fetch users' Google access tokens.
-    GoogleOAuth,
+    /// Fetch users' access tokens of their connected accounts at one OAuth provider.
+    Connection(OAuthProvider),
     /// Read and consume users' credits.
     Credits,
 }
 
 impl Grant {
-    /// `openai` (one provider), `llm-keys:*` (every provider), `google-oauth`, `credits`.
+    /// `openai` (one provider), `llm-keys:*` (every provider), `google-oauth` (one OAuth
+    /// provider's tokens), `credits`.
     fn parse_all(raw: &str) -> Result<Vec<Grant>, String> {
-        match raw {
-            "llm-keys:*" => Ok(Provider::ALL.iter().copied().map(Grant::LlmKey).collect()),
-            "google-oauth" => Ok(vec![Grant::GoogleOAuth]),
-            "credits" => Ok(vec![Grant::Credits]),
-            other => other
-                .parse::<Provider>()
-                .map(|p| vec![Grant::LlmKey(p)])
-                .map_err(|_| format!("unknown grant `{other}` (a provider, llm-keys:*, google-oauth or credits)")),
+        if raw == "llm-keys:*" {
+            return Ok(Provider::ALL.iter().copied().map(Grant::LlmKey).collect());
         }
+        if raw == "credits" {
+            return Ok(vec![Grant::Credits]);
+        }
+        if let Some(provider) = raw.strip_suffix("-oauth").and_then(|slug| slug.parse::<OAuthProvider>().ok()) {
+            return Ok(vec![Grant::Connection(provider)]);
+        }
+        raw.parse::<Provider>()
+            .map(|p| vec![Grant::LlmKey(p)])
+            .map_err(|_| format!("unknown grant `{raw}` (a provider, llm-keys:*, <oauth provider>-oauth or credits)"))
     }
 }
 
@@ -105,6 +109,11 @@ impl InternalPrincipals {
             _ => None,
         }
         .ok_or(AuthError::NoServiceIdentity)?;
+        self.caller_named(arn)
+    }
+
+    /// The caller API Gateway verified as `arn`, if the list allows it.
+    pub fn caller_named(&self, arn: String) -> Result<ServiceCaller, AuthError> {
         let principal = Principal::parse(&arn).ok_or(AuthError::PrincipalNotAllowed)?;
         let grants = self.0.get(&principal).ok_or(AuthError::PrincipalNotAllowed)?.clone();
         let identity = format!("arn:{}:iam::{}:{}", principal.partition, principal.account, principal.identity);
@@ -143,7 +152,7 @@ mod tests {
 
     const LIST: &str = r#"{
         "arn:aws:iam::123456789012:role/service-role/notes": ["openai", "anthropic"],
-        "arn:aws:iam::123456789012:user/ops": ["llm-keys:*", "credits"]
+        "arn:aws:iam::123456789012:user/ops": ["llm-keys:*", "credits", "microsoft-oauth"]
     }"#;
 
     fn request_with_arn(arn: Option<&str>) -> Request {
@@ -170,12 +179,14 @@ mod tests {
         assert!(caller.may(Grant::LlmKey(Provider::OpenAi)));
         assert!(!caller.may(Grant::LlmKey(Provider::Zai)));
         assert!(!caller.may(Grant::Credits));
-        assert_eq!(caller.require(Grant::GoogleOAuth), Err(AuthError::GrantMissing));
+        assert_eq!(caller.require(Grant::Connection(OAuthProvider::Google)), Err(AuthError::GrantMissing));
 
         assert_eq!(caller.principal(), "arn:aws:iam::123456789012:role/notes");
         let ops = list.caller(&request_with_arn(Some("arn:aws:iam::123456789012:user/ops"))).unwrap();
         assert!(Provider::ALL.iter().all(|p| ops.may(Grant::LlmKey(*p))));
         assert!(ops.may(Grant::Credits));
+        assert!(ops.may(Grant::Connection(OAuthProvider::Microsoft)));
+        assert!(!ops.may(Grant::Connection(OAuthProvider::Google)));
     }
 
     #[test]
@@ -201,6 +212,7 @@ mod tests {
             r#"{"arn:aws:iam::123:role/x": ["openai"]}"#,
             r#"{"arn:aws:iam::123456789012:role/x": ["openai", "everything"]}"#,
             r#"{"arn:aws:s3:::bucket": ["openai"]}"#,
+            r#"{"arn:aws:iam::123456789012:role/x": ["yahoo-oauth"]}"#,
         ] {
             assert!(InternalPrincipals::from_json(bad).is_err(), "{bad}");
         }

@@ -19,7 +19,7 @@ use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::model::UserId;
+use crate::model::{OAuthProvider, UserId};
 use crate::secret::DataKey;
 
 pub use kms::KmsKeyProvider;
@@ -72,20 +72,27 @@ impl KeyProviderKind {
 pub enum Purpose {
     LlmKey,
     Auth0Refresh,
-    GoogleOAuth,
+    /// The tokens of a connected account at one OAuth provider.
+    Connection(OAuthProvider),
     /// The PKCE verifier of a sign-in or connect in flight.
     OAuthState,
 }
 
 impl Purpose {
-    pub const ALL: [Self; 4] = [Self::LlmKey, Self::Auth0Refresh, Self::GoogleOAuth, Self::OAuthState];
+    /// Every purpose, one per connection provider among them.
+    pub fn all() -> impl Iterator<Item = Self> {
+        [Self::LlmKey, Self::Auth0Refresh, Self::OAuthState]
+            .into_iter()
+            .chain(OAuthProvider::ALL.iter().map(|&p| Self::Connection(p)))
+    }
 
-    pub fn as_str(self) -> &'static str {
+    /// The name key policies match on (`keyward:purpose`): `llm-key`, `google-oauth`, …
+    pub fn name(self) -> String {
         match self {
-            Self::LlmKey => "llm-key",
-            Self::Auth0Refresh => "auth0-refresh",
-            Self::GoogleOAuth => "google-oauth",
-            Self::OAuthState => "oauth-state",
+            Self::LlmKey => "llm-key".into(),
+            Self::Auth0Refresh => "auth0-refresh".into(),
+            Self::Connection(provider) => format!("{provider}-oauth"),
+            Self::OAuthState => "oauth-state".into(),
         }
     }
 }
@@ -108,7 +115,7 @@ impl EncryptionContext {
     pub fn kms_pairs(&self) -> [(&'static str, String); 3] {
         [
             ("keyward:user", self.user.as_str().to_owned()),
-            ("keyward:purpose", self.purpose.as_str().to_owned()),
+            ("keyward:purpose", self.purpose.name()),
             ("keyward:name", self.name.clone()),
         ]
     }
@@ -118,7 +125,8 @@ impl EncryptionContext {
     pub fn aad(&self, version: u8, provider: KeyProviderKind) -> Vec<u8> {
         let mut out = b"keyward/sealed".to_vec();
         out.extend_from_slice(&[version, provider.tag()]);
-        for field in [self.purpose.as_str(), self.user.as_str(), self.name.as_str()] {
+        let purpose = self.purpose.name();
+        for field in [purpose.as_str(), self.user.as_str(), self.name.as_str()] {
             out.extend_from_slice(&(field.len() as u32).to_be_bytes());
             out.extend_from_slice(field.as_bytes());
         }

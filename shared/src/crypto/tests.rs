@@ -126,7 +126,7 @@ async fn another_users_or_providers_context_is_refused() {
     for other in [
         ctx("auth0|bob", Purpose::LlmKey, "openai"),
         ctx("auth0|alice", Purpose::LlmKey, "anthropic"),
-        ctx("auth0|alice", Purpose::GoogleOAuth, "openai"),
+        ctx("auth0|alice", Purpose::Connection(crate::model::OAuthProvider::Google), "openai"),
     ] {
         assert!(matches!(env.open(&sealed, &other).await, Err(CryptoError::Refused)), "{other:?}");
         // Also with no cache at all: the wrapped key itself is bound to the context.

@@ -1,4 +1,6 @@
-//! What time it is, as the use cases see it: the system clock in service, a fixed one in tests.
+//! What time it is, as the use cases see it: the system clock in service, a manual one in tests.
+
+use std::sync::atomic::{AtomicI64, Ordering};
 
 /// A source of the current time.
 pub trait Clock: Send + Sync {
@@ -21,5 +23,30 @@ impl Clock for SystemClock {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or_default()
+    }
+}
+
+/// A clock that moves only when told to.
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    /// A clock showing `epoch_secs`.
+    pub fn at(epoch_secs: i64) -> Self {
+        Self(AtomicI64::new(epoch_secs * 1_000))
+    }
+
+    pub fn advance(&self, secs: i64) {
+        self.0.fetch_add(secs * 1_000, Ordering::SeqCst);
+    }
+
+    pub fn advance_millis(&self, millis: i64) {
+        self.0.fetch_add(millis, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_millis(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
     }
 }

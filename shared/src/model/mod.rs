@@ -3,15 +3,19 @@
 
 mod client;
 mod clock;
+mod cookie;
 mod ids;
+mod oauth;
 mod provider;
 mod random;
 mod tier;
 mod time;
 
 pub use client::ClientKind;
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use cookie::Cookie;
 pub use ids::{InvalidUserId, UserId};
+pub use oauth::{OAuthProvider, UnknownOAuthProvider};
 pub use provider::{Provider, UnknownProvider, ZaiRegion};
 pub use random::{random_id, random_secret};
 pub use tier::Tier;

@@ -1,8 +1,13 @@
 //! keyward as an OAuth client of other services: the plumbing every token endpoint shares
 //! (form-encoded requests, answers read by their OAuth `error` code, never by status or
-//! description), PKCE, and the Google connection client ([`google`]).
+//! description), PKCE, and the connection providers ([`connection`]), one module each, with
+//! [`connection_spec`] their registry.
 
-pub mod google;
+pub mod connection;
+mod google;
+mod microsoft;
+
+use crate::model::OAuthProvider;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -14,6 +19,14 @@ use zeroize::Zeroizing;
 
 use crate::model::random_secret;
 use crate::outbound::{Outbound, read_capped};
+
+/// The registry of connection providers.
+pub fn connection_spec(provider: OAuthProvider) -> &'static dyn connection::ConnectionSpec {
+    match provider {
+        OAuthProvider::Google => &google::Google,
+        OAuthProvider::Microsoft => &microsoft::Microsoft,
+    }
+}
 
 /// The largest answer an identity provider's endpoint may give (token, userinfo, JWKS): a few KiB
 /// in practice; anything longer is refused unread.
@@ -43,7 +56,7 @@ impl Pkce {
     }
 }
 
-fn challenge_of(verifier: &str) -> String {
+pub(crate) fn challenge_of(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
 
@@ -66,7 +79,7 @@ pub(crate) struct TokenAnswer {
     pub expires_in: u64,
     #[serde(default = "bearer")]
     pub token_type: String,
-    /// The scopes granted, space-separated (Google sends them; the user may have declined some).
+    /// The scopes granted, space-separated (the user may have declined some).
     #[serde(default)]
     pub scope: Option<String>,
 }

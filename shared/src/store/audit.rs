@@ -2,7 +2,7 @@
 
 use super::table::{Attr, Item, Key, Table};
 use super::{Listing, StoreError, newest_first, user_pk};
-use crate::model::{UserId, random_id};
+use crate::model::{OAuthProvider, UserId, random_id};
 
 const PREFIX: &str = "AUDIT#";
 
@@ -15,15 +15,70 @@ pub enum Actor {
     System,
 }
 
+/// What was done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditAction {
+    LlmKeyPut,
+    LlmKeyTest,
+    LlmKeyDelete,
+    LlmKeyDeleteAll,
+    /// An internal service read the user's keys.
+    LlmKeyFetch,
+    Connect(OAuthProvider),
+    Disconnect(OAuthProvider),
+    /// keyward refreshed a connection's access token (and failed, when the outcome says so).
+    ConnectionRefresh(OAuthProvider),
+    /// An internal service read a connection's access token.
+    ConnectionTokenFetch(OAuthProvider),
+    /// A Stripe event tried to link a customer to another user than its own.
+    StripeCustomerLink,
+}
+
+impl AuditAction {
+    /// The stored name (`llm_key.put`, `google.connect`, `microsoft_token.fetch`).
+    pub fn name(self) -> String {
+        match self {
+            Self::LlmKeyPut => "llm_key.put".into(),
+            Self::LlmKeyTest => "llm_key.test".into(),
+            Self::LlmKeyDelete => "llm_key.delete".into(),
+            Self::LlmKeyDeleteAll => "llm_key.delete_all".into(),
+            Self::LlmKeyFetch => "llm_key.fetch".into(),
+            Self::Connect(provider) => format!("{provider}.connect"),
+            Self::Disconnect(provider) => format!("{provider}.disconnect"),
+            Self::ConnectionRefresh(provider) => format!("{provider}.refresh"),
+            Self::ConnectionTokenFetch(provider) => format!("{provider}_token.fetch"),
+            Self::StripeCustomerLink => "stripe.customer_link".into(),
+        }
+    }
+
+    fn parse(raw: &str) -> Result<Self, StoreError> {
+        let fixed = [
+            Self::LlmKeyPut,
+            Self::LlmKeyTest,
+            Self::LlmKeyDelete,
+            Self::LlmKeyDeleteAll,
+            Self::LlmKeyFetch,
+            Self::StripeCustomerLink,
+        ];
+        let per_provider = OAuthProvider::ALL.iter().flat_map(|&p| {
+            [Self::Connect(p), Self::Disconnect(p), Self::ConnectionRefresh(p), Self::ConnectionTokenFetch(p)]
+        });
+        fixed
+            .into_iter()
+            .chain(per_provider)
+            .find(|action| action.name() == raw)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown audit action `{raw}`")))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {
     pub at: i64,
     pub actor: Actor,
-    /// What happened, e.g. `llm_key.put`.
-    pub action: String,
+    pub action: AuditAction,
     /// What it happened to, e.g. a provider.
     pub target: Option<String>,
-    /// How it ended, e.g. `ok` or an error kind.
+    /// How it ended: `ok`, or the code of what went wrong (`invalid_key`, `invalid_grant`).
     pub outcome: String,
 }
 
@@ -56,7 +111,7 @@ fn parse(item: &Item) -> Result<AuditEntry, StoreError> {
     Ok(AuditEntry {
         at: item.n("at")?,
         actor,
-        action: item.s("action")?.to_owned(),
+        action: AuditAction::parse(item.s("action")?)?,
         target: item.opt_s("target")?.map(str::to_owned),
         outcome: item.s("outcome")?.to_owned(),
     })
@@ -82,7 +137,7 @@ pub(super) fn item(user: &UserId, entry: &AuditEntry) -> Item {
         .with("at", Attr::N(entry.at))
         .with("actor_kind", Attr::S(actor_kind.into()))
         .with("actor_id", Attr::S(actor_id))
-        .with("action", Attr::S(entry.action.clone()))
+        .with("action", Attr::S(entry.action.name()))
         .with_opt("target", entry.target.clone().map(Attr::S))
         .with("outcome", Attr::S(entry.outcome.clone()))
 }

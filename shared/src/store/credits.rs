@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::table::{Attr, Changes, Condition, EXPIRES_AT, Item, Key, Table, Write, now_epoch};
 use super::{Listing, StoreError, newest_first, user_from, user_pk};
-use crate::model::{UserId, random_id};
+use crate::model::{Tier, UserId, random_id};
 
 const ACCOUNT: &str = "CREDITS";
 const LEDGER: &str = "LEDGER#";
@@ -221,8 +221,7 @@ pub enum CustomerLink {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscription {
     pub subscription_id: String,
-    /// `free`, `pro`, `enterprise`.
-    pub tier: String,
+    pub tier: Tier,
     /// Stripe's status (`active`, `past_due`, `canceled`, …).
     pub status: String,
     /// The `created` of the event that set it: an older event never overwrites a newer one.
@@ -343,7 +342,7 @@ impl Credits<'_> {
         let Some(item) = self.0.get(&Key::new(user_pk(user), SUBSCRIPTION)).await? else { return Ok(None) };
         Ok(Some(Subscription {
             subscription_id: item.s("subscription_id")?.to_owned(),
-            tier: item.s("tier")?.to_owned(),
+            tier: Tier::parse(item.s("tier")?).ok_or_else(|| StoreError::Corrupt("unknown tier".into()))?,
             status: item.s("status")?.to_owned(),
             event_created: item.n("event_created")?,
         }))
@@ -365,7 +364,7 @@ impl Credits<'_> {
                 changes: Changes::default()
                     .set("entity", Attr::S("subscription".into()))
                     .set("subscription_id", Attr::S(plan.subscription_id.clone()))
-                    .set("tier", Attr::S(plan.tier.clone()))
+                    .set("tier", Attr::S(plan.tier.as_str().into()))
                     .set("status", Attr::S(plan.status.clone()))
                     .set("event_created", Attr::N(plan.event_created)),
                 // Same-second events (Stripe's `created` is per second) apply in arrival order.

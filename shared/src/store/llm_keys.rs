@@ -3,8 +3,7 @@
 use super::table::{Attr, Changes, Condition, Index, Item, Key, Query, Table, Write};
 use super::{AuditEntry, StoreError, sealed_attr, sealed_from, user_pk};
 use crate::crypto::Sealed;
-use crate::model::UserId;
-use crate::model::{Provider, ZaiRegion};
+use crate::model::{Provider, UserId, ZaiRegion};
 
 const PREFIX: &str = "LLMKEY#";
 
@@ -100,13 +99,9 @@ fn put_changes(new: &NewLlmKey, now: i64) -> Changes {
 }
 
 impl LlmKeys<'_> {
-    /// Stores (or replaces) a user's key for a provider; `created_at` survives replacement.
-    pub async fn put(&self, user: &UserId, new: &NewLlmKey, now: i64) -> Result<StoredLlmKey, StoreError> {
-        parse(&self.0.update(&key(user, new.provider), put_changes(new, now), None).await?)
-    }
-
-    /// [`put`](Self::put) and the audit entry saying so, in one transaction: a key is never stored
-    /// without its entry, nor an entry written for a key that was not stored.
+    /// Stores (or replaces) a user's key for a provider, `created_at` surviving a replacement, and
+    /// the audit entry saying so, in one transaction: a key is never stored without its entry, nor
+    /// an entry written for a key that was not stored.
     pub async fn put_audited(
         &self,
         user: &UserId,

@@ -10,7 +10,7 @@ mod audit;
 mod credits;
 mod devices;
 mod dynamo;
-#[cfg(feature = "embedded-store")]
+#[cfg(any(test, feature = "embedded-store"))]
 mod embedded;
 mod limits;
 mod llm_keys;
@@ -23,7 +23,7 @@ mod users;
 
 use std::sync::Arc;
 
-pub use audit::{Actor, Audit, AuditEntry};
+pub use audit::{Actor, Audit, AuditAction, AuditEntry};
 pub(crate) use credits::backoff;
 pub use credits::{
     Account, Applied, CreditChange, Credits, CustomerLink, LedgerEntry, LedgerKind, OnceKey, Subscription,
@@ -31,19 +31,19 @@ pub use credits::{
 };
 pub use devices::{DeviceGrant, Devices};
 pub use dynamo::{DynamoTable, create_table};
-#[cfg(feature = "embedded-store")]
+#[cfg(any(test, feature = "embedded-store"))]
 pub use embedded::EmbeddedTable;
 pub use limits::{Allowance, Limits};
 pub use llm_keys::{KeyStatus, LlmKeys, NewLlmKey, StoredLlmKey, TestResult};
 pub use oauth::{ConnectionStatus, OAuthConnection, OAuthConnections};
 pub use payments::{DisputeRecord, InvoiceGrant, Payment, PaymentHistory, Payments, RefundRecord, Settled, Settlement};
 pub use sessions::{SESSION_IDLE_SECS, SessionFamily, Sessions};
-pub use states::{OneTimeState, StatePurpose, States, state_digest};
+pub use states::{OneTimeState, StatePurpose, States};
 pub use table::{Cursor, Table, now_epoch, now_epoch_millis};
 pub use users::{ProfileUpdate, UserProfile, Users};
 
 use crate::crypto::Sealed;
-use crate::model::UserId;
+use crate::model::{OAuthProvider, UserId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -97,8 +97,9 @@ impl Store {
         LlmKeys(self.table.as_ref())
     }
 
-    pub fn oauth_connections(&self) -> OAuthConnections<'_> {
-        OAuthConnections(self.table.as_ref())
+    /// The users' connected accounts at `provider`.
+    pub fn oauth_connections(&self, provider: OAuthProvider) -> OAuthConnections<'_> {
+        OAuthConnections(self.table.as_ref(), provider)
     }
 
     pub fn states(&self) -> States<'_> {

@@ -1,21 +1,21 @@
-//! Connected Google accounts: sealed tokens, granted scopes and the connection's state.
+//! Connected OAuth accounts (one per user and provider): sealed tokens, granted scopes and the
+//! connection's state.
 //!
 //! Every save carries a version, so concurrent writers cannot overwrite each other: a save succeeds
 //! only over the version it read. A refresh is serialised by a short lease on the item: one caller
-//! takes it and calls Google, the others wait for the version to move.
+//! takes it and calls the provider, the others wait for the version to move.
 
 use super::table::{Attr, Changes, Condition, Item, Key, Table};
 use super::{StoreError, sealed_attr, sealed_from, user_from, user_pk};
 use crate::crypto::Sealed;
-use crate::model::UserId;
+use crate::model::{OAuthProvider, UserId};
 
-const GOOGLE: &str = "OAUTH#google";
 const LEASE: &str = "refresh_lease_until";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnectionStatus {
     Connected,
-    /// Google refused the refresh token; only the user reconnecting helps.
+    /// The provider refused the refresh token; only the user reconnecting helps.
     ReconnectRequired,
 }
 
@@ -31,6 +31,8 @@ impl ConnectionStatus {
 #[derive(Debug, Clone)]
 pub struct OAuthConnection {
     pub user: UserId,
+    pub provider: OAuthProvider,
+    /// The connected account's address, as its provider names it.
     pub email: String,
     pub scopes: Vec<String>,
     pub refresh_token: Option<Sealed>,
@@ -52,15 +54,15 @@ impl OAuthConnection {
     }
 }
 
-pub struct OAuthConnections<'a>(pub(super) &'a dyn Table);
+pub struct OAuthConnections<'a>(pub(super) &'a dyn Table, pub(super) OAuthProvider);
 
-fn key(user: &UserId) -> Key {
-    Key::new(user_pk(user), GOOGLE)
+fn key(user: &UserId, provider: OAuthProvider) -> Key {
+    Key::new(user_pk(user), format!("OAUTH#{provider}"))
 }
 
 impl OAuthConnections<'_> {
     pub async fn get(&self, user: &UserId) -> Result<Option<OAuthConnection>, StoreError> {
-        self.0.get(&key(user)).await?.as_ref().map(parse).transpose()
+        self.0.get(&key(user, self.1)).await?.as_ref().map(|item| parse(item, self.1)).transpose()
     }
 
     /// Saves `connection` as version `read_version + 1` if the stored one is still `read_version`
@@ -86,8 +88,8 @@ impl OAuthConnections<'_> {
             .set("version", Attr::N(version))
             .remove(LEASE);
         let when = read_version.map(|v| Condition::Equals("version", Attr::N(v)));
-        match self.0.update(&key(&connection.user), changes, when).await {
-            Ok(item) => parse(&item).map(Some),
+        match self.0.update(&key(&connection.user, self.1), changes, when).await {
+            Ok(item) => parse(&item, self.1).map(Some),
             Err(StoreError::ConditionFailed { .. }) => Ok(None),
             Err(e) => Err(e),
         }
@@ -107,7 +109,7 @@ impl OAuthConnections<'_> {
             Condition::Equals("version", Attr::N(version)),
             Condition::MissingOrBelow(LEASE, now + 1),
         ]);
-        match self.0.update(&key(user), Changes::default().set(LEASE, Attr::N(until)), Some(when)).await {
+        match self.0.update(&key(user, self.1), Changes::default().set(LEASE, Attr::N(until)), Some(when)).await {
             Ok(_) => Ok(true),
             Err(StoreError::ConditionFailed { .. }) => Ok(false),
             Err(e) => Err(e),
@@ -117,7 +119,7 @@ impl OAuthConnections<'_> {
     /// Gives a lease back without saving (the refresh failed; the stored tokens stay as they were).
     pub async fn release_refresh_lease(&self, user: &UserId, version: i64) -> Result<(), StoreError> {
         let when = Condition::All(vec![Condition::Present, Condition::Equals("version", Attr::N(version))]);
-        match self.0.update(&key(user), Changes::default().remove(LEASE), Some(when)).await {
+        match self.0.update(&key(user, self.1), Changes::default().remove(LEASE), Some(when)).await {
             Ok(_) | Err(StoreError::ConditionFailed { .. }) => Ok(()),
             Err(e) => Err(e),
         }
@@ -125,11 +127,11 @@ impl OAuthConnections<'_> {
 
     /// Removes the connection; returns whether there was one.
     pub async fn delete(&self, user: &UserId) -> Result<bool, StoreError> {
-        Ok(self.0.delete(&key(user), None).await?.is_some())
+        Ok(self.0.delete(&key(user, self.1), None).await?.is_some())
     }
 }
 
-fn parse(item: &Item) -> Result<OAuthConnection, StoreError> {
+fn parse(item: &Item, provider: OAuthProvider) -> Result<OAuthConnection, StoreError> {
     let status = match item.s("status")? {
         "connected" => ConnectionStatus::Connected,
         "reconnect_required" => ConnectionStatus::ReconnectRequired,
@@ -139,6 +141,7 @@ fn parse(item: &Item) -> Result<OAuthConnection, StoreError> {
     };
     Ok(OAuthConnection {
         user: user_from(item.s("user_id")?)?,
+        provider,
         email: item.s("email")?.to_owned(),
         scopes: item.list("scopes")?.to_vec(),
         refresh_token: item.opt_b("refresh_token")?.map(sealed_from).transpose()?,

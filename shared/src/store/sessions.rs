@@ -6,7 +6,7 @@
 use super::table::{Attr, Changes, Condition, EXPIRES_AT, Item, Key, Table, Write};
 use super::{StoreError, sealed_attr, sealed_from, user_from};
 use crate::crypto::Sealed;
-use crate::model::UserId;
+use crate::model::{ClientKind, UserId};
 
 /// A session idle this long ends (each rotation extends it).
 pub const SESSION_IDLE_SECS: i64 = 30 * 86_400;
@@ -15,8 +15,8 @@ pub const SESSION_IDLE_SECS: i64 = 30 * 86_400;
 pub struct SessionFamily {
     pub id: String,
     pub user: UserId,
-    /// Which Auth0 application the refresh token belongs to (`web` or `device`).
-    pub client: String,
+    /// Which Auth0 application the refresh token belongs to.
+    pub client: ClientKind,
     pub sealed_refresh: Sealed,
     pub current_handle: String,
     pub active: bool,
@@ -47,7 +47,7 @@ impl Sessions<'_> {
         let item = Item::new(&family_key(&family.id))
             .with("entity", Attr::S("session".into()))
             .with("user_id", Attr::S(family.user.to_string()))
-            .with("client", Attr::S(family.client.clone()))
+            .with("client", Attr::S(family.client.as_str().into()))
             .with("sealed", sealed_attr(&family.sealed_refresh))
             .with("current", Attr::S(family.current_handle.clone()))
             .with("status", Attr::S("active".into()))
@@ -71,7 +71,8 @@ impl Sessions<'_> {
         let Some(item) = self.0.get(&family_key(&id)).await? else { return Ok(None) };
         Ok(Some(SessionFamily {
             user: user_from(item.s("user_id")?)?,
-            client: item.s("client")?.to_owned(),
+            client: ClientKind::parse(item.s("client")?)
+                .ok_or_else(|| StoreError::Corrupt("unknown session client".into()))?,
             sealed_refresh: sealed_from(item.b("sealed")?)?,
             current_handle: item.s("current")?.to_owned(),
             active: item.s("status")? == "active",

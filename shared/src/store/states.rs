@@ -1,25 +1,30 @@
-//! One-time states of OAuth redirects (Auth0 sign-in, Google connect): created with a TTL,
+//! One-time states of OAuth redirects (an Auth0 sign-in, a connect link, a connection's consent):
+//! created with a TTL,
 //! consumed atomically exactly once. Only a hash of the state value is stored, the PKCE verifier
 //! only sealed.
-
-use sha2::{Digest, Sha256};
 
 use super::table::{Attr, Condition, Item, Key, Table};
 use super::{StoreError, sealed_attr, sealed_from, user_from};
 use crate::crypto::Sealed;
-use crate::model::UserId;
+use crate::model::{OAuthProvider, UserId};
+use crate::secret::digest;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatePurpose {
     Auth0Login,
-    GoogleConnect,
+    /// A link to connect an account at the provider, made for a signed-in user and opened in a
+    /// browser.
+    ConnectLink(OAuthProvider),
+    /// The provider's consent screen, on its way back to keyward.
+    Connect(OAuthProvider),
 }
 
 impl StatePurpose {
-    fn as_str(self) -> &'static str {
+    fn stored(self) -> String {
         match self {
-            Self::Auth0Login => "auth0-login",
-            Self::GoogleConnect => "google-connect",
+            Self::Auth0Login => "auth0-login".into(),
+            Self::ConnectLink(provider) => format!("{provider}-link"),
+            Self::Connect(provider) => format!("{provider}-connect"),
         }
     }
 }
@@ -39,13 +44,8 @@ pub struct OneTimeState {
 
 pub struct States<'a>(pub(super) &'a dyn Table);
 
-/// What identifies a state in storage (and binds its sealed verifier): its SHA-256, hex.
-pub fn state_digest(state: &str) -> String {
-    hex::encode(Sha256::digest(state.as_bytes()))
-}
-
 fn key(state: &str) -> Key {
-    Key::new(format!("STATE#{}", state_digest(state)), "STATE")
+    Key::new(format!("STATE#{}", digest(state)), "STATE")
 }
 
 impl States<'_> {
@@ -54,7 +54,7 @@ impl States<'_> {
     pub async fn create(&self, state: &str, record: &OneTimeState) -> Result<(), StoreError> {
         let item = Item::new(&key(state))
             .with("entity", Attr::S("state".into()))
-            .with("purpose", Attr::S(record.purpose.as_str().into()))
+            .with("purpose", Attr::S(record.purpose.stored()))
             .with_opt("user_id", record.user.as_ref().map(|u| Attr::S(u.to_string())))
             .with_opt("return_to", record.return_to.clone().map(Attr::S))
             .with("sealed_verifier", sealed_attr(&record.sealed_verifier))
@@ -66,8 +66,7 @@ impl States<'_> {
     /// Takes a state for `purpose` exactly once: the first caller gets it, every later one (and any
     /// caller after expiry, or with a state made for another purpose) gets `None`.
     pub async fn consume(&self, state: &str, purpose: StatePurpose) -> Result<Option<OneTimeState>, StoreError> {
-        let when =
-            Condition::All(vec![Condition::Present, Condition::Equals("purpose", Attr::S(purpose.as_str().into()))]);
+        let when = Condition::All(vec![Condition::Present, Condition::Equals("purpose", Attr::S(purpose.stored()))]);
         match self.0.delete(&key(state), Some(when)).await {
             Ok(Some(item)) => Ok(Some(OneTimeState {
                 purpose,

@@ -1,0 +1,108 @@
+//! A signed-in user's account: the profile keyward keeps, and what the account allows. Operations
+//! that hand keyward someone's secrets or act for them elsewhere (storing or testing a key,
+//! connecting an account) need an email address Auth0 has verified: the access token says so, or
+//! the profile recorded at sign-in does.
+
+use crate::auth::{Claims, Identity};
+use crate::model::Clock;
+use crate::store::{ProfileUpdate, Store, StoreError, UserProfile};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("Verify your email address with the identity provider first, then sign in again.")]
+    EmailUnverified,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct Accounts<'a> {
+    pub store: &'a Store,
+    pub clock: &'a dyn Clock,
+}
+
+impl Accounts<'_> {
+    /// The caller's profile, created on first sight of a valid token.
+    pub async fn profile(&self, claims: &Claims) -> Result<UserProfile, AccountError> {
+        if let Some(profile) = self.store.users().get(&claims.user).await? {
+            return Ok(profile);
+        }
+        let update = ProfileUpdate {
+            id: claims.user.clone(),
+            email: claims.email.clone(),
+            email_verified: claims.email_verified.unwrap_or(false),
+            name: None,
+            picture: None,
+        };
+        Ok(self.store.users().upsert(&update, self.clock.now()).await?)
+    }
+
+    /// Creates or refreshes the profile of a user who just signed in.
+    pub async fn record_sign_in(&self, identity: &Identity) -> Result<UserProfile, StoreError> {
+        let update = ProfileUpdate {
+            id: identity.user.clone(),
+            email: identity.email.clone(),
+            email_verified: identity.email_verified,
+            name: identity.name.clone(),
+            picture: identity.picture.clone(),
+        };
+        self.store.users().upsert(&update, self.clock.now()).await
+    }
+
+    /// `Ok` when the user's email address is verified, by the token or by the stored profile.
+    pub async fn require_verified_email(&self, claims: &Claims) -> Result<(), AccountError> {
+        if claims.email_verified == Some(true) {
+            return Ok(());
+        }
+        match self.store.users().get(&claims.user).await? {
+            Some(profile) if profile.email_verified => Ok(()),
+            _ => Err(AccountError::EmailUnverified),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::UserId;
+    use crate::use_cases::testing::Fixture;
+
+    fn claims(verified: Option<bool>) -> Claims {
+        Claims {
+            user: UserId::parse("auth0|ada").unwrap(),
+            email: Some("ada@example.com".into()),
+            email_verified: verified,
+            scope: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_verified_email_comes_from_the_token_or_the_profile_recorded_at_sign_in() {
+        let fixture = Fixture::new().await;
+        let accounts = fixture.accounts();
+        assert!(accounts.require_verified_email(&claims(Some(true))).await.is_ok());
+        for unsaid in [None, Some(false)] {
+            let refused = accounts.require_verified_email(&claims(unsaid)).await;
+            assert!(matches!(refused, Err(AccountError::EmailUnverified)), "{unsaid:?}");
+        }
+        let identity = Identity {
+            user: claims(None).user,
+            email: Some("ada@example.com".into()),
+            email_verified: true,
+            name: Some("Ada".into()),
+            picture: None,
+        };
+        accounts.record_sign_in(&identity).await.unwrap();
+        assert!(accounts.require_verified_email(&claims(None)).await.is_ok(), "the profile says so");
+    }
+
+    #[tokio::test]
+    async fn a_profile_is_made_on_first_sight_and_kept_after() {
+        let fixture = Fixture::new().await;
+        let accounts = fixture.accounts();
+        let first = accounts.profile(&claims(Some(true))).await.unwrap();
+        assert_eq!((first.email.as_deref(), first.email_verified), (Some("ada@example.com"), true));
+        fixture.clock.advance(60);
+        let later = accounts.profile(&claims(Some(false))).await.unwrap();
+        assert_eq!(later, first, "a token's claims do not rewrite the stored profile");
+    }
+}

@@ -1,0 +1,298 @@
+//! The KMS key policy in `template.yaml` matches what the code does: the encryption-context keys it
+//! requires are the ones keyward sends, every purpose it names exists, each purpose can be sealed
+//! and opened by some role, `internal-keys` can only open LLM keys, and `stripe-webhook` is not
+//! named at all. (moto does not enforce key policies, so this is where drift would show.)
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use keyward::crypto::{EncryptionContext, Purpose};
+use keyward::model::UserId;
+use serde_norway::Value;
+
+/// A YAML value as text, with CloudFormation tags kept (`!GetAtt X.Arn`).
+fn text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Tagged(tagged) => format!("{} {}", tagged.tag, text(&tagged.value)),
+        other => serde_norway::to_string(other).unwrap().trim().to_owned(),
+    }
+}
+
+fn list(value: &Value) -> Vec<String> {
+    match value {
+        Value::Sequence(items) => items.iter().map(text).collect(),
+        single => vec![text(single)],
+    }
+}
+
+fn template() -> Value {
+    serde_norway::from_str(&std::fs::read_to_string(keyward_local::default_template_path()).unwrap()).unwrap()
+}
+
+/// `(role, action, purpose, context keys)` of every statement that lets a role use the key.
+fn grants() -> Vec<(String, String, String, BTreeSet<String>)> {
+    let template = template();
+    let statements = template["Resources"]["DataKey"]["Properties"]["KeyPolicy"]["Statement"].as_sequence().unwrap();
+    let mut grants = Vec::new();
+    for statement in statements {
+        // CloudWatch Logs, bound to log groups' context: `logs_use_the_key_only_for_log_groups`.
+        if !statement["Principal"]["Service"].is_null() {
+            continue;
+        }
+        let principals = list(&statement["Principal"]["AWS"]);
+        if principals.iter().any(|p| p.contains(":root")) {
+            let actions = list(&statement["Action"]);
+            assert!(actions.len() >= 10, "the administration statement lists its actions: {actions:?}");
+            for action in &actions {
+                let name = action.strip_prefix("kms:").unwrap_or_else(|| panic!("{action} is not a KMS action"));
+                assert!(!name.contains('*'), "no wildcard in the administration statement: {action}");
+                let cryptographic = [
+                    "Encrypt",
+                    "Decrypt",
+                    "ReEncrypt",
+                    "GenerateDataKey",
+                    "GenerateRandom",
+                    "Sign",
+                    "Verify",
+                    "GenerateMac",
+                    "VerifyMac",
+                    "DeriveSharedSecret",
+                    "GetPublicKey",
+                ];
+                assert!(
+                    !cryptographic.iter().any(|c| name.starts_with(c)),
+                    "the account may not use the key: {action}"
+                );
+                assert_ne!(name, "CreateGrant", "a grant would hand use of the key to anyone the account names");
+            }
+            continue;
+        }
+        let condition = &statement["Condition"];
+        let purpose = text(&condition["StringEquals"]["kms:EncryptionContext:keyward:purpose"]);
+        let keys: BTreeSet<String> =
+            list(&condition["ForAllValues:StringEquals"]["kms:EncryptionContextKeys"]).into_iter().collect();
+        for principal in &principals {
+            let role = principal.trim_start_matches("!GetAtt ").trim_end_matches(".Arn").to_owned();
+            for action in list(&statement["Action"]) {
+                grants.push((role.clone(), action, purpose.clone(), keys.clone()));
+            }
+        }
+    }
+    grants
+}
+
+#[test]
+fn key_policy_requires_the_context_keyward_sends() {
+    let user = UserId::parse("auth0|b5fc85e55755f9e0d030a10a").unwrap();
+    let sent: BTreeSet<String> = EncryptionContext::new(&user, Purpose::LlmKey, "openai")
+        .kms_pairs()
+        .iter()
+        .map(|(k, _)| k.to_string())
+        .collect();
+    let grants = grants();
+    assert!(!grants.is_empty());
+    for (role, action, purpose, keys) in &grants {
+        assert_eq!(keys, &sent, "{role} {action}: context keys");
+        assert!(!purpose.is_empty(), "{role} {action} is not bound to a purpose");
+    }
+}
+
+#[test]
+fn every_purpose_is_sealed_and_opened_by_some_role_and_no_other_exists() {
+    let mut by_purpose: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (_, action, purpose, _) in grants() {
+        by_purpose.entry(purpose).or_default().insert(action);
+    }
+    let known: BTreeSet<String> = Purpose::all().map(Purpose::name).collect();
+    assert_eq!(by_purpose.keys().cloned().collect::<BTreeSet<_>>(), known);
+    for (purpose, actions) in by_purpose {
+        let expected: BTreeSet<String> = ["kms:Decrypt", "kms:GenerateDataKey"].map(String::from).into();
+        assert_eq!(actions, expected, "{purpose}");
+    }
+}
+
+#[test]
+fn least_privilege_roles() {
+    let grants = grants();
+    let of = |role: &str| -> BTreeSet<(String, String)> {
+        grants.iter().filter(|g| g.0 == role).map(|g| (g.1.clone(), g.2.clone())).collect()
+    };
+    // internal-keys opens LLM keys and can never make a data key, so it cannot seal a key of its own.
+    assert_eq!(of("InternalKeysFunctionRole"), BTreeSet::from([("kms:Decrypt".into(), "llm-key".into())]));
+    // Money, not secrets.
+    assert!(of("StripeWebhookFunctionRole").is_empty());
+    // The device flow seals sessions; it never opens one.
+    assert_eq!(of("DeviceAuthFunctionRole"), BTreeSet::from([("kms:GenerateDataKey".into(), "auth0-refresh".into())]));
+    for role in ["LlmKeysFunctionRole", "OAuthRefreshFunctionRole"] {
+        assert!(of(role).iter().all(|(_, p)| p != "auth0-refresh"), "{role} may not touch sessions");
+    }
+    // PKCE verifiers of redirects in flight: sealed and opened by the two functions that redirect.
+    for role in ["LoginCallbackFunctionRole", "OAuthRefreshFunctionRole"] {
+        assert!(of(role).contains(&("kms:Decrypt".into(), "oauth-state".into())), "{role}");
+    }
+}
+
+/// The log groups are encrypted under the stack's key, and CloudWatch Logs may use the key only with
+/// a log group's encryption context: never keyward's, so it can open no sealed record.
+#[test]
+fn logs_use_the_key_only_for_log_groups() {
+    let template = template();
+    let resources = template["Resources"].as_mapping().unwrap();
+    let log_groups: Vec<&Value> =
+        resources.values().filter(|r| r["Type"].as_str() == Some("AWS::Logs::LogGroup")).collect();
+    assert_eq!(log_groups.len(), 7, "six functions and the API's access log");
+    for group in log_groups {
+        assert_eq!(text(&group["Properties"]["KmsKeyId"]), "!GetAtt DataKey.Arn");
+    }
+    let statements = template["Resources"]["DataKey"]["Properties"]["KeyPolicy"]["Statement"].as_sequence().unwrap();
+    let services: Vec<&Value> = statements.iter().filter(|s| !s["Principal"]["Service"].is_null()).collect();
+    assert_eq!(services.len(), 1, "CloudWatch Logs is the only service the key policy names");
+    let logs = services[0];
+    assert!(text(&logs["Principal"]["Service"]).contains("logs."), "{logs:?}");
+    let condition = text(&logs["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]);
+    assert!(condition.contains(":log-group:*") && condition.contains("${AWS::AccountId}"), "{condition}");
+    assert!(logs["Condition"]["StringEquals"].is_null(), "no keyward purpose for the logs service");
+}
+
+/// Invoking a function directly is every internal grant at once, so the invoke guard denies every
+/// one of them (each version and alias too); and each function's log group counts the tripwire's
+/// refusals into the one metric the alarm watches.
+#[test]
+fn the_invoke_guard_covers_every_function_and_every_log_group_feeds_the_alarm() {
+    let template = template();
+    let resources = template["Resources"].as_mapping().unwrap();
+    let functions: Vec<String> = resources
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some("AWS::Serverless::Function"))
+        .map(|(name, _)| name.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(functions.len(), 6);
+    let guard = &template["Resources"]["InvokeGuard"];
+    assert_eq!(guard["Type"].as_str(), Some("AWS::IAM::ManagedPolicy"));
+    let statement = &guard["Properties"]["PolicyDocument"]["Statement"][0];
+    assert_eq!(statement["Effect"].as_str(), Some("Deny"));
+    let actions = list(&statement["Action"]);
+    for action in ["lambda:InvokeFunction", "lambda:InvokeAsync"] {
+        assert!(actions.iter().any(|a| a == action), "{action}");
+    }
+    let denied = list(&statement["Resource"]);
+    for function in &functions {
+        assert!(denied.contains(&format!("!GetAtt {function}.Arn")), "{function}");
+        assert!(denied.contains(&format!("!Sub ${{{function}.Arn}}:*")), "{function}'s versions and aliases");
+    }
+    assert_eq!(text(&template["Outputs"]["InvokeGuardPolicyArn"]["Value"]), "!Ref InvokeGuard");
+
+    let filters: Vec<&Value> =
+        resources.values().filter(|r| r["Type"].as_str() == Some("AWS::Logs::MetricFilter")).collect();
+    for function in &functions {
+        let group = text(&template["Resources"][function.as_str()]["Properties"]["LoggingConfig"]["LogGroup"]);
+        let counted = filters.iter().any(|f| {
+            text(&f["Properties"]["LogGroupName"]) == group
+                && text(&f["Properties"]["FilterPattern"]).contains(r#"$.alarm = "foreign_invocation""#)
+                && text(&f["Properties"]["MetricTransformations"][0]["MetricName"]) == "ForeignInvocations"
+        });
+        assert!(counted, "{function}'s log group ({group}) counts foreign invocations");
+    }
+    let alarm = &template["Resources"]["ForeignInvocationsAlarm"]["Properties"];
+    assert_eq!(
+        (text(&alarm["Namespace"]).as_str(), text(&alarm["MetricName"]).as_str()),
+        ("keyward", "ForeignInvocations")
+    );
+    // The functions name the API, stage and account their events must name.
+    let env = &template["Globals"]["Function"]["Environment"]["Variables"];
+    assert_eq!(text(&env["KEYWARD_API_ID"]), "!Ref Api");
+    assert_eq!(text(&env["KEYWARD_API_STAGE"]), text(&template["Resources"]["ApiStage"]["Properties"]["StageName"]));
+    assert_eq!(text(&env["KEYWARD_ACCOUNT_ID"]), "!Ref AWS::AccountId");
+}
+
+/// Every finding of the infrastructure scanner that is skipped says why, in a sentence, where it
+/// is skipped; `scripts/test` fails on any other finding.
+#[test]
+fn every_skipped_scanner_check_says_why() {
+    let template = template();
+    let mut skipped = 0;
+    for (name, resource) in template["Resources"].as_mapping().unwrap() {
+        for skip in resource["Metadata"]["checkov"]["skip"].as_sequence().into_iter().flatten() {
+            let (id, comment) = (text(&skip["id"]), text(&skip["comment"]));
+            assert!(id.starts_with("CKV_AWS_"), "{name:?}: {id}");
+            assert!(comment.len() >= 30 && comment.ends_with('.'), "{name:?} {id}: say why in a sentence");
+            skipped += 1;
+        }
+    }
+    assert!(skipped >= 19, "{skipped}");
+    // What protects keyward is fixed, not skipped: every function has a concurrency cap.
+    let functions = template["Resources"].as_mapping().unwrap().values();
+    let capped = template["Globals"]["Function"]["ReservedConcurrentExecutions"].is_null();
+    assert!(!capped, "a reserved-concurrency cap for every function");
+    for function in functions.filter(|r| r["Type"].as_str() == Some("AWS::Serverless::Function")) {
+        assert!(
+            !function["Metadata"]["checkov"]["skip"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .any(|s| text(&s["id"]) == "CKV_AWS_115"),
+            "concurrency is capped, not skipped"
+        );
+    }
+}
+
+/// Each function's declared route table is the template's list of its routes, and who may call
+/// each agrees with API Gateway's authorization: the IAM routes are exactly the service routes.
+#[test]
+fn declared_routes_are_the_templates_and_iam_routes_are_service_routes() {
+    use keyward::app::Access;
+    let yaml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).unwrap();
+    let template = keyward_local::RouteTable::from_template(&yaml).unwrap();
+    let deployed: BTreeSet<(String, String, bool)> =
+        template.routes().iter().map(|r| (r.function.clone(), r.key(), r.iam)).collect();
+    let declared: BTreeSet<(String, String, bool)> = keyward_local::all_routes()
+        .iter()
+        .flat_map(|routes| {
+            routes
+                .table()
+                .map(|(key, access)| {
+                    (routes.function().to_owned(), key.to_owned(), matches!(access, Access::Service(_)))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(declared, deployed, "(function, route key, IAM) in the route tables and in template.yaml");
+}
+
+/// `create_table` (the local gateway's bootstrap, every test table) makes the table the template
+/// deploys: the same keys, index, billing and expiry attribute.
+#[tokio::test]
+async fn create_table_makes_the_table_the_template_deploys() {
+    let table = keyward_tests::TestTable::new().await;
+    let client = aws_sdk_dynamodb::Client::new(&keyward_tests::aws().await);
+    let described = client.describe_table().table_name(&table.name).send().await.unwrap();
+    let described = described.table().unwrap();
+    let ttl = client.describe_time_to_live().table_name(&table.name).send().await.unwrap();
+    let made = serde_json::json!({
+        "BillingMode": described.billing_mode_summary().and_then(|b| b.billing_mode()).map(|m| m.as_str()),
+        "AttributeDefinitions": described.attribute_definitions().iter().map(|a| (a.attribute_name(), a.attribute_type().as_str())).collect::<BTreeMap<_, _>>(),
+        "KeySchema": described.key_schema().iter().map(|k| (k.attribute_name(), k.key_type().as_str())).collect::<Vec<_>>(),
+        "GlobalSecondaryIndexes": described.global_secondary_indexes().iter().map(|g| (
+            g.index_name().unwrap_or_default(),
+            g.key_schema().iter().map(|k| (k.attribute_name(), k.key_type().as_str())).collect::<Vec<_>>(),
+            g.projection().and_then(|p| p.projection_type()).map(|p| p.as_str()),
+        )).collect::<Vec<_>>(),
+        "TimeToLive": ttl.time_to_live_description().and_then(|t| t.attribute_name()),
+    });
+    let properties = &template()["Resources"]["Table"]["Properties"];
+    let pairs = |value: &Value, name: &str, kind: &str| -> Vec<(String, String)> {
+        value.as_sequence().unwrap().iter().map(|v| (text(&v[name]), text(&v[kind]))).collect()
+    };
+    let deployed = serde_json::json!({
+        "BillingMode": text(&properties["BillingMode"]),
+        "AttributeDefinitions": pairs(&properties["AttributeDefinitions"], "AttributeName", "AttributeType").into_iter().collect::<BTreeMap<_, _>>(),
+        "KeySchema": pairs(&properties["KeySchema"], "AttributeName", "KeyType"),
+        "GlobalSecondaryIndexes": properties["GlobalSecondaryIndexes"].as_sequence().unwrap().iter().map(|g| (
+            text(&g["IndexName"]),
+            pairs(&g["KeySchema"], "AttributeName", "KeyType"),
+            Some(text(&g["Projection"]["ProjectionType"])),
+        )).collect::<Vec<_>>(),
+        "TimeToLive": Some(text(&properties["TimeToLiveSpecification"]["AttributeName"])),
+    });
+    assert_eq!(made, deployed);
+}
