@@ -30,7 +30,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::web::{hidden_inputs, html_escape, oauth_error, pkce_matches, random_token, redirect_back};
+use crate::web::{TokenRequest, hidden_inputs, html_escape, oauth_error, pkce_matches, random_token, redirect_back};
 
 /// The sandbox's OAuth client, matching keyward's local-mode defaults.
 pub const SANDBOX_CLIENT_ID: &str = "keyward-sandbox.apps.googleusercontent.com";
@@ -229,17 +229,6 @@ fn consent_page(q: &ConsentQuery) -> String {
 <input name="login_hint" type="email" placeholder="you@gmail.com" required>
 <button type="submit" name="decision" value="allow">Allow</button> <button type="submit" name="decision" value="deny" formnovalidate>Cancel</button></form>"#
     )
-}
-
-#[derive(Deserialize)]
-struct TokenRequest {
-    grant_type: Option<String>,
-    client_id: Option<String>,
-    client_secret: Option<String>,
-    code: Option<String>,
-    redirect_uri: Option<String>,
-    code_verifier: Option<String>,
-    refresh_token: Option<String>,
 }
 
 async fn token(State(google): State<Arc<Google>>, Form(request): Form<TokenRequest>) -> Response {

@@ -29,7 +29,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::web::{hidden_inputs, html_escape, pkce_matches, random_token, record_issued, redirect_back};
+use crate::web::{TokenRequest, hidden_inputs, html_escape, pkce_matches, random_token, record_issued, redirect_back};
 
 /// The sandbox's app registration, matching keyward's local-mode defaults.
 pub const SANDBOX_CLIENT_ID: &str = "00000000-0000-4000-8000-00000000beef";
@@ -213,17 +213,6 @@ fn consent_page(q: &AuthorizeQuery) -> String {
 <input name="login_hint" type="email" placeholder="you@outlook.com" required>
 <button type="submit" name="decision" value="allow">Accept</button> <button type="submit" name="decision" value="deny" formnovalidate>Cancel</button></form>"#
     )
-}
-
-#[derive(Deserialize)]
-struct TokenRequest {
-    grant_type: Option<String>,
-    client_id: Option<String>,
-    client_secret: Option<String>,
-    code: Option<String>,
-    redirect_uri: Option<String>,
-    code_verifier: Option<String>,
-    refresh_token: Option<String>,
 }
 
 async fn token(

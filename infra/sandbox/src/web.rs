@@ -46,6 +46,18 @@ pub(crate) fn redirect_back(redirect_uri: &str, state: Option<&str>, params: Vec
     (StatusCode::FOUND, [(header::LOCATION, url)]).into_response()
 }
 
+/// A token endpoint's form (RFC 6749 §4.1.3 and §6), as Google and Microsoft take it.
+#[derive(serde::Deserialize)]
+pub(crate) struct TokenRequest {
+    pub grant_type: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub code: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub code_verifier: Option<String>,
+    pub refresh_token: Option<String>,
+}
+
 /// RFC 7636 S256: the verifier hashes to the challenge the authorization request carried.
 pub(crate) fn pkce_matches(verifier: &str, challenge: &str) -> bool {
     URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())) == challenge

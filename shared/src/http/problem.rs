@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::providers::{Failure, FailureKind};
 
-pub(super) const PROBLEM_JSON: &str = "application/problem+json";
+const PROBLEM_JSON: &str = "application/problem+json";
 
 /// An error on its way to the client. Each variant is one HTTP status; `code` is the stable,
 /// machine-readable reason clients switch on, `detail` the human sentence.
@@ -195,16 +195,18 @@ impl ApiError {
     }
 }
 
+/// The status and body of the problem `err` becomes.
+#[cfg(test)]
+pub(super) fn problem(err: ApiError) -> (u16, serde_json::Value) {
+    let response = err.into_response();
+    assert_eq!(response.headers()["content-type"], PROBLEM_JSON);
+    let Body::Text(text) = response.body() else { panic!("problem body is text") };
+    (response.status().as_u16(), serde_json::from_str(text).unwrap())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn problem(err: ApiError) -> (u16, serde_json::Value) {
-        let response = err.into_response();
-        assert_eq!(response.headers()["content-type"], PROBLEM_JSON);
-        let Body::Text(text) = response.body() else { panic!("problem body is text") };
-        (response.status().as_u16(), serde_json::from_str(text).unwrap())
-    }
 
     #[test]
     fn provider_refusals_are_422_502_or_504_with_codes_never_text() {

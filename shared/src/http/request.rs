@@ -143,14 +143,7 @@ mod tests {
     use serde::Deserialize;
 
     use super::*;
-    use crate::http::problem::PROBLEM_JSON;
-
-    fn problem(err: ApiError) -> (u16, serde_json::Value) {
-        let response = err.into_response();
-        assert_eq!(response.headers()["content-type"], PROBLEM_JSON);
-        let Body::Text(text) = response.body() else { panic!("problem body is text") };
-        (response.status().as_u16(), serde_json::from_str(text).unwrap())
-    }
+    use crate::http::problem::problem;
 
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields, rename_all = "camelCase")]

@@ -32,7 +32,7 @@ const SETTLE_ATTEMPTS: u32 = 32;
 
 /// What became of an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum EventOutcome {
     /// The balance, a plan or a customer link changed.
     Applied,
     /// What the event says was recorded, and it moves no credits (a refund of a payment that
@@ -51,7 +51,7 @@ pub enum Outcome {
     Refused,
 }
 
-impl Outcome {
+impl EventOutcome {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Applied => "applied",
@@ -104,7 +104,11 @@ pub struct Billing<'a> {
 impl Billing<'_> {
     /// Verifies a delivery on its raw bytes (`signature` is its `Stripe-Signature` header), reads
     /// its event and applies it exactly once.
-    pub async fn receive(&self, body: &[u8], signature: Option<&str>) -> Result<(StripeEvent, Outcome), BillingError> {
+    pub async fn receive(
+        &self,
+        body: &[u8],
+        signature: Option<&str>,
+    ) -> Result<(StripeEvent, EventOutcome), BillingError> {
         let secrets = signature::secrets_of(self.secrets.get().await?.expose());
         signature::verify(signature, body, &secrets, self.clock.now())?;
         let event = crate::stripe::events::parse(body)?;
@@ -119,7 +123,11 @@ impl Billing<'_> {
 }
 
 /// Applies one verified event.
-pub async fn apply(store: &Store, settings: &StripeSettings, event: &StripeEvent) -> Result<Outcome, BillingError> {
+pub async fn apply(
+    store: &Store,
+    settings: &StripeSettings,
+    event: &StripeEvent,
+) -> Result<EventOutcome, BillingError> {
     let mode = if event.livemode { StripeMode::Live } else { StripeMode::Test };
     if mode != settings.mode {
         return Err(BillingError::WrongMode { expected: settings.mode });
@@ -139,8 +147,8 @@ pub async fn apply(store: &Store, settings: &StripeSettings, event: &StripeEvent
         Effect::Dispute(dispute) => {
             settle(store, event, &dispute.payment, |h| dispute_changed(h, dispute, event)).await
         }
-        Effect::PaymentPending => mark(store, event, Outcome::Pending).await,
-        Effect::Ignored => mark(store, event, Outcome::Ignored).await,
+        Effect::PaymentPending => mark(store, event, EventOutcome::Pending).await,
+        Effect::Ignored => mark(store, event, EventOutcome::Ignored).await,
     }
 }
 
@@ -149,9 +157,9 @@ fn event_key(event: &StripeEvent) -> OnceKey {
 }
 
 /// Records the event as seen, without effect.
-async fn mark(store: &Store, event: &StripeEvent, outcome: Outcome) -> Result<Outcome, BillingError> {
+async fn mark(store: &Store, event: &StripeEvent, outcome: EventOutcome) -> Result<EventOutcome, BillingError> {
     let first = store.credits().mark_once(&event_key(event), event.created).await?;
-    Ok(if first { outcome } else { Outcome::Duplicate })
+    Ok(if first { outcome } else { EventOutcome::Duplicate })
 }
 
 /// Who an event is about, from what it says (server-set metadata) and its customer's link.
@@ -194,7 +202,7 @@ async fn user_or_refusal(
     event: &StripeEvent,
     named: Option<&UserId>,
     customer: Option<&str>,
-) -> Result<Result<UserId, Outcome>, BillingError> {
+) -> Result<Result<UserId, EventOutcome>, BillingError> {
     Ok(match owner_of(store, event, named, customer).await? {
         Owner::User(user) => Ok(user),
         Owner::Conflict { named, owner, customer } => Err(refuse(store, event, &named, &owner, &customer).await?),
@@ -209,11 +217,11 @@ async fn refuse(
     named: &UserId,
     owner: &UserId,
     customer: &str,
-) -> Result<Outcome, BillingError> {
+) -> Result<EventOutcome, BillingError> {
     tracing::warn!(event = %event.id, customer = %customer, owner = %owner, named = %named,
         "a Stripe event names another user than its customer's; refused");
     if !store.credits().mark_once(&event_key(event), event.created).await? {
-        return Ok(Outcome::Duplicate);
+        return Ok(EventOutcome::Duplicate);
     }
     for user in [owner, named] {
         let entry = AuditEntry {
@@ -225,15 +233,15 @@ async fn refuse(
         };
         store.audit().append(user, &entry).await?;
     }
-    Ok(Outcome::Refused)
+    Ok(EventOutcome::Refused)
 }
 
-fn outcome_of(applied: Applied) -> Result<Outcome, BillingError> {
+fn outcome_of(applied: Applied) -> Result<EventOutcome, BillingError> {
     match applied {
-        Applied::Applied(_) => Ok(Outcome::Applied),
+        Applied::Applied(_) => Ok(EventOutcome::Applied),
         Applied::Overflow => Err(BillingError::Overflow),
         // Credits only grow here, so nothing is insufficient, and Stripe events carry no fingerprint.
-        Applied::Duplicate { .. } | Applied::Insufficient { .. } | Applied::Mismatch => Ok(Outcome::Duplicate),
+        Applied::Duplicate { .. } | Applied::Insufficient { .. } | Applied::Mismatch => Ok(EventOutcome::Duplicate),
     }
 }
 
@@ -242,7 +250,7 @@ async fn purchase(
     settings: &StripeSettings,
     event: &StripeEvent,
     checkout: &Checkout,
-) -> Result<Outcome, BillingError> {
+) -> Result<EventOutcome, BillingError> {
     if let Some(credits) = checkout.credits.filter(|c| *c > settings.max_purchase_credits) {
         tracing::warn!(event = %event.id, credits, "metadata.credits is beyond the configured maximum; refused");
         return Err(BillingError::CreditsOutOfRange { max: settings.max_purchase_credits });
@@ -253,7 +261,7 @@ async fn purchase(
     };
     let Some(credits) = checkout.credits else {
         // A subscription checkout: the plan comes with the subscription's and invoices' events.
-        return mark(store, event, Outcome::Ignored).await;
+        return mark(store, event, EventOutcome::Ignored).await;
     };
     let records: Vec<_> = checkout
         .payment
@@ -276,7 +284,7 @@ async fn subscription(
     settings: &StripeSettings,
     event: &StripeEvent,
     change: &SubscriptionChange,
-) -> Result<Outcome, BillingError> {
+) -> Result<EventOutcome, BillingError> {
     let user = match user_or_refusal(store, event, change.user.as_ref(), change.customer.as_deref()).await? {
         Ok(user) => user,
         Err(refused) => return Ok(refused),
@@ -286,7 +294,7 @@ async fn subscription(
         Some(_) => Tier::Free,
         None => {
             tracing::warn!(event = %event.id, "subscription with no configured price; ignored");
-            return mark(store, event, Outcome::Ignored).await;
+            return mark(store, event, EventOutcome::Ignored).await;
         }
     };
     let plan = Subscription {
@@ -296,9 +304,9 @@ async fn subscription(
         event_created: event.created,
     };
     Ok(match store.credits().apply_subscription(&user, &plan, &event.id).await? {
-        SubscriptionApplied::Applied => Outcome::Applied,
-        SubscriptionApplied::Duplicate => Outcome::Duplicate,
-        SubscriptionApplied::Stale => Outcome::Stale,
+        SubscriptionApplied::Applied => EventOutcome::Applied,
+        SubscriptionApplied::Duplicate => EventOutcome::Duplicate,
+        SubscriptionApplied::Stale => EventOutcome::Stale,
     })
 }
 
@@ -318,7 +326,7 @@ async fn allowance(
     settings: &StripeSettings,
     event: &StripeEvent,
     invoice: &PaidInvoice,
-) -> Result<Outcome, BillingError> {
+) -> Result<EventOutcome, BillingError> {
     let user = match user_or_refusal(store, event, invoice.user.as_ref(), invoice.customer.as_deref()).await? {
         Ok(user) => user,
         Err(refused) => return Ok(refused),
@@ -337,7 +345,7 @@ async fn allowance(
     };
     let (Some(subscription), true) = (&invoice.subscription_id, credits > 0) else {
         let first = store.credits().record(&[event_key(event)], &records(0), event.created).await?;
-        return Ok(if first { Outcome::Ignored } else { Outcome::Duplicate });
+        return Ok(if first { EventOutcome::Ignored } else { EventOutcome::Duplicate });
     };
     let change =
         CreditChange { kind: LedgerKind::Allowance, amount: credits, source: event.id.clone(), at: event.created };
@@ -346,7 +354,7 @@ async fn allowance(
         // Another invoice granted this period's allowance: this one is recorded, granting nothing.
         Applied::Duplicate { .. } => {
             let first = store.credits().record(&[event_key(event)], &records(0), event.created).await?;
-            Ok(if first { Outcome::Ignored } else { Outcome::Duplicate })
+            Ok(if first { EventOutcome::Ignored } else { EventOutcome::Duplicate })
         }
         applied => outcome_of(applied),
     }
@@ -359,11 +367,11 @@ async fn invoice_payment(
     event: &StripeEvent,
     invoice_id: &str,
     payment: &PaymentRef,
-) -> Result<Outcome, BillingError> {
+) -> Result<EventOutcome, BillingError> {
     let grant = store.payments().invoice(invoice_id).await?.ok_or(BillingError::PaymentNotRecorded)?;
     let record = Payment::new(&payment.0, &grant.user, grant.credits, grant.amount_paid).item();
     let first = store.credits().record(&[event_key(event)], &[record], event.created).await?;
-    Ok(if first { Outcome::Applied } else { Outcome::Duplicate })
+    Ok(if first { EventOutcome::Applied } else { EventOutcome::Duplicate })
 }
 
 /// What one event changes in a payment's history: the records it adds or replaces, and the charge's
@@ -455,7 +463,7 @@ async fn settle(
     event: &StripeEvent,
     payment: &PaymentRef,
     changes_of: impl Fn(&PaymentHistory) -> Changes,
-) -> Result<Outcome, BillingError> {
+) -> Result<EventOutcome, BillingError> {
     for attempt in 0..SETTLE_ATTEMPTS {
         let history = store.payments().history(&payment.0).await?.ok_or(BillingError::PaymentNotRecorded)?;
         let changes = changes_of(&history);
@@ -463,7 +471,7 @@ async fn settle(
         let (charge_refunded, charge_refunded_at) =
             changes.charge_refunded.unwrap_or((current.charge_refunded, current.charge_refunded_at));
         if changes.refunds.is_empty() && changes.disputes.is_empty() && changes.charge_refunded.is_none() {
-            return mark(store, event, Outcome::Duplicate).await;
+            return mark(store, event, EventOutcome::Duplicate).await;
         }
         // The history as it will be: changed records replace the ones they update.
         let refunds = merged(&history.refunds, &changes.refunds, |r| &r.id);
@@ -491,9 +499,9 @@ async fn settle(
             credit,
         };
         match store.payments().settle(&history, &settlement).await? {
-            Settled::Applied(Some(_)) => return Ok(Outcome::Applied),
-            Settled::Applied(None) => return Ok(Outcome::Recorded),
-            Settled::Duplicate => return Ok(Outcome::Duplicate),
+            Settled::Applied(Some(_)) => return Ok(EventOutcome::Applied),
+            Settled::Applied(None) => return Ok(EventOutcome::Recorded),
+            Settled::Duplicate => return Ok(EventOutcome::Duplicate),
             Settled::Overflow => return Err(BillingError::Overflow),
             Settled::Contended => crate::store::backoff(attempt).await,
         }
