@@ -33,7 +33,8 @@ fn no_planted_secret_reached_a_log_line_error_body_or_panic_message() {
 
     // The capture must have seen the suite, or this audit proves nothing. (Third-party crates log
     // at INFO at most, as in production, so most lines are keyward's own.)
-    assert!(logs.len() >= 10, "{} test processes logged", logs.len());
+    // The two integration binaries, the function binaries run at TRACE, the local gateway's own tests.
+    assert!(logs.len() >= 3, "{} test processes logged", logs.len());
     assert!(lines >= 5_000, "{lines} log lines");
     let binaries = files(dir, "log-trace-run-");
     assert!(!binaries.is_empty(), "the function binaries' TRACE run was captured");
