@@ -94,12 +94,15 @@ impl DataKey {
         Some(Self(SecretBox::new(Box::new(key))))
     }
 
+    /// A key written in place by `fill` (a random source, a KDF), so no copy is left behind.
+    pub fn filled_by(fill: impl FnOnce(&mut [u8; 32])) -> Self {
+        let mut key = Box::new([0u8; 32]);
+        fill(&mut key);
+        Self(SecretBox::new(key))
+    }
+
     pub fn random() -> Self {
-        let mut key = [0u8; 32];
-        rand::fill(&mut key);
-        let this = Self(SecretBox::new(Box::new(key)));
-        key.zeroize();
-        this
+        Self::filled_by(|key| rand::fill(key))
     }
 
     pub fn expose(&self) -> &[u8; 32] {

@@ -100,10 +100,11 @@ impl Drop for TestTable {
     }
 }
 
-/// A store on one of the two backends, with whatever keeps it alive.
+/// A store on one of the backends, with whatever keeps it alive.
 pub enum TestStore {
     Embedded(Store, tempfile::TempDir),
     Dynamo(Store, TestTable),
+    Memory(Store),
 }
 
 impl TestStore {
@@ -113,6 +114,10 @@ impl TestStore {
         Self::Embedded(Store::new(Arc::new(table)), dir)
     }
 
+    pub fn memory() -> Self {
+        Self::Memory(Store::new(Arc::new(keyward::store::MemoryTable::default())))
+    }
+
     pub async fn dynamo() -> Self {
         let table = TestTable::new().await;
         Self::Dynamo(table.store(), table)
@@ -120,7 +125,7 @@ impl TestStore {
 
     pub fn store(&self) -> &Store {
         match self {
-            Self::Embedded(store, _) | Self::Dynamo(store, _) => store,
+            Self::Embedded(store, _) | Self::Dynamo(store, _) | Self::Memory(store) => store,
         }
     }
 }

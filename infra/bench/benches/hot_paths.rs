@@ -1,4 +1,4 @@
-//! Criterion benches of the hot pure code: envelope seal and open (data key cached, as on a warm
+//! Criterion benches of the hot pure code: envelope seal and open (branch key cached, as on a warm
 //! Lambda), Auth0 JWT verification with the JWKS cached, provider error classification and Stripe
 //! signature verification. `cargo bench -p keyward-bench` (scripts/bench runs it too).
 
@@ -10,8 +10,10 @@ use keyward::auth::TokenVerifier;
 use keyward::config::{Config, LOCAL_AUDIENCE};
 use keyward::crypto::{EncryptionContext, Envelope, LocalKeyProvider, Purpose};
 use keyward::model::Provider;
+use keyward::model::SystemClock;
 use keyward::model::UserId;
 use keyward::providers::{ProviderResponse, classify};
+use keyward::store::{MemoryTable, Store};
 use keyward::stripe::signature;
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -22,19 +24,20 @@ fn envelope(c: &mut Criterion) {
     let rt = runtime();
     let dir = tempfile::tempdir().expect("temp dir");
     let provider = LocalKeyProvider::open_or_create(dir.path()).expect("local key");
-    let envelope = Envelope::new(Arc::new(provider), Duration::from_secs(300));
+    let branch_keys = Arc::new(Store::new(Arc::new(MemoryTable::default())));
+    let envelope = Envelope::new(Arc::new(provider), branch_keys, Duration::from_secs(300), Arc::new(SystemClock));
     let context = EncryptionContext::new(
         &UserId::parse("auth0|b5fc85e55755f9e0d030a10a").expect("user"),
         Purpose::LlmKey,
         "openai",
     );
     let key = b"sk-proj-bench-0123456789abcdefghijklmnopqrstuvwxyz0123456789";
-    c.bench_function("envelope seal (fresh data key, local provider)", |b| {
+    c.bench_function("envelope seal (branch key cached: HKDF + AES-GCM)", |b| {
         b.iter(|| rt.block_on(envelope.seal(key, &context)).expect("seal"))
     });
     let sealed = rt.block_on(envelope.seal(key, &context)).expect("seal");
-    rt.block_on(envelope.open(&sealed, &context)).expect("warm the data-key cache");
-    c.bench_function("envelope open (data key cached)", |b| {
+    rt.block_on(envelope.open(&sealed, &context)).expect("warm the branch-key cache");
+    c.bench_function("envelope open (branch key cached: HKDF + commitment + AES-GCM)", |b| {
         b.iter(|| rt.block_on(envelope.open(&sealed, &context)).expect("open"))
     });
 }

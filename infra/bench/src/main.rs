@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use keyward::crypto::{EncryptionContext, Envelope, KmsKeyProvider, Purpose};
-use keyward::model::{Provider, UserId};
+use keyward::crypto::{Envelope, KmsKeyProvider};
+use keyward::model::{Provider, SystemClock, UserId};
 use keyward::providers::preview;
 use keyward::secret::ApiKey;
 use keyward::store::{
-    Actor, AuditAction, AuditEntry, DynamoTable, KeyStatus, NewLlmKey, Store, create_table, now_epoch,
+    Actor, AuditAction, AuditEntry, DynamoTable, KeyStatus, NewLlmKey, Store, create_table, llm_key_context, now_epoch,
 };
 use keyward_sandbox::aws_proxy::AwsProxy;
 use keyward_sandbox::lambda_runtime::{Answer, Emulator};
@@ -227,13 +227,15 @@ async fn seed(sdk: &aws_config::SdkConfig) -> (String, String) {
     let key = kms.create_key().send().await.expect("create a KMS key");
     let key_id = key.key_metadata().map(|m| m.key_id().to_owned()).expect("key id");
     let store = Store::new(Arc::new(DynamoTable::new(dynamodb, &table)));
-    let envelope = Envelope::new(Arc::new(KmsKeyProvider::new(kms, &key_id)), Duration::from_secs(300));
+    let envelope = Envelope::new(
+        Arc::new(KmsKeyProvider::new(kms, &key_id)),
+        Arc::new(store.clone()),
+        Duration::from_secs(300),
+        Arc::new(SystemClock),
+    );
     let user = UserId::parse(USER).expect("user id");
     let plaintext = "sk-proj-bench-0123456789abcdefghijklmnopqrstuvwxyz";
-    let sealed = envelope
-        .seal(plaintext.as_bytes(), &EncryptionContext::new(&user, Purpose::LlmKey, Provider::OpenAi.slug()))
-        .await
-        .expect("seal");
+    let sealed = envelope.seal(plaintext.as_bytes(), &llm_key_context(&user, Provider::OpenAi)).await.expect("seal");
     let new = NewLlmKey {
         provider: Provider::OpenAi,
         sealed,

@@ -104,25 +104,12 @@ impl AppState {
     /// Builds the state with given AWS clients (tests inject endpoints and interceptors).
     pub fn with_aws(config: Config, aws: Option<AwsClients>) -> Result<Self, InitError> {
         let secrets_client = aws.as_ref().map(|a| a.secrets.clone());
-        let (store, provider): (Store, Arc<dyn KeyProvider>) = match (&config.mode, aws) {
-            (Mode::Aws { table_name, kms_key_id }, Some(aws)) => (
-                Store::new(Arc::new(DynamoTable::new(aws.dynamodb, table_name))),
-                Arc::new(KmsKeyProvider::new(aws.kms, kms_key_id)),
-            ),
-            (Mode::Aws { .. }, None) => {
-                return Err(InitError::Config(ConfigError {
-                    var: "KEYWARD_MODE",
-                    problem: "aws mode needs an AWS configuration".into(),
-                }));
-            }
-            (Mode::Local { data_dir }, _) => {
-                (embedded_store(data_dir)?, Arc::new(LocalKeyProvider::open_or_create(data_dir)?))
-            }
-        };
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let (store, envelope) = storage(&config, aws.as_ref(), Arc::clone(&clock))?;
         // One outbound client per execution environment, shared (connection pooling), built on first use.
         let http = Outbound::new();
         Ok(Self {
-            envelope: Envelope::new(provider, config.data_key_cache_ttl),
+            envelope,
             tokens: TokenVerifier::new(config.tokens.clone(), http.clone()),
             validator: KeyValidator::new(http.clone(), config.providers.clone(), config.provider_timeout),
             auth0: Auth0Client::new(
@@ -145,7 +132,7 @@ impl AppState {
                 .map(|stripe| SecretReader::new(stripe.webhook_secret.clone(), secrets_client)),
             store,
             config,
-            clock: Arc::new(SystemClock),
+            clock,
         })
     }
 
@@ -197,6 +184,32 @@ impl AppState {
             _ => Err(BillingError::NotConfigured),
         }
     }
+}
+
+/// The store and the envelope of `config`'s mode: what the functions, the admin command and the
+/// capacity model seal and open with. Branch keys live in the same table as the records.
+pub fn storage(
+    config: &Config,
+    aws: Option<&AwsClients>,
+    clock: Arc<dyn Clock>,
+) -> Result<(Store, Envelope), InitError> {
+    let (store, provider): (Store, Arc<dyn KeyProvider>) = match (&config.mode, aws) {
+        (Mode::Aws { table_name, kms_key_id, previous_kms_key_ids }, Some(aws)) => (
+            Store::new(Arc::new(DynamoTable::new(aws.dynamodb.clone(), table_name))),
+            Arc::new(KmsKeyProvider::new(aws.kms.clone(), kms_key_id).accepting(previous_kms_key_ids.iter().cloned())),
+        ),
+        (Mode::Aws { .. }, None) => {
+            return Err(InitError::Config(ConfigError {
+                var: "KEYWARD_MODE",
+                problem: "aws mode needs an AWS configuration".into(),
+            }));
+        }
+        (Mode::Local { data_dir }, _) => {
+            (embedded_store(data_dir)?, Arc::new(LocalKeyProvider::open_or_create(data_dir)?))
+        }
+    };
+    let envelope = Envelope::new(provider, Arc::new(store.clone()), config.data_key_cache_ttl, clock);
+    Ok((store, envelope))
 }
 
 /// Local mode's store, the embedded SQLite file, in builds with the `embedded-store` feature (the

@@ -54,7 +54,9 @@ impl ConfigError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
     /// DynamoDB, KMS and Secrets Manager (real AWS, or moto through `AWS_ENDPOINT_URL`).
-    Aws { table_name: String, kms_key_id: String },
+    /// `previous_kms_key_ids` (`KEYWARD_KMS_PREVIOUS_KEY_IDS`, comma-separated) are still accepted
+    /// for unwrapping while branch keys move to `kms_key_id`; nothing new is wrapped under them.
+    Aws { table_name: String, kms_key_id: String, previous_kms_key_ids: Vec<String> },
     /// Embedded file-backed store and a local master key, all kept in `data_dir`.
     Local { data_dir: PathBuf },
 }
@@ -70,7 +72,8 @@ pub struct Config {
     pub internal_principals: InternalPrincipals,
     /// The API whose events the functions serve; any other event is refused.
     pub api_gateway: ApiGateway,
-    /// How long an unwrapped data key may be reused for reads (at most five minutes).
+    /// How long an instance may reuse an unwrapped key (a purpose's branch key, or a legacy
+    /// record's data key) before asking KMS again (at most five minutes).
     pub data_key_cache_ttl: Duration,
     /// Where keys are validated: the providers' official APIs, or loopback stand-ins.
     pub providers: ProviderEndpoints,
@@ -95,6 +98,9 @@ impl Config {
             Some("aws") => Mode::Aws {
                 table_name: required(&get, "KEYWARD_TABLE_NAME")?,
                 kms_key_id: required(&get, "KEYWARD_KMS_KEY_ID")?,
+                previous_kms_key_ids: get("KEYWARD_KMS_PREVIOUS_KEY_IDS")
+                    .map(|ids| ids.split(',').map(str::trim).filter(|id| !id.is_empty()).map(str::to_owned).collect())
+                    .unwrap_or_default(),
             },
             Some("local") => local_mode(&get),
             None if get("AWS_LAMBDA_FUNCTION_NAME").is_some() => {

@@ -36,8 +36,23 @@ fn local_mode_needs_no_settings() {
 #[test]
 fn aws_mode_reads_every_setting() {
     let c = config(&AWS).unwrap();
-    assert_eq!(c.mode, Mode::Aws { table_name: "keyward".into(), kms_key_id: "alias/keyward".into() });
+    assert_eq!(
+        c.mode,
+        Mode::Aws {
+            table_name: "keyward".into(),
+            kms_key_id: "alias/keyward".into(),
+            previous_kms_key_ids: Vec::new()
+        }
+    );
     assert_eq!(c.tokens.jwks_url.as_str(), "https://tenant.eu.auth0.com/.well-known/jwks.json");
+}
+
+#[test]
+fn previous_kms_keys_are_a_list() {
+    let mut vars = AWS.to_vec();
+    vars.push(("KEYWARD_KMS_PREVIOUS_KEY_IDS", " arn:aws:kms:eu-west-1:1:key/a, ,arn:aws:kms:eu-west-1:1:key/b "));
+    let Mode::Aws { previous_kms_key_ids, .. } = config(&vars).unwrap().mode else { panic!("aws mode") };
+    assert_eq!(previous_kms_key_ids, ["arn:aws:kms:eu-west-1:1:key/a", "arn:aws:kms:eu-west-1:1:key/b"]);
 }
 
 #[test]

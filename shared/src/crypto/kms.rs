@@ -1,5 +1,7 @@
-//! AWS KMS key provider: `GenerateDataKey` (AES_256) and `Decrypt`, both with the key id pinned and
-//! the encryption context passed, so KMS itself refuses a record opened for the wrong owner.
+//! AWS KMS key provider: `GenerateDataKey` (AES_256), `GenerateDataKeyWithoutPlaintext`, `Decrypt`
+//! and `ReEncrypt`, each with the key id pinned and the encryption context passed, so KMS itself
+//! refuses a key opened for another purpose or version. Keys being moved from (during a move to a
+//! new KMS key) are accepted for decryption only.
 
 use async_trait::async_trait;
 use aws_sdk_kms::Client;
@@ -7,22 +9,30 @@ use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::DataKeySpec;
 
-use super::{CryptoError, EncryptionContext, KeyProvider, KeyProviderKind};
+use super::{CryptoError, KeyContext, KeyProvider, KeyProviderKind};
 use crate::aws_client::LazyClient;
 use crate::secret::DataKey;
 
 pub struct KmsKeyProvider {
     client: LazyClient<Client>,
     key_id: String,
+    /// Keys still accepted for decryption: those a move to `key_id` is taking material from.
+    previous: Vec<String>,
 }
 
 impl KmsKeyProvider {
     pub fn new(client: impl Into<LazyClient<Client>>, key_id: impl Into<String>) -> Self {
-        Self { client: client.into(), key_id: key_id.into() }
+        Self { client: client.into(), key_id: key_id.into(), previous: Vec::new() }
+    }
+
+    /// Also accepts material wrapped under `previous` keys, for decryption and moving only.
+    pub fn accepting(mut self, previous: impl IntoIterator<Item = String>) -> Self {
+        self.previous = previous.into_iter().filter(|id| *id != self.key_id).collect();
+        self
     }
 }
 
-fn context_map(context: &EncryptionContext) -> std::collections::HashMap<String, String> {
+fn context_map(context: &KeyContext<'_>) -> std::collections::HashMap<String, String> {
     context.kms_pairs().into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
 
@@ -50,6 +60,19 @@ fn classify<E: ProvideErrorMetadata, R>(err: SdkError<E, R>) -> CryptoError {
     }
 }
 
+fn plaintext_key(plaintext: Option<Blob>) -> Result<DataKey, CryptoError> {
+    let mut plain = zeroize::Zeroizing::new(plaintext.map(Blob::into_inner).unwrap_or_default());
+    DataKey::from_slice(&mut plain)
+        .ok_or_else(|| CryptoError::KeyProvider("KMS returned a key that is not 256 bits".into()))
+}
+
+fn ciphertext(blob: Option<&Blob>) -> Result<Vec<u8>, CryptoError> {
+    match blob.map(|b| b.as_ref().to_vec()) {
+        Some(wrapped) if !wrapped.is_empty() => Ok(wrapped),
+        _ => Err(CryptoError::KeyProvider("KMS returned no wrapped key".into())),
+    }
+}
+
 #[async_trait]
 impl KeyProvider for KmsKeyProvider {
     fn kind(&self) -> KeyProviderKind {
@@ -60,7 +83,11 @@ impl KeyProvider for KmsKeyProvider {
         &self.key_id
     }
 
-    async fn generate(&self, context: &EncryptionContext) -> Result<(DataKey, Vec<u8>), CryptoError> {
+    fn accepts(&self, key_id: &str) -> bool {
+        key_id == self.key_id || self.previous.iter().any(|p| p == key_id)
+    }
+
+    async fn generate(&self, context: &KeyContext<'_>) -> Result<(DataKey, Vec<u8>), CryptoError> {
         let out = self
             .client
             .generate_data_key()
@@ -70,27 +97,55 @@ impl KeyProvider for KmsKeyProvider {
             .send()
             .await
             .map_err(classify)?;
-        let wrapped = out.ciphertext_blob().map(|b| b.as_ref().to_vec()).unwrap_or_default();
-        let mut plain = zeroize::Zeroizing::new(out.plaintext.map(Blob::into_inner).unwrap_or_default());
-        let key = DataKey::from_slice(&mut plain)
-            .ok_or_else(|| CryptoError::KeyProvider("KMS returned a data key that is not 256 bits".into()))?;
-        if wrapped.is_empty() {
-            return Err(CryptoError::KeyProvider("KMS returned no wrapped data key".into()));
-        }
-        Ok((key, wrapped))
+        let wrapped = ciphertext(out.ciphertext_blob())?;
+        Ok((plaintext_key(out.plaintext)?, wrapped))
     }
 
-    async fn unwrap(&self, wrapped: &[u8], context: &EncryptionContext) -> Result<DataKey, CryptoError> {
+    async fn generate_wrapped(&self, context: &KeyContext<'_>) -> Result<Vec<u8>, CryptoError> {
+        let out = self
+            .client
+            .generate_data_key_without_plaintext()
+            .key_id(&self.key_id)
+            .key_spec(DataKeySpec::Aes256)
+            .set_encryption_context(Some(context_map(context)))
+            .send()
+            .await
+            .map_err(classify)?;
+        ciphertext(out.ciphertext_blob())
+    }
+
+    async fn unwrap(&self, key_id: &str, wrapped: &[u8], context: &KeyContext<'_>) -> Result<DataKey, CryptoError> {
+        if !self.accepts(key_id) {
+            return Err(CryptoError::ForeignKey(key_id.to_owned()));
+        }
         let out = self
             .client
             .decrypt()
-            .key_id(&self.key_id)
+            .key_id(key_id)
             .ciphertext_blob(Blob::new(wrapped))
             .set_encryption_context(Some(context_map(context)))
             .send()
             .await
             .map_err(classify)?;
-        let mut plain = zeroize::Zeroizing::new(out.plaintext.map(Blob::into_inner).unwrap_or_default());
-        DataKey::from_slice(&mut plain).ok_or(CryptoError::Refused)
+        plaintext_key(out.plaintext).map_err(|_| CryptoError::Refused)
+    }
+
+    async fn rewrap(&self, key_id: &str, wrapped: &[u8], context: &KeyContext<'_>) -> Result<Vec<u8>, CryptoError> {
+        if !self.accepts(key_id) {
+            return Err(CryptoError::ForeignKey(key_id.to_owned()));
+        }
+        let context = context_map(context);
+        let out = self
+            .client
+            .re_encrypt()
+            .source_key_id(key_id)
+            .ciphertext_blob(Blob::new(wrapped))
+            .set_source_encryption_context(Some(context.clone()))
+            .destination_key_id(&self.key_id)
+            .set_destination_encryption_context(Some(context))
+            .send()
+            .await
+            .map_err(classify)?;
+        ciphertext(out.ciphertext_blob())
     }
 }

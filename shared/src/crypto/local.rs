@@ -1,5 +1,6 @@
-//! Local key provider: a 256-bit master key in a file (mode 0600), wrapping data keys with
-//! AES-256-GCM under the encryption context. For local mode only; AWS mode uses KMS.
+//! Local key provider: a 256-bit master key in a file (mode 0600), wrapping keys with AES-256-GCM
+//! under their context. For local mode only; AWS mode uses KMS. Local mode has one master key, so
+//! there is nothing to move keys to.
 
 use std::path::Path;
 
@@ -9,7 +10,7 @@ use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use super::{CryptoError, EncryptionContext, FORMAT_VERSION, KeyProvider, KeyProviderKind, NONCE_LEN, random_nonce};
+use super::{CryptoError, KeyContext, KeyProvider, KeyProviderKind, NONCE_LEN, random_nonce};
 use crate::secret::DataKey;
 
 pub struct LocalKeyProvider {
@@ -59,28 +60,40 @@ impl KeyProvider for LocalKeyProvider {
         &self.key_id
     }
 
-    async fn generate(&self, context: &EncryptionContext) -> Result<(DataKey, Vec<u8>), CryptoError> {
+    async fn generate(&self, context: &KeyContext<'_>) -> Result<(DataKey, Vec<u8>), CryptoError> {
         let data_key = DataKey::random();
         let nonce = random_nonce();
-        let aad = context.aad(FORMAT_VERSION, KeyProviderKind::Local);
         let wrapped = self
             .cipher()
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: data_key.expose(), aad: &aad })
-            .map_err(|_| CryptoError::KeyProvider("wrapping the data key failed".into()))?;
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: data_key.expose(), aad: &context.local_aad() })
+            .map_err(|_| CryptoError::KeyProvider("wrapping the key failed".into()))?;
         Ok((data_key, [nonce.as_slice(), &wrapped].concat()))
     }
 
-    async fn unwrap(&self, wrapped: &[u8], context: &EncryptionContext) -> Result<DataKey, CryptoError> {
+    async fn generate_wrapped(&self, context: &KeyContext<'_>) -> Result<Vec<u8>, CryptoError> {
+        Ok(self.generate(context).await?.1)
+    }
+
+    async fn unwrap(&self, key_id: &str, wrapped: &[u8], context: &KeyContext<'_>) -> Result<DataKey, CryptoError> {
+        if key_id != self.key_id {
+            return Err(CryptoError::ForeignKey(key_id.to_owned()));
+        }
         if wrapped.len() < NONCE_LEN {
             return Err(CryptoError::Malformed);
         }
         let (nonce, ciphertext) = wrapped.split_at(NONCE_LEN);
-        let aad = context.aad(FORMAT_VERSION, KeyProviderKind::Local);
         let mut plain = Zeroizing::new(
             self.cipher()
-                .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad: &aad })
+                .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad: &context.local_aad() })
                 .map_err(|_| CryptoError::Refused)?,
         );
         DataKey::from_slice(&mut plain).ok_or(CryptoError::Refused)
+    }
+
+    async fn rewrap(&self, key_id: &str, _wrapped: &[u8], _context: &KeyContext<'_>) -> Result<Vec<u8>, CryptoError> {
+        Err(CryptoError::KeyProvider(format!(
+            "local mode has one master key ({}); {key_id} cannot be moved to it",
+            self.key_id
+        )))
     }
 }

@@ -1,10 +1,14 @@
-//! Envelope encryption: each secret is sealed with AES-256-GCM under a fresh 256-bit data key from
-//! the key provider (KMS, or a local master key); only the wrapped data key is stored beside it.
+//! Envelope encryption over a hierarchical keyring: each secret is sealed with AES-256-GCM under a
+//! key of its own, derived from its purpose's branch key and a fresh salt; branch keys are wrapped
+//! by the key provider (KMS, or a local master key) and kept in the table ([`keyring`]).
 //!
-//! The [`EncryptionContext`] binds a record to its owner and purpose twice: as GCM associated data
-//! and as the KMS encryption context. A record copied into another user's item, or moved to another
-//! provider's slot, fails to open.
+//! The [`EncryptionContext`] binds a record to its owner and purpose: it is the GCM associated data
+//! and part of the key derivation, beside the branch key's version, and a key commitment stored
+//! with the record is checked before decrypting. A record copied into another user's item, moved to
+//! another provider's slot or relabelled to another version fails to open. Records of format 1
+//! (a KMS data key per record) still open; the rewrap job moves them to format 2.
 
+mod keyring;
 mod kms;
 mod local;
 mod sealed;
@@ -19,12 +23,13 @@ use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::model::{OAuthProvider, UserId};
+use crate::model::{Clock, OAuthProvider, UserId};
 use crate::secret::DataKey;
 
+pub use keyring::{BranchKeyStore, BranchVersion, COMMITMENT_LEN, SALT_LEN, WrappedBranchKey};
 pub use kms::KmsKeyProvider;
 pub use local::LocalKeyProvider;
-pub use sealed::{FORMAT_VERSION, NONCE_LEN, Sealed};
+pub use sealed::{NONCE_LEN, Sealed, Wrapping};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {
@@ -41,6 +46,11 @@ pub enum CryptoError {
     KeyServiceUnavailable(String),
     #[error("key provider failure: {0}")]
     KeyProvider(String),
+    /// The record names a branch key version its purpose does not have (retired, or tampered).
+    #[error("no {purpose} branch key of version {version}; refusing to open the record")]
+    UnknownBranchKey { purpose: String, version: BranchVersion },
+    #[error("branch key store: {0}")]
+    KeyStore(String),
 }
 
 /// Which kind of key provider wrapped a data key; recorded in every [`Sealed`] record.
@@ -67,8 +77,8 @@ impl KeyProviderKind {
     }
 }
 
-/// What a sealed secret is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a sealed secret is for; each purpose has branch keys of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Purpose {
     LlmKey,
     Auth0Refresh,
@@ -120,11 +130,28 @@ impl EncryptionContext {
         ]
     }
 
-    /// Canonical, unambiguous bytes (length-prefixed fields) used as AES-GCM associated data.
-    /// The format version is part of it, so a record relabelled to another version cannot open.
-    pub fn aad(&self, version: u8, provider: KeyProviderKind) -> Vec<u8> {
+    pub fn purpose(&self) -> Purpose {
+        self.purpose
+    }
+
+    /// Canonical, unambiguous bytes (length-prefixed fields) used as AES-GCM associated data of a
+    /// format-1 record: the format and the key provider are part of it.
+    pub fn aad_v1(&self, provider: KeyProviderKind) -> Vec<u8> {
+        self.aad_with(&[1, provider.tag()])
+    }
+
+    /// The associated data of a format-2 record, which also goes into its key's derivation: the
+    /// format and the branch key version are part of it, so a record relabelled to another format
+    /// or version cannot open.
+    pub fn aad_v2(&self, version: BranchVersion) -> Vec<u8> {
+        let mut aad = self.aad_with(&[2]);
+        aad.extend_from_slice(version.as_bytes());
+        aad
+    }
+
+    fn aad_with(&self, header: &[u8]) -> Vec<u8> {
         let mut out = b"keyward/sealed".to_vec();
-        out.extend_from_slice(&[version, provider.tag()]);
+        out.extend_from_slice(header);
         let purpose = self.purpose.name();
         for field in [purpose.as_str(), self.user.as_str(), self.name.as_str()] {
             out.extend_from_slice(&(field.len() as u32).to_be_bytes());
@@ -134,73 +161,146 @@ impl EncryptionContext {
     }
 }
 
-/// A source of data keys: makes fresh ones (plaintext + wrapped) and unwraps stored ones.
+/// What the key provider wraps: a purpose's branch key, or (format 1) one record's data key. KMS
+/// sees it as the encryption context, which key policies match on and CloudTrail records.
+#[derive(Debug, Clone, Copy)]
+pub enum KeyContext<'a> {
+    BranchKey { purpose: Purpose, version: BranchVersion },
+    Record(&'a EncryptionContext),
+}
+
+impl KeyContext<'_> {
+    /// The KMS `EncryptionContext` map.
+    pub fn kms_pairs(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Self::BranchKey { purpose, version } => {
+                vec![("keyward:purpose", purpose.name()), ("keyward:branch-key", version.to_string())]
+            }
+            Self::Record(context) => context.kms_pairs().into(),
+        }
+    }
+
+    /// The associated data a local master key wraps under.
+    fn local_aad(&self) -> Vec<u8> {
+        match self {
+            Self::BranchKey { purpose, version } => {
+                let purpose = purpose.name();
+                let mut out = b"keyward/branch-key".to_vec();
+                out.extend_from_slice(&(purpose.len() as u32).to_be_bytes());
+                out.extend_from_slice(purpose.as_bytes());
+                out.extend_from_slice(version.as_bytes());
+                out
+            }
+            Self::Record(context) => context.aad_v1(KeyProviderKind::Local),
+        }
+    }
+}
+
+/// A key provider: wraps and unwraps keys under one current key (KMS, or a local master key).
 #[async_trait]
 pub trait KeyProvider: Send + Sync {
     fn kind(&self) -> KeyProviderKind;
-    /// The one key this provider wraps under; records naming another key are refused.
+    /// The key new material is wrapped under.
     fn key_id(&self) -> &str;
-    async fn generate(&self, context: &EncryptionContext) -> Result<(DataKey, Vec<u8>), CryptoError>;
-    async fn unwrap(&self, wrapped: &[u8], context: &EncryptionContext) -> Result<DataKey, CryptoError>;
+    /// Whether material wrapped under `key_id` opens here: the current key, or one being moved from.
+    fn accepts(&self, key_id: &str) -> bool {
+        key_id == self.key_id()
+    }
+    /// A fresh 256-bit key, in plaintext and wrapped under the current key.
+    async fn generate(&self, context: &KeyContext<'_>) -> Result<(DataKey, Vec<u8>), CryptoError>;
+    /// A fresh 256-bit key, wrapped only: its plaintext never leaves the provider.
+    async fn generate_wrapped(&self, context: &KeyContext<'_>) -> Result<Vec<u8>, CryptoError>;
+    async fn unwrap(&self, key_id: &str, wrapped: &[u8], context: &KeyContext<'_>) -> Result<DataKey, CryptoError>;
+    /// Wraps under the current key what `key_id` wrapped, inside the provider (KMS `ReEncrypt`).
+    async fn rewrap(&self, key_id: &str, wrapped: &[u8], context: &KeyContext<'_>) -> Result<Vec<u8>, CryptoError>;
 }
 
-/// Seals and opens secrets, caching unwrapped data keys briefly so warm reads make no key-service call.
+/// Which format [`Envelope::seal`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealFormat {
+    /// Format 2: keys derived from the purpose's branch key. What keyward writes.
+    BranchKeys,
+    /// Format 1: a key-provider data key per record. Written only to model and test the design
+    /// keyward moved from (`scripts/capacity`, the compatibility tests).
+    DataKeyPerRecord,
+}
+
+/// Seals and opens secrets. Unwrapped branch keys (and format 1's data keys) are cached per
+/// instance for the TTL, so a warm instance seals and opens with no key-service call.
 #[derive(Clone)]
 pub struct Envelope {
     provider: Arc<dyn KeyProvider>,
-    cache: moka::sync::Cache<[u8; 32], Arc<DataKey>>,
+    branch_keys: Arc<dyn BranchKeyStore>,
+    cache: Arc<keyring::KeyCache>,
+    clock: Arc<dyn Clock>,
+    format: SealFormat,
 }
 
 impl Envelope {
-    /// Data keys cached at most; each is 32 bytes plus bookkeeping.
-    const CACHE_CAPACITY: u64 = 10_000;
-    const MAX_CACHE_TTL: Duration = Duration::from_secs(300);
+    /// The longest a key stays cached, and so the longest an instance seals under a branch key
+    /// version after a rotation: retiring a version waits this long.
+    pub const MAX_CACHE_TTL: Duration = Duration::from_secs(300);
 
-    pub fn new(provider: Arc<dyn KeyProvider>, cache_ttl: Duration) -> Self {
-        let cache = moka::sync::Cache::builder()
-            .max_capacity(Self::CACHE_CAPACITY)
-            .time_to_live(cache_ttl.min(Self::MAX_CACHE_TTL))
-            .build();
-        Self { provider, cache }
+    pub fn new(
+        provider: Arc<dyn KeyProvider>,
+        branch_keys: Arc<dyn BranchKeyStore>,
+        cache_ttl: Duration,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let ttl = cache_ttl.min(Self::MAX_CACHE_TTL).as_millis() as i64;
+        Self {
+            provider,
+            branch_keys,
+            cache: Arc::new(keyring::KeyCache::new(ttl)),
+            clock,
+            format: SealFormat::BranchKeys,
+        }
+    }
+
+    /// The same envelope writing `format`.
+    pub fn writing(mut self, format: SealFormat) -> Self {
+        self.format = format;
+        self
     }
 
     pub async fn seal(&self, plaintext: &[u8], context: &EncryptionContext) -> Result<Sealed, CryptoError> {
-        let kind = self.provider.kind();
-        let (data_key, wrapped_key) = self.provider.generate(context).await?;
-        let nonce = random_nonce();
-        let aad = context.aad(FORMAT_VERSION, kind);
-        let ciphertext = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(data_key.expose()))
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: &aad })
-            .map_err(|_| CryptoError::KeyProvider("AES-GCM encryption failed".into()))?;
-        self.cache.insert(cache_key(&wrapped_key, &aad), Arc::new(data_key));
-        Ok(Sealed {
-            version: FORMAT_VERSION,
-            provider: kind,
-            key_id: self.provider.key_id().to_owned(),
-            wrapped_key,
-            nonce,
-            ciphertext,
-        })
+        match self.format {
+            SealFormat::BranchKeys => self.seal_v2(plaintext, context).await,
+            SealFormat::DataKeyPerRecord => self.seal_v1(plaintext, context).await,
+        }
     }
 
     pub async fn open(&self, sealed: &Sealed, context: &EncryptionContext) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        if sealed.provider != self.provider.kind() || sealed.key_id != self.provider.key_id() {
-            return Err(CryptoError::ForeignKey(sealed.key_id.clone()));
-        }
-        let aad = context.aad(sealed.version, sealed.provider);
-        let slot = cache_key(&sealed.wrapped_key, &aad);
-        let data_key = match self.cache.get(&slot) {
-            Some(key) => key,
-            None => {
-                let key = Arc::new(self.provider.unwrap(&sealed.wrapped_key, context).await?);
-                self.cache.insert(slot, Arc::clone(&key));
-                key
+        match &sealed.wrapping {
+            Wrapping::Branch { version, salt, commitment } => {
+                let branch_key = self.branch_key(context.purpose, *version).await?;
+                let aad = context.aad_v2(*version);
+                let (key, expected) = keyring::derive(&branch_key, salt, &aad);
+                // Plain AES-GCM is not key-committing: check the commitment before decrypting.
+                if !keyring::commits(&expected, commitment) {
+                    return Err(CryptoError::Refused);
+                }
+                decrypt(&key, sealed, &aad)
             }
-        };
-        Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(data_key.expose()))
-            .decrypt(Nonce::from_slice(&sealed.nonce), Payload { msg: &sealed.ciphertext, aad: &aad })
-            .map(Zeroizing::new)
-            .map_err(|_| CryptoError::Refused)
+            Wrapping::DataKey { provider, key_id, wrapped_key } => {
+                if *provider != self.provider.kind() || !self.provider.accepts(key_id) {
+                    return Err(CryptoError::ForeignKey(key_id.clone()));
+                }
+                let aad = context.aad_v1(*provider);
+                let slot = cache_slot(wrapped_key, &aad);
+                let now = self.clock.now_millis();
+                let key = match self.cache.data_key(&slot, now) {
+                    Some(key) => key,
+                    None => {
+                        let key =
+                            Arc::new(self.provider.unwrap(key_id, wrapped_key, &KeyContext::Record(context)).await?);
+                        self.cache.put_data_key(slot, Arc::clone(&key), now);
+                        key
+                    }
+                };
+                decrypt(&key, sealed, &aad)
+            }
+        }
     }
 
     /// Opens a sealed UTF-8 secret (a key or token).
@@ -209,10 +309,132 @@ impl Envelope {
         let text = std::str::from_utf8(&bytes).map_err(|_| CryptoError::Malformed)?;
         Ok(SecretString::from(text.to_owned()))
     }
+
+    /// A new branch key for `purpose`, wrapped by the key provider without its plaintext leaving it.
+    pub async fn new_branch_key(&self, purpose: Purpose) -> Result<WrappedBranchKey, CryptoError> {
+        let version = BranchVersion::random();
+        let wrapped = self.provider.generate_wrapped(&KeyContext::BranchKey { purpose, version }).await?;
+        Ok(self.wrapped_branch_key(purpose, version, wrapped))
+    }
+
+    /// `branch_key` wrapped under the provider's current key, inside the provider; `None` when it
+    /// already is.
+    pub async fn moved_branch_key(
+        &self,
+        branch_key: &WrappedBranchKey,
+    ) -> Result<Option<WrappedBranchKey>, CryptoError> {
+        if branch_key.key_id == self.provider.key_id() {
+            return Ok(None);
+        }
+        let context = KeyContext::BranchKey { purpose: branch_key.purpose, version: branch_key.version };
+        let wrapped = self.provider.rewrap(&branch_key.key_id, &branch_key.wrapped, &context).await?;
+        Ok(Some(WrappedBranchKey { key_id: self.provider.key_id().to_owned(), wrapped, ..branch_key.clone() }))
+    }
+
+    /// The key the provider wraps new material under.
+    pub fn key_id(&self) -> &str {
+        self.provider.key_id()
+    }
+
+    fn wrapped_branch_key(&self, purpose: Purpose, version: BranchVersion, wrapped: Vec<u8>) -> WrappedBranchKey {
+        let key_id = self.provider.key_id().to_owned();
+        WrappedBranchKey { purpose, version, key_id, wrapped, created_at: self.clock.now() }
+    }
+
+    async fn seal_v2(&self, plaintext: &[u8], context: &EncryptionContext) -> Result<Sealed, CryptoError> {
+        let (version, branch_key) = self.active_branch_key(context.purpose).await?;
+        let salt: [u8; SALT_LEN] = rand::random();
+        let aad = context.aad_v2(version);
+        let (key, commitment) = keyring::derive(&branch_key, &salt, &aad);
+        let (nonce, ciphertext) = encrypt(&key, plaintext, &aad)?;
+        Ok(Sealed { wrapping: Wrapping::Branch { version, salt, commitment }, nonce, ciphertext })
+    }
+
+    async fn seal_v1(&self, plaintext: &[u8], context: &EncryptionContext) -> Result<Sealed, CryptoError> {
+        let kind = self.provider.kind();
+        let (data_key, wrapped_key) = self.provider.generate(&KeyContext::Record(context)).await?;
+        let aad = context.aad_v1(kind);
+        let (nonce, ciphertext) = encrypt(&data_key, plaintext, &aad)?;
+        self.cache.put_data_key(cache_slot(&wrapped_key, &aad), Arc::new(data_key), self.clock.now_millis());
+        let key_id = self.provider.key_id().to_owned();
+        Ok(Sealed { wrapping: Wrapping::DataKey { provider: kind, key_id, wrapped_key }, nonce, ciphertext })
+    }
+
+    /// The version new records of `purpose` are sealed under, and its key; the first seal of a
+    /// purpose makes its first version.
+    async fn active_branch_key(&self, purpose: Purpose) -> Result<(BranchVersion, Arc<DataKey>), CryptoError> {
+        let now = self.clock.now_millis();
+        if let Some(active) = self.cache.active(purpose, now) {
+            return Ok(active);
+        }
+        let (stored, key) = match self.branch_keys.active(purpose).await? {
+            // The version this instance already opens records with: no need to unwrap it again.
+            Some(stored) => match self.cache.branch(purpose, stored.version, now) {
+                Some(key) => {
+                    self.cache.put_branch(purpose, stored.version, &key, true, now);
+                    return Ok((stored.version, key));
+                }
+                None => {
+                    let key = self.unwrap_branch_key(&stored).await?;
+                    (stored, key)
+                }
+            },
+            None => {
+                let version = BranchVersion::random();
+                let (key, wrapped) = self.provider.generate(&KeyContext::BranchKey { purpose, version }).await?;
+                let ours = self.wrapped_branch_key(purpose, version, wrapped);
+                let active = self.branch_keys.create_first(&ours).await?;
+                // Another instance may have made the first version meanwhile: use the one stored.
+                let key = if active == ours { key } else { self.unwrap_branch_key(&active).await? };
+                (active, key)
+            }
+        };
+        let key = Arc::new(key);
+        self.cache.put_branch(purpose, stored.version, &key, true, now);
+        Ok((stored.version, key))
+    }
+
+    async fn branch_key(&self, purpose: Purpose, version: BranchVersion) -> Result<Arc<DataKey>, CryptoError> {
+        let now = self.clock.now_millis();
+        if let Some(key) = self.cache.branch(purpose, version, now) {
+            return Ok(key);
+        }
+        let stored = self
+            .branch_keys
+            .version(purpose, version)
+            .await?
+            .ok_or_else(|| CryptoError::UnknownBranchKey { purpose: purpose.name(), version })?;
+        let key = Arc::new(self.unwrap_branch_key(&stored).await?);
+        self.cache.put_branch(purpose, version, &key, false, now);
+        Ok(key)
+    }
+
+    async fn unwrap_branch_key(&self, stored: &WrappedBranchKey) -> Result<DataKey, CryptoError> {
+        if !self.provider.accepts(&stored.key_id) {
+            return Err(CryptoError::ForeignKey(stored.key_id.clone()));
+        }
+        let context = KeyContext::BranchKey { purpose: stored.purpose, version: stored.version };
+        self.provider.unwrap(&stored.key_id, &stored.wrapped, &context).await
+    }
 }
 
-/// The cache slot of a data key: its wrapped form and the context it was unwrapped under.
-fn cache_key(wrapped_key: &[u8], aad: &[u8]) -> [u8; 32] {
+fn encrypt(key: &DataKey, plaintext: &[u8], aad: &[u8]) -> Result<([u8; NONCE_LEN], Vec<u8>), CryptoError> {
+    let nonce = random_nonce();
+    let ciphertext = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key.expose()))
+        .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad })
+        .map_err(|_| CryptoError::KeyProvider("AES-GCM encryption failed".into()))?;
+    Ok((nonce, ciphertext))
+}
+
+fn decrypt(key: &DataKey, sealed: &Sealed, aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key.expose()))
+        .decrypt(Nonce::from_slice(&sealed.nonce), Payload { msg: &sealed.ciphertext, aad })
+        .map(Zeroizing::new)
+        .map_err(|_| CryptoError::Refused)
+}
+
+/// The cache slot of a format-1 data key: its wrapped form and the context it was unwrapped under.
+fn cache_slot(wrapped_key: &[u8], aad: &[u8]) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update((wrapped_key.len() as u32).to_be_bytes());
     hasher.update(wrapped_key);

@@ -1,10 +1,26 @@
 //! Audit entries: who did what to a user's secrets or money, and how it ended. Never the secret.
+//!
+//! A user's entries are spread over [`SHARDS`] partitions of their own (`AUDIT#{user}#{shard}`), so
+//! a busy user's fetches are not capped at one partition's write limit (1,000 writes a second;
+//! `docs/capacity.md`); a listing merges them, with the entries written before the split (in the
+//! user's partition) as one more source.
 
-use super::table::{Attr, Item, Key, Table};
-use super::{Listing, StoreError, newest_first, user_pk};
+use super::table::{Attr, Cursor, Index, Item, Key, PK, Query, SK, Table};
+use super::{Listing, StoreError, user_pk};
 use crate::model::{OAuthProvider, UserId, random_id};
 
 const PREFIX: &str = "AUDIT#";
+/// Partitions per user's audit trail.
+pub const SHARDS: u32 = 8;
+
+fn shard_pk(user: &UserId, shard: u32) -> String {
+    format!("{PREFIX}{user}#{shard}")
+}
+
+/// Where a user's entries are: every shard, and the user's own partition (entries from before the split).
+fn sources(user: &UserId) -> impl Iterator<Item = String> + '_ {
+    std::iter::once(user_pk(user)).chain((0..SHARDS).map(move |shard| shard_pk(user, shard)))
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Actor {
@@ -89,14 +105,39 @@ impl Audit<'_> {
         self.0.put(item(user, entry), None).await
     }
 
-    /// A user's audit trail, newest first.
+    /// A user's audit trail, newest first. The cursor names the user's partition and the last
+    /// entry's sort key, so one made for another user's trail is refused.
     pub async fn list(
         &self,
         user: &UserId,
         limit: u32,
         cursor: Option<&str>,
     ) -> Result<Listing<AuditEntry>, StoreError> {
-        newest_first(self.0, user, PREFIX, limit, cursor, parse).await
+        let home = Query::partition(Index::Table, user_pk(user)).prefix(PREFIX).descending().limit(limit);
+        let below =
+            cursor.map(|c| Cursor::decode(c, &home)).transpose()?.map(|c| c.0.get(SK).cloned().unwrap_or_default());
+        let pages = sources(user).map(|partition| {
+            let start =
+                below.clone().map(|sk| Cursor([(PK.to_owned(), partition.clone()), (SK.to_owned(), sk)].into()));
+            let query = Query { partition, ..home.clone() }.after(start);
+            async move { self.0.query(&query).await }
+        });
+        let mut more = false;
+        let mut items = Vec::new();
+        for page in futures::future::try_join_all(pages).await? {
+            more |= page.next.is_some();
+            items.extend(page.items);
+        }
+        items.sort_by(|a, b| b.s(SK).unwrap_or_default().cmp(a.s(SK).unwrap_or_default()));
+        more |= items.len() > home.limit as usize;
+        items.truncate(home.limit as usize);
+        let next = match items.last() {
+            Some(last) if more => {
+                Some(Cursor([(PK.to_owned(), user_pk(user)), (SK.to_owned(), last.s(SK)?.to_owned())].into()).encode())
+            }
+            _ => None,
+        };
+        Ok(Listing { items: items.iter().map(parse).collect::<Result<_, _>>()?, next })
     }
 }
 
@@ -132,7 +173,7 @@ pub(super) fn item(user: &UserId, entry: &AuditEntry) -> Item {
         .map(|d| d.subsec_micros())
         .unwrap_or_default();
     let sk = format!("{PREFIX}{:012}.{micros:06}#{}", entry.at, random_id());
-    Item::new(&Key::new(user_pk(user), sk))
+    Item::new(&Key::new(shard_pk(user, rand::random_range(0..SHARDS)), sk))
         .with("entity", Attr::S("audit".into()))
         .with("at", Attr::N(entry.at))
         .with("actor_kind", Attr::S(actor_kind.into()))

@@ -382,9 +382,7 @@ impl Table for DynamoTable {
         }
         let (exp, now) = (expr.name(EXPIRES_AT), expr.value(AttributeValue::N(now_epoch().to_string())));
         let filter = format!("attribute_not_exists({exp}) OR {exp} > {now}");
-        let start = query.start_after.as_ref().map(|cursor| {
-            cursor.0.iter().map(|(k, v)| (k.clone(), AttributeValue::S(v.clone()))).collect::<HashMap<_, _>>()
-        });
+        let start = query.start_after.as_ref().map(start_key);
         let out = self
             .client
             .query()
@@ -402,17 +400,28 @@ impl Table for DynamoTable {
             .await
             .map_err(classify)?;
         let items = out.items().iter().map(from_map).collect::<Result<Vec<_>, _>>()?;
-        let next = out
-            .last_evaluated_key
-            .map(|key| {
-                key.iter()
-                    .map(|(k, v)| v.as_s().map(|s| (k.clone(), s.clone())))
-                    .collect::<Result<_, _>>()
-                    .map(Cursor)
-                    .map_err(|_| StoreError::Corrupt("non-string key attribute".into()))
-            })
-            .transpose()?;
-        Ok(Page { items, next })
+        Ok(Page { items, next: out.last_evaluated_key.map(cursor_of).transpose()? })
+    }
+
+    async fn scan(&self, after: Option<&Cursor>, limit: u32) -> Result<Page, StoreError> {
+        let mut expr = Expr::default();
+        let (exp, now) = (expr.name(EXPIRES_AT), expr.value(AttributeValue::N(now_epoch().to_string())));
+        let filter = format!("attribute_not_exists({exp}) OR {exp} > {now}");
+        let out = self
+            .client
+            .scan()
+            .table_name(&self.table_name)
+            .filter_expression(filter)
+            .set_expression_attribute_names(expr.names())
+            .set_expression_attribute_values(expr.values())
+            .limit(limit.clamp(1, 1000) as i32)
+            .consistent_read(true)
+            .set_exclusive_start_key(after.map(start_key))
+            .send()
+            .await
+            .map_err(classify)?;
+        let items = out.items().iter().map(from_map).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page { items, next: out.last_evaluated_key.map(cursor_of).transpose()? })
     }
 
     async fn transact(&self, writes: Vec<Write>) -> Result<(), StoreError> {
@@ -477,4 +486,18 @@ impl Table for DynamoTable {
     fn backend(&self) -> &'static str {
         "dynamodb"
     }
+}
+
+/// DynamoDB's `ExclusiveStartKey` for a cursor.
+fn start_key(cursor: &Cursor) -> HashMap<String, AttributeValue> {
+    cursor.0.iter().map(|(k, v)| (k.clone(), AttributeValue::S(v.clone()))).collect()
+}
+
+/// A cursor for DynamoDB's `LastEvaluatedKey`.
+fn cursor_of(key: HashMap<String, AttributeValue>) -> Result<Cursor, StoreError> {
+    key.iter()
+        .map(|(k, v)| v.as_s().map(|s| (k.clone(), s.clone())))
+        .collect::<Result<_, _>>()
+        .map(Cursor)
+        .map_err(|_| StoreError::Corrupt("non-string key attribute".into()))
 }

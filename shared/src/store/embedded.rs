@@ -4,7 +4,7 @@
 //! `BEGIN IMMEDIATE` transactions and evaluate conditions on the stored item, which gives the same
 //! all-or-nothing, condition-checked semantics as DynamoDB, across threads and processes.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,8 +14,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::StoreError;
 use super::table::{
-    Attr, Changes, Condition, Cursor, EXPIRES_AT, GSI1PK, GSI1SK, Index, Item, Key, PK, Page, Query, SK, Table, Write,
-    now_epoch,
+    Changes, Condition, Cursor, EXPIRES_AT, GSI1PK, GSI1SK, Index, Item, Key, PK, Page, Query, SK, Table, Write,
+    apply_changes, condition_of, cursor_of, holds, now_epoch,
 };
 
 #[derive(Clone)]
@@ -101,51 +101,6 @@ fn store(conn: &Connection, item: &Item) -> Result<(), StoreError> {
 fn remove(conn: &Connection, key: &Key) -> Result<(), StoreError> {
     conn.execute("DELETE FROM items WHERE pk = ?1 AND sk = ?2", params![key.pk, key.sk]).map_err(db_err)?;
     Ok(())
-}
-
-/// Evaluates a condition against the stored item, as DynamoDB would.
-fn holds(condition: &Condition, item: Option<&Item>, now: i64) -> bool {
-    match condition {
-        Condition::Absent => item.is_none_or(|i| !i.is_live(now)),
-        Condition::Present => item.is_some_and(|i| i.is_live(now)),
-        Condition::Equals(name, value) => item.and_then(|i| i.get(name)) == Some(value),
-        Condition::MissingOrBelow(name, bound) => match item.and_then(|i| i.get(name)) {
-            None => true,
-            Some(Attr::N(n)) => n < bound,
-            Some(_) => false,
-        },
-        Condition::All(parts) => parts.iter().all(|c| holds(c, item, now)),
-    }
-}
-
-fn apply_changes(existing: Option<Item>, key: &Key, changes: &Changes) -> Result<Item, StoreError> {
-    let mut item = existing.unwrap_or_else(|| Item::new(key));
-    for (name, value) in &changes.set {
-        item.0.insert((*name).to_owned(), value.clone());
-    }
-    for (name, value) in &changes.set_if_missing {
-        item.0.entry((*name).to_owned()).or_insert_with(|| value.clone());
-    }
-    for (name, delta) in &changes.add {
-        let sum = match item.get(name) {
-            None => *delta,
-            Some(Attr::N(n)) => {
-                n.checked_add(*delta).ok_or_else(|| StoreError::Invalid(format!("`{name}` overflows")))?
-            }
-            Some(_) => return Err(StoreError::Invalid(format!("`{name}` is not a number"))),
-        };
-        item.0.insert((*name).to_owned(), Attr::N(sum));
-    }
-    for name in &changes.remove {
-        item.0.remove(*name);
-    }
-    Ok(item)
-}
-
-fn condition_of(write: &Write) -> Option<&Condition> {
-    match write {
-        Write::Put { when, .. } | Write::Update { when, .. } | Write::Delete { when, .. } => when.as_ref(),
-    }
 }
 
 /// Applies one write whose condition has been checked against `current`; returns the item as it
@@ -241,6 +196,14 @@ impl Table for EmbeddedTable {
         self.with_conn(move |conn| run_query(conn, &query)).await
     }
 
+    async fn scan(&self, after: Option<&Cursor>, limit: u32) -> Result<Page, StoreError> {
+        let after = after.map(|c| {
+            let get = |k: &str| c.0.get(k).cloned().unwrap_or_default();
+            (get(PK), get(SK))
+        });
+        self.with_conn(move |conn| run_scan(conn, after, limit.max(1))).await
+    }
+
     async fn transact(&self, writes: Vec<Write>) -> Result<(), StoreError> {
         if writes.len() > 100 {
             return Err(StoreError::Invalid("a transaction holds at most 100 writes".into()));
@@ -251,6 +214,34 @@ impl Table for EmbeddedTable {
     fn backend(&self) -> &'static str {
         "embedded"
     }
+}
+
+fn run_scan(conn: &Connection, after: Option<(String, String)>, limit: u32) -> Result<Page, StoreError> {
+    let (pk, sk) = after.unwrap_or_default();
+    let mut stmt = conn
+        .prepare_cached("SELECT body FROM items WHERE (pk, sk) > (?1, ?2) ORDER BY pk, sk LIMIT ?3")
+        .map_err(db_err)?;
+    let bodies = stmt
+        .query_map(params![pk, sk, i64::from(limit) + 1], |row| row.get::<_, String>(0))
+        .map_err(db_err)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(db_err)?;
+    let mut scanned: Vec<Item> = bodies
+        .iter()
+        .map(|b| serde_json::from_str(b).map_err(|e| StoreError::Corrupt(format!("stored item: {e}"))))
+        .collect::<Result<_, _>>()?;
+    // As in DynamoDB, the limit counts items read before the expiry filter.
+    let more = scanned.len() > limit as usize;
+    scanned.truncate(limit as usize);
+    let next = match scanned.last() {
+        Some(last) if more => {
+            let key = last.key()?;
+            Some(Cursor([(PK.to_owned(), key.pk), (SK.to_owned(), key.sk)].into_iter().collect()))
+        }
+        _ => None,
+    };
+    let now = now_epoch();
+    Ok(Page { items: scanned.into_iter().filter(|i| i.is_live(now)).collect(), next })
 }
 
 fn run_query(conn: &Connection, query: &Query) -> Result<Page, StoreError> {
@@ -290,13 +281,4 @@ fn run_query(conn: &Connection, query: &Query) -> Result<Page, StoreError> {
     let next = if more { scanned.last().map(|last| cursor_of(last, query.index)).transpose()? } else { None };
     let now = now_epoch();
     Ok(Page { items: scanned.into_iter().filter(|i| i.is_live(now)).collect(), next })
-}
-
-fn cursor_of(item: &Item, index: Index) -> Result<Cursor, StoreError> {
-    let mut map = BTreeMap::from([(PK.to_owned(), item.s(PK)?.to_owned()), (SK.to_owned(), item.s(SK)?.to_owned())]);
-    if index == Index::Gsi1 {
-        map.insert(GSI1PK.to_owned(), item.s(GSI1PK)?.to_owned());
-        map.insert(GSI1SK.to_owned(), item.s(GSI1SK)?.to_owned());
-    }
-    Ok(Cursor(map))
 }

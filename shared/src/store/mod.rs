@@ -1,10 +1,10 @@
 //! Storage at the domain level: users, LLM keys, OAuth connections, one-time states, Stripe events
-//! with the credit ledger, and audit entries, all in one single table.
+//! with the credit ledger, audit entries and the keyring's branch keys, all in one single table.
 //!
 //! Handlers see only the repositories ([`Store::users`], [`Store::llm_keys`], …). Each repository
-//! is written once over the [`table::Table`] primitives, which two adapters implement: DynamoDB
-//! ([`DynamoTable`]) and, with the `embedded-store` feature, an embedded SQLite file
-//! (`EmbeddedTable`) for local mode. The key schema is documented in `docs/storage.md`.
+//! is written once over the [`table::Table`] primitives, which three adapters implement: DynamoDB
+//! ([`DynamoTable`]); with the `embedded-store` feature, an embedded SQLite file (`EmbeddedTable`)
+//! for local mode; and a map in memory ([`MemoryTable`]) for the capacity model and benches. The key schema is documented in `docs/storage.md`.
 
 mod audit;
 mod credits;
@@ -12,10 +12,13 @@ mod devices;
 mod dynamo;
 #[cfg(any(test, feature = "embedded-store"))]
 mod embedded;
+mod keyring;
 mod limits;
 mod llm_keys;
+mod memory;
 mod oauth;
 mod payments;
+mod sealed_values;
 mod sessions;
 mod states;
 pub mod table;
@@ -33,10 +36,16 @@ pub use devices::{DeviceGrant, Devices};
 pub use dynamo::{DynamoTable, create_table};
 #[cfg(any(test, feature = "embedded-store"))]
 pub use embedded::EmbeddedTable;
+pub use keyring::{Keyring, RewrapProgress, RewrapProgresses};
 pub use limits::{Allowance, Limits};
 pub use llm_keys::{KeyStatus, LlmKeys, NewLlmKey, StoredLlmKey, TestResult};
+pub use memory::MemoryTable;
 pub use oauth::{ConnectionStatus, OAuthConnection, OAuthConnections};
 pub use payments::{DisputeRecord, InvoiceGrant, Payment, PaymentHistory, Payments, RefundRecord, Settled, Settlement};
+pub use sealed_values::{
+    ConnectionToken, SealedPage, SealedValue, SealedValues, connection_token_context, llm_key_context,
+    refresh_token_context, verifier_context,
+};
 pub use sessions::{SESSION_IDLE_SECS, SessionFamily, Sessions};
 pub use states::{OneTimeState, StatePurpose, States};
 pub use table::{Cursor, Table, now_epoch, now_epoch_millis};
@@ -128,6 +137,15 @@ impl Store {
 
     pub fn audit(&self) -> Audit<'_> {
         Audit(self.table.as_ref())
+    }
+
+    pub fn keyring(&self) -> Keyring<'_> {
+        Keyring(self.table.as_ref())
+    }
+
+    /// Every sealed value in the table, for the keyring's rewrap job.
+    pub fn sealed_values(&self) -> SealedValues<'_> {
+        SealedValues(self.table.as_ref())
     }
 }
 

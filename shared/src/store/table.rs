@@ -286,13 +286,7 @@ impl Cursor {
     /// partition, another listing, a tampered or malformed cursor) is refused, so a client can
     /// neither page into someone else's items nor make the store fail on a start key it rejects.
     pub fn decode(raw: &str, query: &Query) -> Result<Self, StoreError> {
-        use base64::Engine;
-        if raw.len() > 2048 {
-            return Err(StoreError::InvalidCursor);
-        }
-        let json =
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw).map_err(|_| StoreError::InvalidCursor)?;
-        let map: BTreeMap<String, String> = serde_json::from_slice(&json).map_err(|_| StoreError::InvalidCursor)?;
+        let map = Self::decode_map(raw)?;
         let (partition_attr, sort_attr, keys): (_, _, &[&str]) = match query.index {
             Index::Table => (PK, SK, &[PK, SK]),
             Index::Gsi1 => (GSI1PK, GSI1SK, &[GSI1PK, GSI1SK, PK, SK]),
@@ -302,6 +296,26 @@ impl Cursor {
         let in_range =
             query.sort_prefix.as_ref().is_none_or(|prefix| map.get(sort_attr).is_some_and(|s| s.starts_with(prefix)));
         if exact_keys && in_partition && in_range { Ok(Self(map)) } else { Err(StoreError::InvalidCursor) }
+    }
+
+    /// Parses a cursor of a table scan ([`Table::scan`]): exactly the table's key attributes.
+    pub fn decode_scan(raw: &str) -> Result<Self, StoreError> {
+        let map = Self::decode_map(raw)?;
+        if map.len() == 2 && map.contains_key(PK) && map.contains_key(SK) {
+            Ok(Self(map))
+        } else {
+            Err(StoreError::InvalidCursor)
+        }
+    }
+
+    fn decode_map(raw: &str) -> Result<BTreeMap<String, String>, StoreError> {
+        use base64::Engine;
+        if raw.len() > 2048 {
+            return Err(StoreError::InvalidCursor);
+        }
+        let json =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw).map_err(|_| StoreError::InvalidCursor)?;
+        serde_json::from_slice(&json).map_err(|_| StoreError::InvalidCursor)
     }
 }
 
@@ -325,10 +339,70 @@ pub trait Table: Send + Sync {
     /// Deletes the item and returns it if it was live.
     async fn delete(&self, key: &Key, when: Option<Condition>) -> Result<Option<Item>, StoreError>;
     async fn query(&self, query: &Query) -> Result<Page, StoreError>;
+    /// One page of every live item of the table, in no particular order, from where `after`
+    /// left off: a maintenance sweep (the keyring's rewrap), never a request's path.
+    async fn scan(&self, after: Option<&Cursor>, limit: u32) -> Result<Page, StoreError>;
     /// All writes or none. At most 100, each on a different item.
     async fn transact(&self, writes: Vec<Write>) -> Result<(), StoreError>;
     /// A short name for health output and logs: `dynamodb` or `embedded`.
     fn backend(&self) -> &'static str;
+}
+
+// The semantics of conditions and updates, shared by the backends that evaluate them in-process.
+
+/// Evaluates a condition against the stored item, as DynamoDB would.
+pub(super) fn holds(condition: &Condition, item: Option<&Item>, now: i64) -> bool {
+    match condition {
+        Condition::Absent => item.is_none_or(|i| !i.is_live(now)),
+        Condition::Present => item.is_some_and(|i| i.is_live(now)),
+        Condition::Equals(name, value) => item.and_then(|i| i.get(name)) == Some(value),
+        Condition::MissingOrBelow(name, bound) => match item.and_then(|i| i.get(name)) {
+            None => true,
+            Some(Attr::N(n)) => n < bound,
+            Some(_) => false,
+        },
+        Condition::All(parts) => parts.iter().all(|c| holds(c, item, now)),
+    }
+}
+
+pub(super) fn apply_changes(existing: Option<Item>, key: &Key, changes: &Changes) -> Result<Item, StoreError> {
+    let mut item = existing.unwrap_or_else(|| Item::new(key));
+    for (name, value) in &changes.set {
+        item.0.insert((*name).to_owned(), value.clone());
+    }
+    for (name, value) in &changes.set_if_missing {
+        item.0.entry((*name).to_owned()).or_insert_with(|| value.clone());
+    }
+    for (name, delta) in &changes.add {
+        let sum = match item.get(name) {
+            None => *delta,
+            Some(Attr::N(n)) => {
+                n.checked_add(*delta).ok_or_else(|| StoreError::Invalid(format!("`{name}` overflows")))?
+            }
+            Some(_) => return Err(StoreError::Invalid(format!("`{name}` is not a number"))),
+        };
+        item.0.insert((*name).to_owned(), Attr::N(sum));
+    }
+    for name in &changes.remove {
+        item.0.remove(*name);
+    }
+    Ok(item)
+}
+
+pub(super) fn condition_of(write: &Write) -> Option<&Condition> {
+    match write {
+        Write::Put { when, .. } | Write::Update { when, .. } | Write::Delete { when, .. } => when.as_ref(),
+    }
+}
+
+/// The cursor a page ending at `item` carries on `index`.
+pub(super) fn cursor_of(item: &Item, index: Index) -> Result<Cursor, StoreError> {
+    let mut map = BTreeMap::from([(PK.to_owned(), item.s(PK)?.to_owned()), (SK.to_owned(), item.s(SK)?.to_owned())]);
+    if index == Index::Gsi1 {
+        map.insert(GSI1PK.to_owned(), item.s(GSI1PK)?.to_owned());
+        map.insert(GSI1SK.to_owned(), item.s(GSI1SK)?.to_owned());
+    }
+    Ok(Cursor(map))
 }
 
 /// The current time in epoch seconds, as stored in `expires_at` and every timestamp.

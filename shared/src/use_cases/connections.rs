@@ -23,11 +23,14 @@ use super::redirects::{RedirectError, Redirects, allowed_return_to, clear_browse
 use super::sessions::{SessionError, Sessions};
 use super::throttle::ClientAddress;
 use crate::auth::{Claims, ServiceCaller};
-use crate::crypto::{CryptoError, EncryptionContext, Purpose, Sealed};
+use crate::crypto::{CryptoError, Sealed};
 use crate::model::{Cookie, OAuthProvider, UserId};
 use crate::oauth::connection::{ConnectionClient, ConnectionError, ConnectionTokens};
 use crate::secret::{RefreshToken, SessionHandle};
-use crate::store::{Actor, AuditAction, AuditEntry, ConnectionStatus, OAuthConnection, StatePurpose, StoreError};
+use crate::store::{
+    Actor, AuditAction, AuditEntry, ConnectionStatus, ConnectionToken, OAuthConnection, StatePurpose, StoreError,
+    connection_token_context,
+};
 
 /// How long one caller may hold the refresh of a connection: longer than a provider call may take
 /// (the outbound client gives up after 10 s), so a lease outlives its holder only if that one died.
@@ -112,10 +115,6 @@ pub struct Connections<'a> {
 
 /// The encryption context of one of a connection's tokens, so neither can be opened as the other,
 /// nor as another user's or another provider's.
-fn token_context(user: &UserId, provider: OAuthProvider, which: &str) -> EncryptionContext {
-    EncryptionContext::new(user, Purpose::Connection(provider), which)
-}
-
 /// `url` with `pairs` added to its query.
 fn with_query(url: &str, pairs: &[(&str, &str)]) -> String {
     match Url::parse(url) {
@@ -274,7 +273,7 @@ impl Connections<'_> {
         let connections = self.sessions.store.oauth_connections(provider);
         let existing = connections.get(user).await?;
         let refresh_token = match (&tokens.refresh_token, &existing) {
-            (Some(fresh), _) => Some(self.seal(user, "refresh-token", fresh.expose()).await?),
+            (Some(fresh), _) => Some(self.seal(user, ConnectionToken::Refresh, fresh.expose()).await?),
             // No offline access granted this time; the stored grant still serves the same account.
             (None, Some(stored)) if stored.email == email && stored.refresh_token.is_some() => {
                 stored.refresh_token.clone()
@@ -288,7 +287,7 @@ impl Connections<'_> {
             email,
             scopes: tokens.scopes.clone().unwrap_or_else(|| self.client.settings().scopes.clone()),
             refresh_token,
-            access_token: self.seal(user, "access-token", tokens.access_token.expose()).await?,
+            access_token: self.seal(user, ConnectionToken::Access, tokens.access_token.expose()).await?,
             access_expires_at: now + expires_in(&tokens),
             status: ConnectionStatus::Connected,
             connected_at: now,
@@ -331,8 +330,8 @@ impl Connections<'_> {
         let Some(connection) = connections.get(user).await? else { return Ok(Disconnected::Nothing) };
         // Revoking either token revokes the grant; the refresh token outlives the access token.
         let token = match &connection.refresh_token {
-            Some(sealed) => self.open(user, "refresh-token", sealed).await?,
-            None => self.open(user, "access-token", &connection.access_token).await?,
+            Some(sealed) => self.open(user, ConnectionToken::Refresh, sealed).await?,
+            None => self.open(user, ConnectionToken::Access, &connection.access_token).await?,
         };
         let disconnected = match self.client.revoke(token.expose_secret()).await {
             Ok(true) => Disconnected::Revoked,
@@ -375,7 +374,7 @@ impl Connections<'_> {
             let refreshed_meanwhile = waited_on.is_some_and(|version| version != connection.version);
             let needed_secs = if refreshed_meanwhile { 0 } else { margin };
             if connection.access_expires_at - now > needed_secs {
-                let access_token = self.open(user, "access-token", &connection.access_token).await?;
+                let access_token = self.open(user, ConnectionToken::Access, &connection.access_token).await?;
                 self.audit(user, actor, AuditAction::ConnectionTokenFetch(provider), "ok").await?;
                 return Ok(FreshToken {
                     access_token,
@@ -415,7 +414,8 @@ impl Connections<'_> {
             self.mark_reconnect_required(connection).await?;
             return Err(ConnectError::ReconnectRequired(provider));
         };
-        let refresh_token = RefreshToken::new(self.open(user, "refresh-token", sealed_refresh).await?.expose_secret());
+        let refresh_token =
+            RefreshToken::new(self.open(user, ConnectionToken::Refresh, sealed_refresh).await?.expose_secret());
         let tokens = match self.client.refresh(&refresh_token).await {
             Ok(tokens) => tokens,
             Err(ConnectionError::Refused { error })
@@ -437,11 +437,11 @@ impl Connections<'_> {
         };
         let now = self.sessions.clock.now();
         let updated = OAuthConnection {
-            access_token: self.seal(user, "access-token", tokens.access_token.expose()).await?,
+            access_token: self.seal(user, ConnectionToken::Access, tokens.access_token.expose()).await?,
             // A provider that rotates refresh tokens sends a new one every time; one that does not
             // sends one only when it replaces the old.
             refresh_token: match &tokens.refresh_token {
-                Some(fresh) => Some(self.seal(user, "refresh-token", fresh.expose()).await?),
+                Some(fresh) => Some(self.seal(user, ConnectionToken::Refresh, fresh.expose()).await?),
                 None => connection.refresh_token.clone(),
             },
             access_expires_at: now + expires_in(&tokens),
@@ -469,12 +469,16 @@ impl Connections<'_> {
         Ok(())
     }
 
-    async fn seal(&self, user: &UserId, which: &str, token: &str) -> Result<Sealed, ConnectError> {
-        Ok(self.sessions.envelope.seal(token.as_bytes(), &token_context(user, self.provider(), which)).await?)
+    async fn seal(&self, user: &UserId, which: ConnectionToken, token: &str) -> Result<Sealed, ConnectError> {
+        Ok(self
+            .sessions
+            .envelope
+            .seal(token.as_bytes(), &connection_token_context(user, self.provider(), which))
+            .await?)
     }
 
-    async fn open(&self, user: &UserId, which: &str, sealed: &Sealed) -> Result<SecretString, ConnectError> {
-        Ok(self.sessions.envelope.open_text(sealed, &token_context(user, self.provider(), which)).await?)
+    async fn open(&self, user: &UserId, which: ConnectionToken, sealed: &Sealed) -> Result<SecretString, ConnectError> {
+        Ok(self.sessions.envelope.open_text(sealed, &connection_token_context(user, self.provider(), which)).await?)
     }
 
     async fn audit(&self, user: &UserId, actor: Actor, action: AuditAction, outcome: &str) -> Result<(), ConnectError> {

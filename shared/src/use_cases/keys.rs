@@ -8,12 +8,13 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::accounts::{AccountError, Accounts};
 use crate::auth::{Claims, Grant, ServiceCaller};
-use crate::crypto::{CryptoError, EncryptionContext, Envelope, Purpose};
+use crate::crypto::{CryptoError, Envelope};
 use crate::model::{Clock, Provider, UserId, ZaiRegion};
 use crate::providers::{Failure, KeyShapeError, KeyValidator, LlmProvider, Outcome, parse_api_key, preview, spec};
 use crate::secret::ApiKey;
 use crate::store::{
     Actor, Allowance, AuditAction, AuditEntry, KeyStatus, NewLlmKey, Store, StoreError, StoredLlmKey, TestResult,
+    llm_key_context,
 };
 
 /// The window of the per-user, per-provider validation allowance.
@@ -76,10 +77,6 @@ pub struct Keys<'a> {
     pub clock: &'a dyn Clock,
 }
 
-fn context(user: &UserId, provider: Provider) -> EncryptionContext {
-    EncryptionContext::new(user, Purpose::LlmKey, provider.slug())
-}
-
 fn works(provider: &dyn LlmProvider) -> String {
     format!("The {} key works.", provider.display_name())
 }
@@ -115,7 +112,7 @@ impl Keys<'_> {
         let now = self.clock.now();
         let new = NewLlmKey {
             provider,
-            sealed: self.envelope.seal(key.expose().as_bytes(), &context(user, provider)).await?,
+            sealed: self.envelope.seal(key.expose().as_bytes(), &llm_key_context(user, provider)).await?,
             preview: preview(&key),
             status: KeyStatus::Valid,
             test: Some(TestResult { ok: true, message: works(spec(provider)), at: now }),
@@ -135,7 +132,9 @@ impl Keys<'_> {
         let keys = self.store.llm_keys();
         let stored = keys.get(user, provider).await?.ok_or(KeyError::NoKey(provider))?;
         self.spend_validation(user, provider).await?;
-        let key = ApiKey::new(self.envelope.open_text(&stored.sealed, &context(user, provider)).await?.expose_secret());
+        let key = ApiKey::new(
+            self.envelope.open_text(&stored.sealed, &llm_key_context(user, provider)).await?.expose_secret(),
+        );
         let outcome = self.validator.validate(provider, stored.zai_region.unwrap_or_default(), &key).await;
         let (status, code, message) = match &outcome {
             Outcome::Valid => (KeyStatus::Valid, None, works(spec(provider))),
@@ -167,42 +166,49 @@ impl Keys<'_> {
     }
 
     /// The user's keys for the providers both `requested` (all when `None`) and granted to
-    /// `caller`, in plaintext, with the audit entry written. Only the granted providers' items are
-    /// read: another provider's sealed key never leaves the table.
+    /// `caller`, in plaintext. Only the granted providers' items are read: another provider's
+    /// sealed key never leaves the table. The audit entry (what was requested and granted) is
+    /// written beside the read, and the keys are handed out only once both have succeeded.
     pub async fn fetch_for(
         &self,
         caller: &ServiceCaller,
         user: &UserId,
         requested: Option<BTreeSet<Provider>>,
     ) -> Result<Vec<FetchedKey>, KeyError> {
+        // No list asks for whatever the caller is granted; a list is audited with what it was refused.
+        let asked_for_all = requested.is_none();
         let requested = requested.unwrap_or_else(|| Provider::ALL.iter().copied().collect());
-        let granted: Vec<Provider> = requested.into_iter().filter(|p| caller.may(Grant::LlmKey(*p))).collect();
+        let (granted, mut refused): (Vec<Provider>, Vec<Provider>) =
+            requested.into_iter().partition(|p| caller.may(Grant::LlmKey(*p)));
+        if asked_for_all {
+            refused.clear();
+        }
         if granted.is_empty() {
             return Err(KeyError::GrantMissing);
         }
-        let keys = self.store.llm_keys().get_many(user, &granted).await?;
-        if keys.is_empty() {
-            return Err(KeyError::NoKeys);
-        }
         let now = self.clock.now();
-        let mut fetched = Vec::with_capacity(keys.len());
-        for key in &keys {
-            let plaintext = self.envelope.open_text(&key.sealed, &context(user, key.provider)).await?;
-            fetched.push(FetchedKey { provider: key.provider, key: plaintext, region: key.zai_region });
-            // The listing just read says whether the mark is due; skip the (conditional) write when not.
-            if key.last_used_at.is_none_or(|at| now - at >= LAST_USED_INTERVAL_SECS) {
-                self.store.llm_keys().touch_last_used(user, key.provider, now, LAST_USED_INTERVAL_SECS).await?;
-            }
-        }
-        let providers = keys.iter().map(|k| k.provider.slug()).collect::<Vec<_>>().join(",");
+        let slugs = |providers: &[Provider]| providers.iter().map(|p| p.slug()).collect::<Vec<_>>().join(",");
         let entry = AuditEntry {
             at: now,
             actor: Actor::Service(caller.arn.clone()),
             action: AuditAction::LlmKeyFetch,
-            target: Some(providers),
-            outcome: "ok".into(),
+            target: Some(slugs(&granted)),
+            outcome: if refused.is_empty() { "granted".into() } else { format!("not_granted:{}", slugs(&refused)) },
         };
-        self.store.audit().append(user, &entry).await?;
+        let (llm_keys, audit) = (self.store.llm_keys(), self.store.audit());
+        let (keys, ()) = tokio::try_join!(llm_keys.get_many(user, &granted), audit.append(user, &entry))?;
+        if keys.is_empty() {
+            return Err(KeyError::NoKeys);
+        }
+        let mut fetched = Vec::with_capacity(keys.len());
+        for key in &keys {
+            let plaintext = self.envelope.open_text(&key.sealed, &llm_key_context(user, key.provider)).await?;
+            fetched.push(FetchedKey { provider: key.provider, key: plaintext, region: key.zai_region });
+        }
+        for key in keys.iter().filter(|k| k.last_used_at.is_none_or(|at| now - at >= LAST_USED_INTERVAL_SECS)) {
+            // The read says whether the mark is due; the (conditional) write is made only then.
+            self.store.llm_keys().touch_last_used(user, key.provider, now, LAST_USED_INTERVAL_SECS).await?;
+        }
         tracing::info!(user = %user, caller = %caller.arn, count = keys.len(), "llm keys fetched");
         Ok(fetched)
     }
@@ -322,8 +328,22 @@ mod tests {
         assert!(matches!(keys.fetch_for(&notes, &ada.user, only_anthropic).await, Err(KeyError::GrantMissing)));
         let only_perplexity = Some(BTreeSet::from([Provider::Perplexity]));
         assert!(matches!(keys.fetch_for(&notes, &ada.user, only_perplexity).await, Err(KeyError::NoKeys)));
-        let trail = fixture.store.audit().list(&ada.user, 1, None).await.unwrap().items;
-        assert_eq!((trail[0].action, trail[0].target.as_deref()), (AuditAction::LlmKeyFetch, Some("openai")));
-        assert_eq!(trail[0].actor, Actor::Service(notes.arn.clone()));
+        let mixed = Some(BTreeSet::from([Provider::OpenAi, Provider::Anthropic]));
+        let fetched = keys.fetch_for(&notes, &ada.user, mixed).await.unwrap();
+        assert_eq!(fetched.iter().map(|k| k.provider).collect::<Vec<_>>(), [Provider::OpenAi]);
+        // Each entry records what was asked for and granted, newest first; a refusal reads nothing.
+        let trail = fixture.store.audit().list(&ada.user, 10, None).await.unwrap().items;
+        let entries: Vec<_> = trail
+            .iter()
+            .filter(|e| e.action == AuditAction::LlmKeyFetch)
+            .map(|e| (e.target.as_deref().unwrap_or_default(), e.outcome.as_str()))
+            .collect();
+        assert_eq!(
+            entries,
+            [("openai", "not_granted:anthropic"), ("perplexity", "granted"), ("openai,perplexity", "granted")]
+        );
+        assert!(
+            trail.iter().all(|e| e.action != AuditAction::LlmKeyFetch || e.actor == Actor::Service(notes.arn.clone()))
+        );
     }
 }

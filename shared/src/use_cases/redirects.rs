@@ -7,11 +7,11 @@
 use secrecy::SecretString;
 use subtle::ConstantTimeEq;
 
-use crate::crypto::{CryptoError, EncryptionContext, Envelope, Purpose};
+use crate::crypto::{CryptoError, EncryptionContext, Envelope};
 use crate::model::{Clock, Cookie, UserId, random_secret};
 use crate::oauth::Pkce;
 use crate::secret::digest;
-use crate::store::{OneTimeState, StatePurpose, Store, StoreError};
+use crate::store::{OneTimeState, StatePurpose, Store, StoreError, verifier_context};
 
 /// How long a redirect may take between its start and its callback.
 pub const STATE_TTL_SECS: i64 = 600;
@@ -67,8 +67,7 @@ pub fn clear_browser_cookie(state: &str) -> Cookie {
 
 /// A verifier's context: the user who started the redirect (nobody yet, for a sign-in) and its state.
 fn context(user: Option<&UserId>, state: &str) -> EncryptionContext {
-    let user = user.cloned().unwrap_or_else(UserId::signing_in);
-    EncryptionContext::new(&user, Purpose::OAuthState, digest(state))
+    verifier_context(user, &digest(state))
 }
 
 /// Redirects, over the store and the envelope.

@@ -11,10 +11,10 @@ use super::redirects::{RedirectError, Redirects, allowed_return_to, clear_browse
 use super::throttle::{AnonymousAction, AnonymousLimits, ClientAddress, Throttle, ThrottleError};
 use crate::auth::auth0::{Auth0Client, Auth0Error, TokenSet};
 use crate::auth::{AuthError, Identity, TokenVerifier};
-use crate::crypto::{CryptoError, EncryptionContext, Envelope, Purpose};
+use crate::crypto::{CryptoError, Envelope};
 use crate::model::{ClientKind, Clock, Cookie, UserId, random_secret};
 use crate::secret::{AccessToken, RefreshToken, SessionHandle, digest};
-use crate::store::{SESSION_IDLE_SECS, SessionFamily, StatePurpose, Store, StoreError};
+use crate::store::{SESSION_IDLE_SECS, SessionFamily, StatePurpose, Store, StoreError, refresh_token_context};
 
 /// The cookie holding a browser's session handle (`__Host-`: Secure, Path=/, no Domain).
 pub const SESSION_COOKIE: &str = "__Host-keyward-session";
@@ -25,10 +25,6 @@ pub fn session_cookie(handle: &SessionHandle) -> Cookie {
 }
 
 /// The encryption context of a session family's Auth0 refresh token.
-pub fn refresh_context(user: &UserId, family: &str) -> EncryptionContext {
-    EncryptionContext::new(user, Purpose::Auth0Refresh, family)
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
     #[error(transparent)]
@@ -204,7 +200,7 @@ impl Sessions<'_> {
     ) -> Result<SessionHandle, SessionError> {
         let family = random_secret();
         let handle = SessionHandle::new(random_secret());
-        let sealed = self.envelope.seal(refresh.expose().as_bytes(), &refresh_context(user, &family)).await?;
+        let sealed = self.envelope.seal(refresh.expose().as_bytes(), &refresh_token_context(user, &family)).await?;
         let record = SessionFamily {
             id: family,
             user: user.clone(),
@@ -231,7 +227,7 @@ impl Sessions<'_> {
             tracing::warn!(user = %family.user, "a rotated session handle was reused; session family revoked");
             return Err(SessionError::Reused);
         }
-        let context = refresh_context(&family.user, &family.id);
+        let context = refresh_token_context(&family.user, &family.id);
         let current =
             RefreshToken::new(self.envelope.open_text(&family.sealed_refresh, &context).await?.expose_secret());
         let tokens = match self.auth0.refresh(&current, family.client).await {
@@ -283,7 +279,7 @@ impl Sessions<'_> {
     /// Ends a session family here and at Auth0 (revoking its refresh token, and so its Auth0 family).
     async fn end_family(&self, family: &SessionFamily) -> Result<(), SessionError> {
         self.store.sessions().revoke(&family.id, self.clock.now()).await?;
-        let context = refresh_context(&family.user, &family.id);
+        let context = refresh_token_context(&family.user, &family.id);
         let token = RefreshToken::new(self.envelope.open_text(&family.sealed_refresh, &context).await?.expose_secret());
         if let Err(e) = self.auth0.revoke(&token, family.client).await {
             // The session is already dead here; Auth0's token expires on its own schedule.

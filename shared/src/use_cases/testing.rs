@@ -71,7 +71,7 @@ pub struct Fixture {
     _dir: TempDir,
     pub store: Store,
     pub envelope: Envelope,
-    pub clock: ManualClock,
+    pub clock: Arc<ManualClock>,
     limits: AnonymousLimits,
     auth0: Auth0Client,
     tokens: TokenVerifier,
@@ -99,7 +99,8 @@ impl Fixture {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::new(Arc::new(EmbeddedTable::open(dir.path()).unwrap()));
         let key = LocalKeyProvider::open_or_create(dir.path()).unwrap();
-        let envelope = Envelope::new(Arc::new(key), Duration::from_secs(300));
+        let clock = Arc::new(ManualClock::at(SystemClock.now()));
+        let envelope = Envelope::new(Arc::new(key), Arc::new(store.clone()), Duration::from_secs(300), clock.clone());
         let http = Outbound::new();
         let issuer = Url::parse(&format!("{base}/auth0/")).unwrap();
         let audience = "https://keyward.local/api".to_owned();
@@ -155,7 +156,7 @@ impl Fixture {
             _dir: dir,
             store,
             envelope,
-            clock: ManualClock::at(SystemClock.now()),
+            clock,
             limits: AnonymousLimits::DEFAULT,
             auth0,
             tokens,
@@ -170,11 +171,11 @@ impl Fixture {
     }
 
     pub fn accounts(&self) -> Accounts<'_> {
-        Accounts { store: &self.store, clock: &self.clock }
+        Accounts { store: &self.store, clock: self.clock.as_ref() }
     }
 
     pub fn redirects(&self) -> Redirects<'_> {
-        Redirects { store: &self.store, envelope: &self.envelope, clock: &self.clock }
+        Redirects { store: &self.store, envelope: &self.envelope, clock: self.clock.as_ref() }
     }
 
     pub fn sessions(&self) -> Sessions<'_> {
@@ -184,7 +185,7 @@ impl Fixture {
             auth0: &self.auth0,
             tokens: &self.tokens,
             limits: &self.limits,
-            clock: &self.clock,
+            clock: self.clock.as_ref(),
         }
     }
 
@@ -198,7 +199,7 @@ impl Fixture {
             envelope: &self.envelope,
             validator: &self.validator,
             validations_per_hour: 10,
-            clock: &self.clock,
+            clock: self.clock.as_ref(),
         }
     }
 
@@ -207,7 +208,7 @@ impl Fixture {
     }
 
     pub fn credits(&self) -> Credits<'_> {
-        Credits { store: &self.store, stripe: None, clock: &self.clock }
+        Credits { store: &self.store, stripe: None, clock: self.clock.as_ref() }
     }
 
     /// Credits for `user`, as a purchase would give them.

@@ -504,12 +504,13 @@ async fn calls_per_internal_token_fetch() {
     assert_eq!(internal_token(&api, "google", &ada.user, CALENDAR_SERVICE).await.status(), 200);
     assert_eq!(
         aws(),
-        "DynamoDB.GetItem=1 DynamoDB.PutItem=1 DynamoDB.UpdateItem=2 KMS.GenerateDataKey=1",
-        "refreshing: read, take the lease, open the refresh token (data key cached), seal, save, audit"
+        "DynamoDB.GetItem=1 DynamoDB.PutItem=1 DynamoDB.UpdateItem=2",
+        "refreshing: read, take the lease, open the refresh token and seal the new tokens (branch key cached: \
+         no KMS call), save, audit"
     );
     assert_eq!(api.sandbox.google_calls().take(), "POST /token=1", "refreshing: one refresh grant");
 
     assert_eq!(internal_token(&api, "google", &ada.user, CALENDAR_SERVICE).await.status(), 200);
-    assert_eq!(aws(), "DynamoDB.GetItem=1 DynamoDB.PutItem=1", "cached: read, open (data key cached), audit");
+    assert_eq!(aws(), "DynamoDB.GetItem=1 DynamoDB.PutItem=1", "cached: read, open (branch key cached), audit");
     assert_eq!(api.sandbox.google_calls().take(), "", "cached: Google is not asked");
 }

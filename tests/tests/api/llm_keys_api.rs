@@ -464,15 +464,20 @@ async fn aws_calls_per_route() {
     calls();
 
     assert_eq!(ada.put_key("openai", &magic_key(StandIn::OpenAi, Scenario::Valid)).await.status(), 200);
-    // The allowance, one fresh data key, the sealed key and its audit entry in one transaction, and
-    // the stored key read back (a transaction returns no item).
-    assert_eq!(calls(), "DynamoDB.GetItem=1 DynamoDB.TransactWriteItems=1 DynamoDB.UpdateItem=1 KMS.GenerateDataKey=1");
+    // The allowance; the deployment's first llm-key seal makes the purpose's first branch key (a
+    // look for one, a key from KMS, its transaction); the sealed key and its audit entry in one
+    // transaction; the stored key read back (a transaction returns no item).
+    assert_eq!(calls(), "DynamoDB.GetItem=2 DynamoDB.TransactWriteItems=2 DynamoDB.UpdateItem=1 KMS.GenerateDataKey=1");
+    assert_eq!(ada.put_key("anthropic", &magic_key(StandIn::Anthropic, Scenario::Valid)).await.status(), 200);
+    // A warm write: the branch key is cached, so no KMS call at all.
+    assert_eq!(calls(), "DynamoDB.GetItem=1 DynamoDB.TransactWriteItems=1 DynamoDB.UpdateItem=1");
 
     assert_eq!(ada.send("GET", "/me/llm-keys", None).await.status(), 200);
     assert_eq!(calls(), "DynamoDB.Query=1");
 
     assert_eq!(fetch(&api, &user(ADA), "openai").await.status(), 200);
-    // The granted keys' read, the first lastUsed mark, the audit entry; the data key is cached since the seal.
+    // The granted keys' read and the audit entry side by side, then the first lastUsed mark; the
+    // branch key is cached since the seal.
     assert_eq!(
         api.aws_calls.take_as("InternalKeysFunction"),
         "DynamoDB.BatchGetItem=1 DynamoDB.PutItem=1 DynamoDB.UpdateItem=1"
@@ -487,7 +492,6 @@ async fn aws_calls_per_route() {
     assert_eq!(ada.send("DELETE", "/me/llm-keys/openai", None).await.status(), 204);
     assert_eq!(calls(), "DynamoDB.DeleteItem=1 DynamoDB.PutItem=1");
 
-    api.seed_llm_key(&user(ADA), Provider::Anthropic, &magic_key(StandIn::Anthropic, Scenario::Valid)).await;
     calls();
     assert_eq!(ada.send("DELETE", "/me/llm-keys", None).await.status(), 204);
     assert_eq!(calls(), "DynamoDB.PutItem=1 DynamoDB.Query=1 DynamoDB.TransactWriteItems=1");

@@ -6,11 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use keyward::crypto::{EncryptionContext, Envelope, KeyProvider, KmsKeyProvider, Purpose};
+use keyward::crypto::{EncryptionContext, Envelope, KeyContext, KeyProvider, KmsKeyProvider, Purpose};
 use keyward::http::ApiError;
 use keyward::http::request::json_body;
-use keyward::model::Provider;
-use keyward::model::UserId;
+use keyward::model::{Provider, SystemClock, UserId};
 use keyward::secret::{ApiKey, RefreshToken};
 use keyward::store::{KeyStatus, NewLlmKey, TestResult};
 use keyward_tests::{LogCapture, TestStore, aws, kms_key};
@@ -44,18 +43,27 @@ async fn planted_secrets_never_reach_logs_errors_or_panics() {
         let context = EncryptionContext::new(&user, Purpose::LlmKey, "openai");
 
         // A data key straight from KMS: its bytes, in every encoding, must stay out of the logs.
-        let (data_key, _) = provider.generate(&context).await.unwrap();
+        let (data_key, _) = provider.generate(&KeyContext::Record(&context)).await.unwrap();
         exposed.push(base64::engine::general_purpose::STANDARD.encode(data_key.expose()));
         exposed.push(hex_lower(data_key.expose()));
         tracing::debug!(target: "keyward_tests", ?data_key, "generated");
+        let backend = TestStore::dynamo().await;
+        let envelope_on =
+            |ttl| Envelope::new(provider.clone(), Arc::new(backend.store().clone()), ttl, Arc::new(SystemClock));
 
         let api_key = ApiKey::new(API_KEY);
         let refresh = RefreshToken::new(REFRESH);
         tracing::trace!(target: "keyward_tests", ?api_key, %refresh, "handling secrets");
-        let envelope = Envelope::new(provider.clone(), Duration::from_secs(300));
+        let envelope = envelope_on(Duration::from_secs(300));
         let sealed = envelope.seal(api_key.expose().as_bytes(), &context).await.unwrap();
+        // The branch key the seal made, unwrapped: its bytes must stay out of the logs too.
+        let branch = backend.store().keyring().active(Purpose::LlmKey).await.unwrap().expect("a branch key");
+        let branch_context = KeyContext::BranchKey { purpose: branch.purpose, version: branch.version };
+        let branch_key = provider.unwrap(&branch.key_id, &branch.wrapped, &branch_context).await.unwrap();
+        exposed.push(base64::engine::general_purpose::STANDARD.encode(branch_key.expose()));
+        exposed.push(hex_lower(branch_key.expose()));
+        tracing::debug!(target: "keyward_tests", ?branch, ?branch_key, "branch key");
 
-        let backend = TestStore::dynamo().await;
         let new = NewLlmKey {
             provider: Provider::OpenAi,
             sealed: sealed.clone(),
@@ -71,7 +79,7 @@ async fn planted_secrets_never_reach_logs_errors_or_panics() {
 
         // Error paths: the wrong owner, a cold cache (so KMS is asked), malformed and bad bodies.
         let bob = EncryptionContext::new(&UserId::parse("auth0|bob").unwrap(), Purpose::LlmKey, "openai");
-        let cold = Envelope::new(provider, Duration::ZERO);
+        let cold = envelope_on(Duration::ZERO);
         let refused = cold.open(&sealed, &bob).await.unwrap_err();
         bodies.push(problem_body(ApiError::from(refused)));
         for body in [

@@ -402,8 +402,9 @@ async fn calls_per_sign_in_route() {
     let login = api.client.get(api.url("/auth/login")).send().await.unwrap();
     assert_eq!(
         aws("LoginCallbackFunction"),
-        "DynamoDB.PutItem=1 DynamoDB.UpdateItem=1 KMS.GenerateDataKey=1",
-        "login: the client's allowance, the sealed PKCE verifier, the one-time state"
+        "DynamoDB.GetItem=1 DynamoDB.PutItem=1 DynamoDB.TransactWriteItems=1 DynamoDB.UpdateItem=1 KMS.GenerateDataKey=1",
+        "login: the client's allowance, the sealed PKCE verifier (the deployment's first oauth-state seal makes \
+         the purpose's first branch key: a look for one, a key from KMS, its transaction), the one-time state"
     );
     assert_eq!(auth0(), "", "login: a redirect, no call to Auth0");
     let callback = authorize_at_auth0(&api, &login, ADA).await;
@@ -412,9 +413,11 @@ async fn calls_per_sign_in_route() {
     let handle = session_cookie(&response).unwrap();
     assert_eq!(
         aws("LoginCallbackFunction"),
-        "DynamoDB.DeleteItem=1 DynamoDB.TransactWriteItems=1 DynamoDB.UpdateItem=1 KMS.GenerateDataKey=1",
-        "callback: consume the state, open the verifier (its data key is cached from the login), upsert the \
-         profile, seal the refresh token, create the session"
+        "DynamoDB.DeleteItem=1 DynamoDB.GetItem=1 DynamoDB.TransactWriteItems=2 DynamoDB.UpdateItem=1 \
+         KMS.GenerateDataKey=1",
+        "callback: consume the state, open the verifier (its branch key is cached from the login), upsert the \
+         profile, seal the refresh token (the first auth0-refresh seal makes that purpose's first branch key), \
+         create the session"
     );
     assert_eq!(
         auth0(),
@@ -424,9 +427,9 @@ async fn calls_per_sign_in_route() {
     let next = json(refresh(&api, &handle).await).await["refreshToken"].as_str().unwrap().to_owned();
     assert_eq!(
         aws("LoginCallbackFunction"),
-        "DynamoDB.GetItem=2 DynamoDB.TransactWriteItems=1 DynamoDB.UpdateItem=1 KMS.GenerateDataKey=1",
-        "refresh: the client's allowance, handle and family reads, reseal (the data key is cached for the open), \
-         rotate"
+        "DynamoDB.GetItem=2 DynamoDB.TransactWriteItems=1 DynamoDB.UpdateItem=1",
+        "refresh: the client's allowance, handle and family reads, open and reseal (the branch key is cached: \
+         no KMS call), rotate"
     );
     assert_eq!(auth0(), "POST /oauth/token=1", "refresh: Auth0's refresh grant");
     let response =
@@ -474,8 +477,9 @@ async fn calls_per_sign_in_route() {
     assert_eq!(status, 200);
     assert_eq!(
         aws("DeviceAuthFunction"),
-        "DynamoDB.GetItem=1 DynamoDB.TransactWriteItems=1 DynamoDB.UpdateItem=3 KMS.GenerateDataKey=1",
-        "successful poll: read, take the poll, spend the code, upsert the profile, seal, create the session"
+        "DynamoDB.GetItem=1 DynamoDB.TransactWriteItems=1 DynamoDB.UpdateItem=3",
+        "successful poll: read, take the poll, spend the code, upsert the profile, seal (branch key cached), \
+         create the session"
     );
     assert_eq!(auth0(), "POST /oauth/token=1", "successful poll: the device-code grant (the tenant's keys are cached)");
 }

@@ -1,9 +1,10 @@
-//! One contract, two backends: every test here runs against the embedded SQLite store and against
-//! DynamoDB (moto's server through the real SDK), and both must behave identically.
+//! One contract, three backends: every test here runs against the embedded SQLite store, against
+//! DynamoDB (moto's server through the real SDK) and against the in-memory table the capacity
+//! model runs on, and all must behave identically.
 
 use std::sync::Arc;
 
-use keyward::crypto::{KeyProviderKind, Sealed};
+use keyward::crypto::{BranchVersion, Purpose, Sealed, WrappedBranchKey, Wrapping};
 use keyward::model::{ClientKind, OAuthProvider, Provider, UserId, ZaiRegion};
 use keyward::store::table::{Attr, EXPIRES_AT, Item, Key, Table};
 use keyward::store::{
@@ -20,6 +21,13 @@ macro_rules! contract {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $name() {
                 let backend = keyward_tests::TestStore::embedded();
+                super::$name(backend.store()).await;
+            })*
+        }
+        mod memory {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                let backend = keyward_tests::TestStore::memory();
                 super::$name(backend.store()).await;
             })*
         }
@@ -52,6 +60,8 @@ contract!(
     payments_settle_against_the_version_read,
     foreign_or_tampered_cursors_are_refused,
     limits_grant_up_to_the_limit_per_window,
+    branch_keys_start_once_rotate_guarded_and_retire,
+    the_sweep_finds_every_sealed_value_with_its_context,
     concurrent_takers_never_exceed_the_limit,
     device_polls_are_spaced_to_the_millisecond,
     concurrent_device_polls_take_one_turn,
@@ -63,10 +73,11 @@ fn user(name: &str) -> UserId {
 
 fn sealed(tag: u8) -> Sealed {
     Sealed {
-        version: 1,
-        provider: KeyProviderKind::Local,
-        key_id: "local:test".into(),
-        wrapped_key: vec![tag; 60],
+        wrapping: Wrapping::Branch {
+            version: BranchVersion::from_bytes([tag; 16]),
+            salt: [tag; 32],
+            commitment: [tag; 32],
+        },
         nonce: [tag; 12],
         ciphertext: vec![tag; 48],
     }
@@ -661,10 +672,11 @@ async fn batch_reads_return_the_live_items_asked_for() {
     }
 }
 
-/// Both backends report the name the health route shows.
+/// Each backend reports the name the health route shows.
 #[tokio::test]
 async fn backends_name_themselves() {
     assert_eq!(TestStore::embedded().store().backend(), "embedded");
+    assert_eq!(TestStore::memory().store().backend(), "memory");
     assert_eq!(TestStore::dynamo().await.store().backend(), "dynamodb");
 }
 
@@ -748,4 +760,100 @@ async fn concurrent_device_polls_take_one_turn(store: &Store) {
         }
     }
     assert_eq!(taken, 1);
+}
+
+fn branch_key(purpose: Purpose, tag: u8, at: i64) -> WrappedBranchKey {
+    WrappedBranchKey {
+        purpose,
+        version: BranchVersion::random(),
+        key_id: "arn:aws:kms:us-east-1:123456789012:key/test".into(),
+        wrapped: vec![tag; 184],
+        created_at: at,
+    }
+}
+
+async fn branch_keys_start_once_rotate_guarded_and_retire(store: &Store) {
+    let keyring = store.keyring();
+    assert!(keyring.active(Purpose::LlmKey).await.unwrap().is_none());
+    let (first, rival) = (branch_key(Purpose::LlmKey, 1, 10), branch_key(Purpose::LlmKey, 2, 10));
+    let (a, b) = tokio::join!(keyring.create_first(&first), keyring.create_first(&rival));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a, b, "racing first versions agree on one");
+    let winner = a;
+    assert_eq!(keyring.active(Purpose::LlmKey).await.unwrap().as_ref(), Some(&winner));
+    assert!(keyring.active(Purpose::Auth0Refresh).await.unwrap().is_none(), "each purpose has its own");
+
+    let next = branch_key(Purpose::LlmKey, 3, 20);
+    let stale = branch_key(Purpose::LlmKey, 4, 20);
+    assert!(!keyring.rotate(&stale, Some(next.version)).await.unwrap(), "not the active version: refused");
+    assert!(keyring.rotate(&next, Some(winner.version)).await.unwrap());
+    assert!(!keyring.rotate(&stale, Some(winner.version)).await.unwrap(), "a second rotation from one version loses");
+    assert_eq!(keyring.active(Purpose::LlmKey).await.unwrap().map(|k| k.version), Some(next.version));
+    let versions: Vec<_> = keyring.versions(Purpose::LlmKey).await.unwrap().into_iter().map(|k| k.version).collect();
+    assert_eq!(versions, vec![winner.version, next.version], "oldest first; the losers stored nothing");
+    assert_eq!(keyring.version(Purpose::LlmKey, winner.version).await.unwrap().as_ref(), Some(&winner));
+
+    // A move to another KMS key replaces the wrapping only while it is what was read.
+    let moved = WrappedBranchKey {
+        key_id: "arn:aws:kms:us-east-1:123456789012:key/new".into(),
+        wrapped: vec![5; 184],
+        ..next.clone()
+    };
+    assert!(keyring.rewrapped(&next, &moved, true).await.unwrap());
+    assert!(!keyring.rewrapped(&next, &moved, true).await.unwrap(), "already moved");
+    assert_eq!(keyring.active(Purpose::LlmKey).await.unwrap().as_ref(), Some(&moved));
+    assert_eq!(keyring.version(Purpose::LlmKey, next.version).await.unwrap().as_ref(), Some(&moved));
+
+    assert!(keyring.retire(Purpose::LlmKey, winner.version).await.unwrap());
+    assert!(!keyring.retire(Purpose::LlmKey, winner.version).await.unwrap());
+    assert!(keyring.version(Purpose::LlmKey, winner.version).await.unwrap().is_none());
+}
+
+async fn the_sweep_finds_every_sealed_value_with_its_context(store: &Store) {
+    let (alice, bob) = (user("alice"), user("bob"));
+    for (who, provider, tag) in
+        [(&alice, Provider::OpenAi, 1), (&alice, Provider::Anthropic, 2), (&bob, Provider::OpenAi, 3)]
+    {
+        let new = NewLlmKey {
+            provider,
+            sealed: sealed(tag),
+            preview: "sk-…".into(),
+            status: KeyStatus::Valid,
+            test: None,
+            zai_region: None,
+        };
+        keyward_tests::seed_key(store, who, &new, 100).await;
+    }
+    branch_keys_are_not_sealed_values(store).await;
+    let mut found = Vec::new();
+    let mut after: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let page = store.sealed_values().page(after.as_deref(), 2).await.unwrap();
+        pages += 1;
+        found.extend(page.values);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert!(pages >= 2, "paged");
+    let mut seen: Vec<_> = found.iter().map(|v| (v.key.pk.clone(), v.key.sk.clone(), v.sealed.clone())).collect();
+    seen.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    for value in &found {
+        let owner = if value.key.pk.contains("bob") { &bob } else { &alice };
+        let provider: Provider = value.key.sk.trim_start_matches("LLMKEY#").parse().unwrap();
+        assert_eq!(value.context, keyward::store::llm_key_context(owner, provider));
+    }
+
+    // A replacement lands only over the value that was read.
+    let value = &found[0];
+    assert!(store.sealed_values().replace(value, &sealed(9)).await.unwrap());
+    assert!(!store.sealed_values().replace(value, &sealed(8)).await.unwrap(), "changed meanwhile");
+    assert!(matches!(store.sealed_values().page(Some("not-a-cursor"), 2).await, Err(StoreError::InvalidCursor)));
+}
+
+async fn branch_keys_are_not_sealed_values(store: &Store) {
+    store.keyring().create_first(&branch_key(Purpose::LlmKey, 7, 1)).await.unwrap();
 }

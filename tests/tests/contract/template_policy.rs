@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use keyward::crypto::{EncryptionContext, Purpose};
+use keyward::crypto::{BranchVersion, EncryptionContext, KeyContext, Purpose};
 use keyward::model::UserId;
 use serde_norway::Value;
 
@@ -35,6 +35,10 @@ fn grants() -> Vec<(String, String, String, BTreeSet<String>)> {
     let statements = template["Resources"]["DataKey"]["Properties"]["KeyPolicy"]["Statement"].as_sequence().unwrap();
     let mut grants = Vec::new();
     for statement in statements {
+        // The keyring operator's statement, there only with `KeyringAdminArn`: `the_keyring_operator_is_optional_and_bound_to_keywards_contexts`.
+        if matches!(statement, Value::Tagged(_)) {
+            continue;
+        }
         // CloudWatch Logs, bound to log groups' context: `logs_use_the_key_only_for_log_groups`.
         if !statement["Principal"]["Service"].is_null() {
             continue;
@@ -84,9 +88,13 @@ fn grants() -> Vec<(String, String, String, BTreeSet<String>)> {
 #[test]
 fn key_policy_requires_the_context_keyward_sends() {
     let user = UserId::parse("auth0|b5fc85e55755f9e0d030a10a").unwrap();
-    let sent: BTreeSet<String> = EncryptionContext::new(&user, Purpose::LlmKey, "openai")
+    let record = EncryptionContext::new(&user, Purpose::LlmKey, "openai");
+    let branch_key = KeyContext::BranchKey { purpose: Purpose::LlmKey, version: BranchVersion::random() };
+    // Branch keys' contexts, and format-1 records' (which still open).
+    let sent: BTreeSet<String> = KeyContext::Record(&record)
         .kms_pairs()
-        .iter()
+        .into_iter()
+        .chain(branch_key.kms_pairs())
         .map(|(k, _)| k.to_string())
         .collect();
     let grants = grants();
@@ -121,8 +129,14 @@ fn least_privilege_roles() {
     assert_eq!(of("InternalKeysFunctionRole"), BTreeSet::from([("kms:Decrypt".into(), "llm-key".into())]));
     // Money, not secrets.
     assert!(of("StripeWebhookFunctionRole").is_empty());
-    // The device flow seals sessions; it never opens one.
-    assert_eq!(of("DeviceAuthFunctionRole"), BTreeSet::from([("kms:GenerateDataKey".into(), "auth0-refresh".into())]));
+    // The device flow seals sessions, under the auth0-refresh branch key it unwraps; nothing else.
+    assert_eq!(
+        of("DeviceAuthFunctionRole"),
+        BTreeSet::from([
+            ("kms:Decrypt".into(), "auth0-refresh".into()),
+            ("kms:GenerateDataKey".into(), "auth0-refresh".into())
+        ])
+    );
     for role in ["LlmKeysFunctionRole", "OAuthRefreshFunctionRole"] {
         assert!(of(role).iter().all(|(_, p)| p != "auth0-refresh"), "{role} may not touch sessions");
     }
@@ -295,4 +309,39 @@ async fn create_table_makes_the_table_the_template_deploys() {
         "TimeToLive": Some(text(&properties["TimeToLiveSpecification"]["AttributeName"])),
     });
     assert_eq!(made, deployed);
+}
+
+/// The keyring's operator (`keyward-admin keyring`) is a statement only when `KeyringAdminArn` is
+/// set, may make branch keys only without their plaintext, moves them inside KMS, and is bound to
+/// keyward's encryption context like the functions.
+#[test]
+fn the_keyring_operator_is_optional_and_bound_to_keywards_contexts() {
+    let template = template();
+    let statements = template["Resources"]["DataKey"]["Properties"]["KeyPolicy"]["Statement"].as_sequence().unwrap();
+    let conditional: Vec<&serde_norway::value::TaggedValue> = statements
+        .iter()
+        .filter_map(|s| match s {
+            Value::Tagged(tagged) => Some(tagged.as_ref()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(conditional.len(), 1);
+    let branches = conditional[0].value.as_sequence().unwrap();
+    assert_eq!((conditional[0].tag.to_string().as_str(), text(&branches[0]).as_str()), ("!If", "HasKeyringAdmin"));
+    assert_eq!(text(&branches[2]), "!Ref AWS::NoValue");
+    let admin = &branches[1];
+    assert_eq!(text(&admin["Principal"]["AWS"]), "!Ref KeyringAdminArn");
+    let actions: BTreeSet<String> = list(&admin["Action"]).into_iter().collect();
+    let expected: BTreeSet<String> =
+        ["kms:Decrypt", "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncryptFrom", "kms:ReEncryptTo"]
+            .map(String::from)
+            .into();
+    assert_eq!(actions, expected);
+    let keys: BTreeSet<String> =
+        list(&admin["Condition"]["ForAllValues:StringEquals"]["kms:EncryptionContextKeys"]).into_iter().collect();
+    assert!(keys.contains("keyward:branch-key") && keys.contains("keyward:purpose"), "{keys:?}");
+    assert_eq!(
+        text(&template["Conditions"]["HasKeyringAdmin"]),
+        text(&serde_norway::from_str::<Value>("!Not [!Equals [!Ref KeyringAdminArn, \"\"]]").unwrap())
+    );
 }
