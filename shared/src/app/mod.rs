@@ -6,6 +6,7 @@ pub mod routes;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_config::SdkConfig;
 
@@ -105,7 +106,7 @@ impl AppState {
     pub fn with_aws(config: Config, aws: Option<AwsClients>) -> Result<Self, InitError> {
         let secrets_client = aws.as_ref().map(|a| a.secrets.clone());
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let (store, envelope) = storage(&config, aws.as_ref(), Arc::clone(&clock))?;
+        let (store, envelope) = storage(&config.mode, config.data_key_cache_ttl, aws.as_ref(), Arc::clone(&clock))?;
         // One outbound client per execution environment, shared (connection pooling), built on first use.
         let http = Outbound::new();
         Ok(Self {
@@ -186,14 +187,16 @@ impl AppState {
     }
 }
 
-/// The store and the envelope of `config`'s mode: what the functions, the admin command and the
-/// capacity model seal and open with. Branch keys live in the same table as the records.
+/// The store and the envelope of a mode, with keys cached for `cache_ttl`: what the functions, the
+/// admin command and the capacity model seal and open with. Branch keys live in the same table as
+/// the records.
 pub fn storage(
-    config: &Config,
+    mode: &Mode,
+    cache_ttl: Duration,
     aws: Option<&AwsClients>,
     clock: Arc<dyn Clock>,
 ) -> Result<(Store, Envelope), InitError> {
-    let (store, provider): (Store, Arc<dyn KeyProvider>) = match (&config.mode, aws) {
+    let (store, provider): (Store, Arc<dyn KeyProvider>) = match (mode, aws) {
         (Mode::Aws { table_name, kms_key_id, previous_kms_key_ids }, Some(aws)) => (
             Store::new(Arc::new(DynamoTable::new(aws.dynamodb.clone(), table_name))),
             Arc::new(KmsKeyProvider::new(aws.kms.clone(), kms_key_id).accepting(previous_kms_key_ids.iter().cloned())),
@@ -208,7 +211,7 @@ pub fn storage(
             (embedded_store(data_dir)?, Arc::new(LocalKeyProvider::open_or_create(data_dir)?))
         }
     };
-    let envelope = Envelope::new(provider, Arc::new(store.clone()), config.data_key_cache_ttl, clock);
+    let envelope = Envelope::new(provider, Arc::new(store.clone()), cache_ttl, clock);
     Ok((store, envelope))
 }
 

@@ -61,6 +61,29 @@ pub enum Mode {
     Local { data_dir: PathBuf },
 }
 
+impl Mode {
+    /// The mode alone, from `KEYWARD_MODE` and the variables it needs: what a tool that only reads
+    /// and writes the table (`keyward-admin`) configures.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        Ok(match get("KEYWARD_MODE").as_deref() {
+            Some("aws") => Mode::Aws {
+                table_name: required(&get, "KEYWARD_TABLE_NAME")?,
+                kms_key_id: required(&get, "KEYWARD_KMS_KEY_ID")?,
+                previous_kms_key_ids: get("KEYWARD_KMS_PREVIOUS_KEY_IDS")
+                    .map(|ids| ids.split(',').map(str::trim).filter(|id| !id.is_empty()).map(str::to_owned).collect())
+                    .unwrap_or_default(),
+            },
+            Some("local") => local_mode(&get),
+            None if get("AWS_LAMBDA_FUNCTION_NAME").is_some() => {
+                return Err(ConfigError::new("KEYWARD_MODE", "must be set (aws or local) inside Lambda"));
+            }
+            None => local_mode(&get),
+            Some(_) => return Err(ConfigError::new("KEYWARD_MODE", "must be `aws` or `local`")),
+        })
+    }
+}
+
 /// The sandbox's webhook secret (public by design: it signs only test deliveries).
 pub const SANDBOX_STRIPE_WEBHOOK_SECRET: &str = "whsec_keyward_sandbox_0123456789abcdef";
 
@@ -94,21 +117,7 @@ impl Config {
     /// Reads configuration through `lookup` so tests need not touch the process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let mode = match get("KEYWARD_MODE").as_deref() {
-            Some("aws") => Mode::Aws {
-                table_name: required(&get, "KEYWARD_TABLE_NAME")?,
-                kms_key_id: required(&get, "KEYWARD_KMS_KEY_ID")?,
-                previous_kms_key_ids: get("KEYWARD_KMS_PREVIOUS_KEY_IDS")
-                    .map(|ids| ids.split(',').map(str::trim).filter(|id| !id.is_empty()).map(str::to_owned).collect())
-                    .unwrap_or_default(),
-            },
-            Some("local") => local_mode(&get),
-            None if get("AWS_LAMBDA_FUNCTION_NAME").is_some() => {
-                return Err(ConfigError::new("KEYWARD_MODE", "must be set (aws or local) inside Lambda"));
-            }
-            None => local_mode(&get),
-            Some(_) => return Err(ConfigError::new("KEYWARD_MODE", "must be `aws` or `local`")),
-        };
+        let mode = Mode::from_lookup(get)?;
         let local = matches!(mode, Mode::Local { .. });
         let in_lambda = get("AWS_LAMBDA_FUNCTION_NAME").is_some();
 

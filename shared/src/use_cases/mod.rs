@@ -7,6 +7,7 @@ pub mod billing;
 pub mod connections;
 pub mod credits;
 pub mod devices;
+pub mod keyring;
 pub mod keys;
 pub mod redirects;
 pub mod sessions;

@@ -68,7 +68,7 @@ pub async fn at_auth0(url: &Url, email: &str) -> (String, String) {
 }
 
 pub struct Fixture {
-    _dir: TempDir,
+    dir: TempDir,
     pub store: Store,
     pub envelope: Envelope,
     pub clock: Arc<ManualClock>,
@@ -153,7 +153,7 @@ impl Fixture {
             })
             .collect();
         Self {
-            _dir: dir,
+            dir,
             store,
             envelope,
             clock,
@@ -164,6 +164,12 @@ impl Fixture {
             connections,
             sandbox,
         }
+    }
+
+    /// Another instance (a cold start) on the same key, table and clock, with a cache of its own.
+    pub fn instance(&self) -> Envelope {
+        let key = LocalKeyProvider::open_or_create(self.dir.path()).unwrap();
+        Envelope::new(Arc::new(key), Arc::new(self.store.clone()), Duration::from_secs(300), self.clock.clone())
     }
 
     pub fn sandbox(&self) -> &Sandbox {

@@ -7,6 +7,7 @@ mod connections;
 mod faults;
 mod functions_wired;
 mod input_corpus;
+mod keyring_admin;
 mod llm_keys_api;
 mod local_gateway;
 mod secret_redaction;
