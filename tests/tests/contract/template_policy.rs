@@ -345,3 +345,29 @@ fn the_keyring_operator_is_optional_and_bound_to_keywards_contexts() {
         text(&serde_norway::from_str::<Value>("!Not [!Equals [!Ref KeyringAdminArn, \"\"]]").unwrap())
     );
 }
+
+/// The functions wrap under the stack's key unless `KmsKeyArn` names another, accept the keys in
+/// `PreviousKmsKeyArns` while branch keys move, and `internal-keys` reads the keyring only in its
+/// own purpose's partition.
+#[test]
+fn the_keyring_settings_reach_the_functions() {
+    let template = template();
+    let env = &template["Globals"]["Function"]["Environment"]["Variables"];
+    let key = serde_norway::to_string(&env["KEYWARD_KMS_KEY_ID"]).unwrap();
+    assert!(
+        key.contains("!If")
+            && key.contains("HasOtherKmsKey")
+            && key.contains("KmsKeyArn")
+            && key.contains("DataKey.Arn"),
+        "{key}"
+    );
+    assert_eq!(text(&env["KEYWARD_KMS_PREVIOUS_KEY_IDS"]), "!Ref PreviousKmsKeyArns");
+    let statements =
+        template["Resources"]["InternalKeysFunction"]["Properties"]["Policies"][0]["Statement"].as_sequence().unwrap();
+    let keyring: Vec<&Value> = statements.iter().filter(|s| list(&s["Action"]) == ["dynamodb:GetItem"]).collect();
+    assert_eq!(keyring.len(), 1, "one GetItem statement");
+    assert_eq!(
+        list(&keyring[0]["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"]),
+        ["KEYRING#llm-key"]
+    );
+}
