@@ -15,7 +15,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use super::StoreError;
 use super::table::{
     Changes, Condition, Cursor, EXPIRES_AT, GSI1PK, GSI1SK, Index, Item, Key, PK, Page, Query, SK, Table, Write,
-    apply_changes, condition_of, cursor_of, holds, now_epoch,
+    apply_changes, condition_of, holds, now_epoch, page_of,
 };
 
 #[derive(Clone)]
@@ -216,6 +216,13 @@ impl Table for EmbeddedTable {
     }
 }
 
+fn parse(bodies: &[String]) -> Result<Vec<Item>, StoreError> {
+    bodies
+        .iter()
+        .map(|b| serde_json::from_str(b).map_err(|e| StoreError::Corrupt(format!("stored item: {e}"))))
+        .collect()
+}
+
 fn run_scan(conn: &Connection, after: Option<(String, String)>, limit: u32) -> Result<Page, StoreError> {
     let (pk, sk) = after.unwrap_or_default();
     let mut stmt = conn
@@ -226,22 +233,7 @@ fn run_scan(conn: &Connection, after: Option<(String, String)>, limit: u32) -> R
         .map_err(db_err)?
         .collect::<Result<Vec<_>, _>>()
         .map_err(db_err)?;
-    let mut scanned: Vec<Item> = bodies
-        .iter()
-        .map(|b| serde_json::from_str(b).map_err(|e| StoreError::Corrupt(format!("stored item: {e}"))))
-        .collect::<Result<_, _>>()?;
-    // As in DynamoDB, the limit counts items read before the expiry filter.
-    let more = scanned.len() > limit as usize;
-    scanned.truncate(limit as usize);
-    let next = match scanned.last() {
-        Some(last) if more => {
-            let key = last.key()?;
-            Some(Cursor([(PK.to_owned(), key.pk), (SK.to_owned(), key.sk)].into_iter().collect()))
-        }
-        _ => None,
-    };
-    let now = now_epoch();
-    Ok(Page { items: scanned.into_iter().filter(|i| i.is_live(now)).collect(), next })
+    page_of(parse(&bodies)?, limit, Index::Table)
 }
 
 fn run_query(conn: &Connection, query: &Query) -> Result<Page, StoreError> {
@@ -271,14 +263,5 @@ fn run_query(conn: &Connection, query: &Query) -> Result<Page, StoreError> {
         .map_err(db_err)?
         .collect::<Result<Vec<_>, _>>()
         .map_err(db_err)?;
-    let mut scanned: Vec<Item> = bodies
-        .iter()
-        .map(|b| serde_json::from_str(b).map_err(|e| StoreError::Corrupt(format!("stored item: {e}"))))
-        .collect::<Result<_, _>>()?;
-    // As in DynamoDB, the limit counts items read before the expiry filter, and a full page has a cursor.
-    let more = scanned.len() > query.limit as usize;
-    scanned.truncate(query.limit as usize);
-    let next = if more { scanned.last().map(|last| cursor_of(last, query.index)).transpose()? } else { None };
-    let now = now_epoch();
-    Ok(Page { items: scanned.into_iter().filter(|i| i.is_live(now)).collect(), next })
+    page_of(parse(&bodies)?, query.limit, query.index)
 }

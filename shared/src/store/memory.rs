@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use super::StoreError;
 use super::table::{
     Changes, Condition, Cursor, GSI1PK, GSI1SK, Index, Item, Key, PK, Page, Query, SK, Table, Write, apply_changes,
-    condition_of, cursor_of, holds, now_epoch,
+    condition_of, holds, now_epoch, page_of,
 };
 
 #[derive(Default)]
@@ -121,41 +121,31 @@ impl Table for MemoryTable {
         let past_cursor = |at: &(String, String, String)| {
             cursor.as_ref().is_none_or(|c| if query.ascending { at > c } else { at < c })
         };
-        let mut scanned: Vec<Item> = matched
+        let read: Vec<Item> = matched
             .into_iter()
             .filter(|(at, _)| past_cursor(at))
             .take(query.limit as usize + 1)
             .map(|(_, item)| item)
             .collect();
-        // As in DynamoDB, the limit counts items read before the expiry filter.
-        let more = scanned.len() > query.limit as usize;
-        scanned.truncate(query.limit as usize);
-        let next = if more { scanned.last().map(|last| cursor_of(last, query.index)).transpose()? } else { None };
-        let now = now_epoch();
-        Ok(Page { items: scanned.into_iter().filter(|i| i.is_live(now)).collect(), next })
+        page_of(read, query.limit, query.index)
     }
 
     async fn scan(&self, after: Option<&Cursor>, limit: u32) -> Result<Page, StoreError> {
-        let limit = limit.max(1) as usize;
+        let limit = limit.max(1);
         let start = after.map(|c| {
             let get = |k: &str| c.0.get(k).cloned().unwrap_or_default();
             Key::new(get(PK), get(SK))
         });
         let items = self.items();
-        let mut scanned: Vec<Item> = match &start {
+        let read: Vec<Item> = match &start {
             Some(start) => items
                 .range((std::ops::Bound::Excluded(start), std::ops::Bound::Unbounded))
-                .take(limit + 1)
+                .take(limit as usize + 1)
                 .map(|(_, i)| i.clone())
                 .collect(),
-            None => items.values().take(limit + 1).cloned().collect(),
+            None => items.values().take(limit as usize + 1).cloned().collect(),
         };
-        drop(items);
-        let more = scanned.len() > limit;
-        scanned.truncate(limit);
-        let next = if more { scanned.last().map(|last| cursor_of(last, Index::Table)).transpose()? } else { None };
-        let now = now_epoch();
-        Ok(Page { items: scanned.into_iter().filter(|i| i.is_live(now)).collect(), next })
+        page_of(read, limit, Index::Table)
     }
 
     async fn transact(&self, writes: Vec<Write>) -> Result<(), StoreError> {

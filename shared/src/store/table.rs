@@ -395,6 +395,16 @@ pub(super) fn condition_of(write: &Write) -> Option<&Condition> {
     }
 }
 
+/// A page of `read` (up to `limit` + 1 items, in order): as in DynamoDB, the limit counts items
+/// read before the expiry filter, and a full page carries a cursor.
+pub(super) fn page_of(mut read: Vec<Item>, limit: u32, index: Index) -> Result<Page, StoreError> {
+    let more = read.len() > limit as usize;
+    read.truncate(limit as usize);
+    let next = if more { read.last().map(|last| cursor_of(last, index)).transpose()? } else { None };
+    let now = now_epoch();
+    Ok(Page { items: read.into_iter().filter(|i| i.is_live(now)).collect(), next })
+}
+
 /// The cursor a page ending at `item` carries on `index`.
 pub(super) fn cursor_of(item: &Item, index: Index) -> Result<Cursor, StoreError> {
     let mut map = BTreeMap::from([(PK.to_owned(), item.s(PK)?.to_owned()), (SK.to_owned(), item.s(SK)?.to_owned())]);

@@ -365,7 +365,7 @@ impl Model<'_> {
         let caller = principals.caller_named(arn).unwrap();
         let fetch_instances = ((fetches * args.fetch_ms / 1000.0).ceil() as usize).max(1);
         let write_instances = ((args.writes * args.write_ms / 1000.0).ceil() as usize).max(1);
-        let mut uniform = Uniform(0x6b65_7977_6172_64);
+        let mut uniform = Uniform(0x006b_6579_7761_7264);
         let window = args.seconds as f64;
         // Per function: its KMS calls and DynamoDB usage, scaled from its sample to its fleet.
         let mut kms = 0.0;
