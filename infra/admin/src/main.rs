@@ -99,12 +99,14 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
     // One run is one instance: branch keys are unwrapped once each, for the whole run.
     let clock = Arc::new(SystemClock);
     let (store, envelope) = keyward::app::storage(&mode, Envelope::MAX_CACHE_TTL, aws.as_ref(), clock.clone())?;
+    let provider = keyward::app::key_maintenance(&mode, aws.as_ref())?;
     let Command::Keyring(command) = command;
     let page_size = match command {
         KeyringCommand::Rewrap { page_size, .. } => page_size,
         _ => 100,
     };
-    let keyring = Keyring { store: &store, envelope: &envelope, clock: clock.as_ref(), page_size };
+    let keyring =
+        Keyring { store: &store, envelope: &envelope, provider: provider.as_ref(), clock: clock.as_ref(), page_size };
     match command {
         KeyringCommand::Status => print_status(&keyring, &store).await?,
         KeyringCommand::Rotate { purpose, all } => {

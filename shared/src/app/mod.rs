@@ -14,7 +14,7 @@ use crate::auth::TokenVerifier;
 use crate::auth::auth0::Auth0Client;
 use crate::aws_client::LazyClient;
 use crate::config::{Config, ConfigError, Mode};
-use crate::crypto::{CryptoError, Envelope, KeyProvider, KmsKeyProvider, LocalKeyProvider};
+use crate::crypto::{CryptoError, Envelope, KeyMaintenance, KeyProvider, KmsKeyProvider, LocalKeyProvider};
 use crate::model::{Clock, OAuthProvider, SystemClock};
 use crate::oauth::connection::ConnectionClient;
 use crate::oauth::connection_spec;
@@ -201,18 +201,29 @@ pub fn storage(
             Store::new(Arc::new(DynamoTable::new(aws.dynamodb.clone(), table_name))),
             Arc::new(KmsKeyProvider::new(aws.kms.clone(), kms_key_id).accepting(previous_kms_key_ids.iter().cloned())),
         ),
-        (Mode::Aws { .. }, None) => {
-            return Err(InitError::Config(ConfigError {
-                var: "KEYWARD_MODE",
-                problem: "aws mode needs an AWS configuration".into(),
-            }));
-        }
+        (Mode::Aws { .. }, None) => return Err(aws_needed()),
         (Mode::Local { data_dir }, _) => {
             (embedded_store(data_dir)?, Arc::new(LocalKeyProvider::open_or_create(data_dir)?))
         }
     };
     let envelope = Envelope::new(provider, Arc::new(store.clone()), cache_ttl, clock);
     Ok((store, envelope))
+}
+
+/// The key provider of a mode for the keyring's operator (`keyward-admin`), with the calls the
+/// functions never make: branch keys made inside KMS, and moves between KMS keys.
+pub fn key_maintenance(mode: &Mode, aws: Option<&AwsClients>) -> Result<Arc<dyn KeyMaintenance>, InitError> {
+    match (mode, aws) {
+        (Mode::Aws { kms_key_id, previous_kms_key_ids, .. }, Some(aws)) => Ok(Arc::new(
+            KmsKeyProvider::new(aws.kms.clone(), kms_key_id).accepting(previous_kms_key_ids.iter().cloned()),
+        )),
+        (Mode::Aws { .. }, None) => Err(aws_needed()),
+        (Mode::Local { data_dir }, _) => Ok(Arc::new(LocalKeyProvider::open_or_create(data_dir)?)),
+    }
+}
+
+fn aws_needed() -> InitError {
+    InitError::Config(ConfigError { var: "KEYWARD_MODE", problem: "aws mode needs an AWS configuration".into() })
 }
 
 /// Local mode's store, the embedded SQLite file, in builds with the `embedded-store` feature (the

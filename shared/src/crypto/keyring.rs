@@ -11,7 +11,7 @@ use hkdf::Hkdf;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use super::{CryptoError, Purpose};
+use super::{CryptoError, KeyContext, KeyMaintenance, Purpose};
 use crate::secret::DataKey;
 
 /// A record's salt: fresh per seal, so no two records share a key.
@@ -75,6 +75,31 @@ pub trait BranchKeyStore: Send + Sync {
     /// Stores `first` as the purpose's first, active version, unless another instance did so
     /// first; returns the active version either way.
     async fn create_first(&self, first: &WrappedBranchKey) -> Result<WrappedBranchKey, CryptoError>;
+}
+
+/// A new branch key for `purpose`, made inside the provider: its plaintext never leaves it.
+pub async fn new_branch_key(
+    provider: &dyn KeyMaintenance,
+    purpose: Purpose,
+    now: i64,
+) -> Result<WrappedBranchKey, CryptoError> {
+    let version = BranchVersion::random();
+    let wrapped = provider.generate_wrapped(&KeyContext::BranchKey { purpose, version }).await?;
+    Ok(WrappedBranchKey { purpose, version, key_id: provider.key_id().to_owned(), wrapped, created_at: now })
+}
+
+/// `branch_key` wrapped under the provider's current key, inside the provider; `None` when it
+/// already is.
+pub async fn moved_branch_key(
+    provider: &dyn KeyMaintenance,
+    branch_key: &WrappedBranchKey,
+) -> Result<Option<WrappedBranchKey>, CryptoError> {
+    if branch_key.key_id == provider.key_id() {
+        return Ok(None);
+    }
+    let context = KeyContext::BranchKey { purpose: branch_key.purpose, version: branch_key.version };
+    let wrapped = provider.rewrap(&branch_key.key_id, &branch_key.wrapped, &context).await?;
+    Ok(Some(WrappedBranchKey { key_id: provider.key_id().to_owned(), wrapped, ..branch_key.clone() }))
 }
 
 /// A record's key and its commitment, derived from a branch key: HKDF-SHA256 with the record's

@@ -9,7 +9,7 @@ use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::DataKeySpec;
 
-use super::{CryptoError, KeyContext, KeyProvider, KeyProviderKind};
+use super::{CryptoError, KeyContext, KeyMaintenance, KeyProvider, KeyProviderKind};
 use crate::aws_client::LazyClient;
 use crate::secret::DataKey;
 
@@ -101,19 +101,6 @@ impl KeyProvider for KmsKeyProvider {
         Ok((plaintext_key(out.plaintext)?, wrapped))
     }
 
-    async fn generate_wrapped(&self, context: &KeyContext<'_>) -> Result<Vec<u8>, CryptoError> {
-        let out = self
-            .client
-            .generate_data_key_without_plaintext()
-            .key_id(&self.key_id)
-            .key_spec(DataKeySpec::Aes256)
-            .set_encryption_context(Some(context_map(context)))
-            .send()
-            .await
-            .map_err(classify)?;
-        ciphertext(out.ciphertext_blob())
-    }
-
     async fn unwrap(&self, key_id: &str, wrapped: &[u8], context: &KeyContext<'_>) -> Result<DataKey, CryptoError> {
         if !self.accepts(key_id) {
             return Err(CryptoError::ForeignKey(key_id.to_owned()));
@@ -128,6 +115,22 @@ impl KeyProvider for KmsKeyProvider {
             .await
             .map_err(classify)?;
         plaintext_key(out.plaintext).map_err(|_| CryptoError::Refused)
+    }
+}
+
+#[async_trait]
+impl KeyMaintenance for KmsKeyProvider {
+    async fn generate_wrapped(&self, context: &KeyContext<'_>) -> Result<Vec<u8>, CryptoError> {
+        let out = self
+            .client
+            .generate_data_key_without_plaintext()
+            .key_id(&self.key_id)
+            .key_spec(DataKeySpec::Aes256)
+            .set_encryption_context(Some(context_map(context)))
+            .send()
+            .await
+            .map_err(classify)?;
+        ciphertext(out.ciphertext_blob())
     }
 
     async fn rewrap(&self, key_id: &str, wrapped: &[u8], context: &KeyContext<'_>) -> Result<Vec<u8>, CryptoError> {

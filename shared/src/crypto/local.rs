@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use super::{CryptoError, KeyContext, KeyProvider, KeyProviderKind, NONCE_LEN, random_nonce};
+use super::{CryptoError, KeyContext, KeyMaintenance, KeyProvider, KeyProviderKind, NONCE_LEN, random_nonce};
 use crate::secret::DataKey;
 
 pub struct LocalKeyProvider {
@@ -70,10 +70,6 @@ impl KeyProvider for LocalKeyProvider {
         Ok((data_key, [nonce.as_slice(), &wrapped].concat()))
     }
 
-    async fn generate_wrapped(&self, context: &KeyContext<'_>) -> Result<Vec<u8>, CryptoError> {
-        Ok(self.generate(context).await?.1)
-    }
-
     async fn unwrap(&self, key_id: &str, wrapped: &[u8], context: &KeyContext<'_>) -> Result<DataKey, CryptoError> {
         if key_id != self.key_id {
             return Err(CryptoError::ForeignKey(key_id.to_owned()));
@@ -88,6 +84,13 @@ impl KeyProvider for LocalKeyProvider {
                 .map_err(|_| CryptoError::Refused)?,
         );
         DataKey::from_slice(&mut plain).ok_or(CryptoError::Refused)
+    }
+}
+
+#[async_trait]
+impl KeyMaintenance for LocalKeyProvider {
+    async fn generate_wrapped(&self, context: &KeyContext<'_>) -> Result<Vec<u8>, CryptoError> {
+        Ok(self.generate(context).await?.1)
     }
 
     async fn rewrap(&self, key_id: &str, _wrapped: &[u8], _context: &KeyContext<'_>) -> Result<Vec<u8>, CryptoError> {

@@ -26,7 +26,9 @@ use zeroize::Zeroizing;
 use crate::model::{Clock, OAuthProvider, UserId};
 use crate::secret::DataKey;
 
-pub use keyring::{BranchKeyStore, BranchVersion, COMMITMENT_LEN, SALT_LEN, WrappedBranchKey};
+pub use keyring::{
+    BranchKeyStore, BranchVersion, COMMITMENT_LEN, SALT_LEN, WrappedBranchKey, moved_branch_key, new_branch_key,
+};
 pub use kms::KmsKeyProvider;
 pub use local::LocalKeyProvider;
 pub use sealed::{NONCE_LEN, Sealed, Wrapping};
@@ -208,9 +210,15 @@ pub trait KeyProvider: Send + Sync {
     }
     /// A fresh 256-bit key, in plaintext and wrapped under the current key.
     async fn generate(&self, context: &KeyContext<'_>) -> Result<(DataKey, Vec<u8>), CryptoError>;
+    async fn unwrap(&self, key_id: &str, wrapped: &[u8], context: &KeyContext<'_>) -> Result<DataKey, CryptoError>;
+}
+
+/// What only the keyring's operator asks of a provider. A trait of its own, so the functions,
+/// which never rotate or move keys, do not carry those calls (each is an SDK operation's code).
+#[async_trait]
+pub trait KeyMaintenance: KeyProvider {
     /// A fresh 256-bit key, wrapped only: its plaintext never leaves the provider.
     async fn generate_wrapped(&self, context: &KeyContext<'_>) -> Result<Vec<u8>, CryptoError>;
-    async fn unwrap(&self, key_id: &str, wrapped: &[u8], context: &KeyContext<'_>) -> Result<DataKey, CryptoError>;
     /// Wraps under the current key what `key_id` wrapped, inside the provider (KMS `ReEncrypt`).
     async fn rewrap(&self, key_id: &str, wrapped: &[u8], context: &KeyContext<'_>) -> Result<Vec<u8>, CryptoError>;
 }
@@ -308,27 +316,6 @@ impl Envelope {
         let bytes = self.open(sealed, context).await?;
         let text = std::str::from_utf8(&bytes).map_err(|_| CryptoError::Malformed)?;
         Ok(SecretString::from(text.to_owned()))
-    }
-
-    /// A new branch key for `purpose`, wrapped by the key provider without its plaintext leaving it.
-    pub async fn new_branch_key(&self, purpose: Purpose) -> Result<WrappedBranchKey, CryptoError> {
-        let version = BranchVersion::random();
-        let wrapped = self.provider.generate_wrapped(&KeyContext::BranchKey { purpose, version }).await?;
-        Ok(self.wrapped_branch_key(purpose, version, wrapped))
-    }
-
-    /// `branch_key` wrapped under the provider's current key, inside the provider; `None` when it
-    /// already is.
-    pub async fn moved_branch_key(
-        &self,
-        branch_key: &WrappedBranchKey,
-    ) -> Result<Option<WrappedBranchKey>, CryptoError> {
-        if branch_key.key_id == self.provider.key_id() {
-            return Ok(None);
-        }
-        let context = KeyContext::BranchKey { purpose: branch_key.purpose, version: branch_key.version };
-        let wrapped = self.provider.rewrap(&branch_key.key_id, &branch_key.wrapped, &context).await?;
-        Ok(Some(WrappedBranchKey { key_id: self.provider.key_id().to_owned(), wrapped, ..branch_key.clone() }))
     }
 
     /// The key the provider wraps new material under.

@@ -30,16 +30,9 @@ impl KeyProvider for Counting {
         self.generates.fetch_add(1, Ordering::SeqCst);
         self.inner.generate(context).await
     }
-    async fn generate_wrapped(&self, context: &KeyContext<'_>) -> Result<Vec<u8>, CryptoError> {
-        self.generates.fetch_add(1, Ordering::SeqCst);
-        self.inner.generate_wrapped(context).await
-    }
     async fn unwrap(&self, key_id: &str, wrapped: &[u8], context: &KeyContext<'_>) -> Result<DataKey, CryptoError> {
         self.unwraps.fetch_add(1, Ordering::SeqCst);
         self.inner.unwrap(key_id, wrapped, context).await
-    }
-    async fn rewrap(&self, key_id: &str, wrapped: &[u8], context: &KeyContext<'_>) -> Result<Vec<u8>, CryptoError> {
-        self.inner.rewrap(key_id, wrapped, context).await
     }
 }
 
@@ -288,7 +281,7 @@ async fn rotated_versions_open_and_relabelled_versions_do_not() {
     let deployment = Deployment::new();
     let env = deployment.uncached();
     let old = env.seal(SECRET, &alice()).await.unwrap();
-    let next = env.new_branch_key(Purpose::LlmKey).await.unwrap();
+    let next = new_branch_key(&deployment.provider.inner, Purpose::LlmKey, deployment.clock.now()).await.unwrap();
     deployment.branches.activate(next.clone());
     let new = env.seal(SECRET, &alice()).await.unwrap();
     assert_eq!(new.branch_version(), Some(next.version));

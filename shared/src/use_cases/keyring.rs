@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::crypto::{BranchVersion, CryptoError, Envelope, Purpose, WrappedBranchKey};
+use crate::crypto::{
+    BranchVersion, CryptoError, Envelope, KeyMaintenance, Purpose, WrappedBranchKey, moved_branch_key, new_branch_key,
+};
 use crate::model::Clock;
 use crate::store::{RewrapProgress, SealedValue, Store, StoreError};
 
@@ -65,8 +67,10 @@ pub struct Moved {
 
 pub struct Keyring<'a> {
     pub store: &'a Store,
-    /// An envelope on the current KMS key (and the ones being moved from).
+    /// An envelope on the current KMS key (and the ones being moved from), for the rewrap job.
     pub envelope: &'a Envelope,
+    /// The same key provider, for what only the operator does: new branch keys and moves.
+    pub provider: &'a dyn KeyMaintenance,
     pub clock: &'a dyn Clock,
     /// Sealed values read per page of the sweep.
     pub page_size: u32,
@@ -118,7 +122,7 @@ impl Keyring<'_> {
     /// The new key is made inside KMS: its plaintext never reaches this process.
     pub async fn rotate(&self, purpose: Purpose) -> Result<WrappedBranchKey, KeyringError> {
         let current = self.store.keyring().active(purpose).await?.map(|k| k.version);
-        let next = self.envelope.new_branch_key(purpose).await?;
+        let next = new_branch_key(self.provider, purpose, self.clock.now()).await?;
         if self.store.keyring().rotate(&next, current).await? {
             tracing::info!(purpose = %purpose.name(), version = %next.version, "branch key rotated");
             Ok(next)
@@ -216,7 +220,7 @@ impl Keyring<'_> {
             let keyring = self.store.keyring();
             let active = keyring.active(purpose).await?.map(|k| k.version);
             for version in keyring.versions(purpose).await? {
-                match self.envelope.moved_branch_key(&version).await? {
+                match moved_branch_key(self.provider, &version).await? {
                     Some(now) => {
                         // A concurrent move of the same version wrote the same kind of wrapping: fine.
                         keyring.rewrapped(&version, &now, active == Some(version.version)).await?;
@@ -282,8 +286,14 @@ mod tests {
             users.push(seed(&fixture, &fixture.envelope, &format!("auth0|new{i}"), Provider::Anthropic).await);
         }
         let admin_instance = fixture.instance();
-        let keyring =
-            Keyring { store: &fixture.store, envelope: &admin_instance, clock: fixture.clock.as_ref(), page_size: 2 };
+        let provider = fixture.key_provider();
+        let keyring = Keyring {
+            store: &fixture.store,
+            envelope: &admin_instance,
+            provider: &provider,
+            clock: fixture.clock.as_ref(),
+            page_size: 2,
+        };
         let first = fixture.store.keyring().active(Purpose::LlmKey).await.unwrap().unwrap().version;
         let status = keyring.status().await.unwrap();
         let llm = status.iter().find(|s| s.purpose == Purpose::LlmKey).unwrap();
@@ -351,8 +361,14 @@ mod tests {
         };
         put(&fixture, &bob, &new).await;
         let instance = fixture.instance();
-        let keyring =
-            Keyring { store: &fixture.store, envelope: &instance, clock: fixture.clock.as_ref(), page_size: 10 };
+        let provider = fixture.key_provider();
+        let keyring = Keyring {
+            store: &fixture.store,
+            envelope: &instance,
+            provider: &provider,
+            clock: fixture.clock.as_ref(),
+            page_size: 10,
+        };
         keyring.rotate(Purpose::LlmKey).await.unwrap();
         let progress = keyring.rewrap_step().await.unwrap();
         assert!(progress.finished);
@@ -366,8 +382,14 @@ mod tests {
         let fixture = Fixture::new().await;
         seed(&fixture, &fixture.envelope, "auth0|ada", Provider::OpenAi).await;
         let instance = fixture.instance();
-        let keyring =
-            Keyring { store: &fixture.store, envelope: &instance, clock: fixture.clock.as_ref(), page_size: 10 };
+        let provider = fixture.key_provider();
+        let keyring = Keyring {
+            store: &fixture.store,
+            envelope: &instance,
+            provider: &provider,
+            clock: fixture.clock.as_ref(),
+            page_size: 10,
+        };
         let (a, b) = tokio::join!(keyring.rotate(Purpose::LlmKey), keyring.rotate(Purpose::LlmKey));
         let (won, lost): (Vec<_>, Vec<_>) = [a, b].into_iter().partition(Result::is_ok);
         assert_eq!((won.len(), lost.len()), (1, 1));

@@ -168,8 +168,17 @@ impl Fixture {
 
     /// Another instance (a cold start) on the same key, table and clock, with a cache of its own.
     pub fn instance(&self) -> Envelope {
-        let key = LocalKeyProvider::open_or_create(self.dir.path()).unwrap();
-        Envelope::new(Arc::new(key), Arc::new(self.store.clone()), Duration::from_secs(300), self.clock.clone())
+        Envelope::new(
+            Arc::new(self.key_provider()),
+            Arc::new(self.store.clone()),
+            Duration::from_secs(300),
+            self.clock.clone(),
+        )
+    }
+
+    /// The local master key the fixture's envelopes seal under.
+    pub fn key_provider(&self) -> LocalKeyProvider {
+        LocalKeyProvider::open_or_create(self.dir.path()).unwrap()
     }
 
     pub fn sandbox(&self) -> &Sandbox {

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use keyward::crypto::{
-    CryptoError, EncryptionContext, Envelope, KeyProvider, KmsKeyProvider, LocalKeyProvider, Purpose, SealFormat,
-    Sealed, Wrapping,
+    CryptoError, EncryptionContext, Envelope, KeyMaintenance, KmsKeyProvider, LocalKeyProvider, Purpose, SealFormat,
+    Sealed, Wrapping, new_branch_key,
 };
 use keyward::model::{Provider, SystemClock, UserId};
 use keyward::secret::DataKey;
@@ -39,7 +39,7 @@ fn user(name: &str) -> UserId {
 
 /// One deployment's keys: a provider and the branch keys in a table of its own.
 struct Keys {
-    provider: Arc<dyn KeyProvider>,
+    provider: Arc<dyn KeyMaintenance>,
     store: Store,
 }
 
@@ -54,7 +54,7 @@ impl Keys {
         Self::on(Arc::new(KmsKeyProvider::new(client, key)))
     }
 
-    fn on(provider: Arc<dyn KeyProvider>) -> Self {
+    fn on(provider: Arc<dyn KeyMaintenance>) -> Self {
         Self { provider, store: Store::new(Arc::new(MemoryTable::default())) }
     }
 
@@ -220,7 +220,7 @@ async fn a_relabelled_branch_key_version_is_refused() {
         // Rotate: a second version of the same purpose, which the next instance seals under.
         let keyring = keys.store.keyring();
         let old = first.branch_version().unwrap();
-        let next = envelope.new_branch_key(Purpose::LlmKey).await.unwrap();
+        let next = new_branch_key(keys.provider.as_ref(), Purpose::LlmKey, keyward::store::now_epoch()).await.unwrap();
         assert!(keyring.rotate(&next, Some(old)).await.unwrap());
         let later = keys.envelope(SealFormat::BranchKeys).seal(PLAINTEXT, &context).await.unwrap();
         assert_eq!(later.branch_version(), Some(next.version));

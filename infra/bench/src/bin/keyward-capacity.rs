@@ -133,17 +133,9 @@ impl KeyProvider for CountingProvider {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.inner.generate(context).await
     }
-    async fn generate_wrapped(&self, context: &KeyContext<'_>) -> Result<Vec<u8>, CryptoError> {
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        self.inner.generate_wrapped(context).await
-    }
     async fn unwrap(&self, key_id: &str, wrapped: &[u8], context: &KeyContext<'_>) -> Result<DataKey, CryptoError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.inner.unwrap(key_id, wrapped, context).await
-    }
-    async fn rewrap(&self, key_id: &str, wrapped: &[u8], context: &KeyContext<'_>) -> Result<Vec<u8>, CryptoError> {
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        self.inner.rewrap(key_id, wrapped, context).await
     }
 }
 
