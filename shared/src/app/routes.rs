@@ -27,6 +27,15 @@ use crate::model::{OAuthProvider, Provider};
 /// What a handler answers.
 pub type Answer = Result<Response<Body>, ApiError>;
 type Pending<'a> = Pin<Box<dyn Future<Output = Answer> + Send + 'a>>;
+type Authenticating<'a> = Pin<Box<dyn Future<Output = Result<Claims, AuthError>> + Send + 'a>>;
+/// How a user route authenticates its caller. A pointer set by [`Routes::user`], so a function
+/// with no user route never references the token verifier and its binary leaves the JWT and JWKS
+/// code out (`internal-keys`, `stripe-webhook`).
+type Authenticate = for<'a> fn(&'a AppState, &'a Request) -> Authenticating<'a>;
+
+fn bearer_token<'a>(state: &'a AppState, req: &'a Request) -> Authenticating<'a> {
+    Box::pin(state.tokens.verify_request(req))
+}
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +82,7 @@ pub fn connection_provider(req: &Request) -> Result<OAuthProvider, ApiError> {
 enum Handler {
     Health,
     Public(for<'a> fn(&'a AppState, &'a Request) -> Pending<'a>),
-    User(for<'a> fn(&'a AppState, &'a Request, &'a Claims) -> Pending<'a>),
+    User(Authenticate, for<'a> fn(&'a AppState, &'a Request, &'a Claims) -> Pending<'a>),
     Service(Need, for<'a> fn(&'a AppState, &'a Request, &'a ServiceCaller) -> Pending<'a>),
 }
 
@@ -86,7 +95,7 @@ impl Route {
     fn access(&self) -> Access {
         match self.handler {
             Handler::Health | Handler::Public(_) => Access::Public,
-            Handler::User(_) => Access::User,
+            Handler::User(..) => Access::User,
             Handler::Service(need, _) => Access::Service(need),
         }
     }
@@ -110,7 +119,7 @@ impl Routes {
     }
 
     pub fn user(self, key: &str, handler: for<'a> fn(&'a AppState, &'a Request, &'a Claims) -> Pending<'a>) -> Self {
-        self.with(key, Handler::User(handler))
+        self.with(key, Handler::User(bearer_token, handler))
     }
 
     pub fn service(
@@ -146,7 +155,7 @@ impl Routes {
         let answer = match &route.handler {
             Handler::Health => Ok(health(state, self.function)),
             Handler::Public(handler) => handler(state, req).await,
-            Handler::User(handler) => match state.tokens.verify_request(req).await {
+            Handler::User(authenticate, handler) => match authenticate(state, req).await {
                 Ok(claims) => handler(state, req, &claims).await,
                 Err(e) => Err(e.into()),
             },
