@@ -238,7 +238,7 @@ impl Keyring<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::SealFormat;
+    use crate::crypto::{LocalKeyProvider, SealFormat};
     use crate::model::{Provider, UserId};
     use crate::store::{Actor, AuditAction, AuditEntry, KeyStatus, NewLlmKey, llm_key_context};
 
@@ -270,6 +270,15 @@ mod tests {
         user
     }
 
+    fn maintenance<'a>(
+        fixture: &'a Fixture,
+        envelope: &'a Envelope,
+        provider: &'a LocalKeyProvider,
+        page_size: u32,
+    ) -> Keyring<'a> {
+        Keyring { store: &fixture.store, envelope, provider, clock: fixture.clock.as_ref(), page_size }
+    }
+
     async fn opens(fixture: &Fixture, user: &UserId, provider: Provider) -> String {
         let stored = fixture.store.llm_keys().get(user, provider).await.unwrap().unwrap();
         let opened = fixture.instance().open(&stored.sealed, &llm_key_context(user, provider)).await.unwrap();
@@ -287,13 +296,7 @@ mod tests {
         }
         let admin_instance = fixture.instance();
         let provider = fixture.key_provider();
-        let keyring = Keyring {
-            store: &fixture.store,
-            envelope: &admin_instance,
-            provider: &provider,
-            clock: fixture.clock.as_ref(),
-            page_size: 2,
-        };
+        let keyring = maintenance(&fixture, &admin_instance, &provider, 2);
         let first = fixture.store.keyring().active(Purpose::LlmKey).await.unwrap().unwrap().version;
         let status = keyring.status().await.unwrap();
         let llm = status.iter().find(|s| s.purpose == Purpose::LlmKey).unwrap();
@@ -362,13 +365,7 @@ mod tests {
         put(&fixture, &bob, &new).await;
         let instance = fixture.instance();
         let provider = fixture.key_provider();
-        let keyring = Keyring {
-            store: &fixture.store,
-            envelope: &instance,
-            provider: &provider,
-            clock: fixture.clock.as_ref(),
-            page_size: 10,
-        };
+        let keyring = maintenance(&fixture, &instance, &provider, 10);
         keyring.rotate(Purpose::LlmKey).await.unwrap();
         let progress = keyring.rewrap_step().await.unwrap();
         assert!(progress.finished);
@@ -383,13 +380,7 @@ mod tests {
         seed(&fixture, &fixture.envelope, "auth0|ada", Provider::OpenAi).await;
         let instance = fixture.instance();
         let provider = fixture.key_provider();
-        let keyring = Keyring {
-            store: &fixture.store,
-            envelope: &instance,
-            provider: &provider,
-            clock: fixture.clock.as_ref(),
-            page_size: 10,
-        };
+        let keyring = maintenance(&fixture, &instance, &provider, 10);
         let (a, b) = tokio::join!(keyring.rotate(Purpose::LlmKey), keyring.rotate(Purpose::LlmKey));
         let (won, lost): (Vec<_>, Vec<_>) = [a, b].into_iter().partition(Result::is_ok);
         assert_eq!((won.len(), lost.len()), (1, 1));
