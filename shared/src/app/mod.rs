@@ -199,7 +199,7 @@ pub fn storage(
     let (store, provider): (Store, Arc<dyn KeyProvider>) = match (mode, aws) {
         (Mode::Aws { table_name, kms_key_id, previous_kms_key_ids }, Some(aws)) => (
             Store::new(Arc::new(DynamoTable::new(aws.dynamodb.clone(), table_name))),
-            Arc::new(KmsKeyProvider::new(aws.kms.clone(), kms_key_id).accepting(previous_kms_key_ids.iter().cloned())),
+            Arc::new(kms_provider(aws, kms_key_id, previous_kms_key_ids)),
         ),
         (Mode::Aws { .. }, None) => return Err(aws_needed()),
         (Mode::Local { data_dir }, _) => {
@@ -214,12 +214,17 @@ pub fn storage(
 /// functions never make: branch keys made inside KMS, and moves between KMS keys.
 pub fn key_maintenance(mode: &Mode, aws: Option<&AwsClients>) -> Result<Arc<dyn KeyMaintenance>, InitError> {
     match (mode, aws) {
-        (Mode::Aws { kms_key_id, previous_kms_key_ids, .. }, Some(aws)) => Ok(Arc::new(
-            KmsKeyProvider::new(aws.kms.clone(), kms_key_id).accepting(previous_kms_key_ids.iter().cloned()),
-        )),
+        (Mode::Aws { kms_key_id, previous_kms_key_ids, .. }, Some(aws)) => {
+            Ok(Arc::new(kms_provider(aws, kms_key_id, previous_kms_key_ids)))
+        }
         (Mode::Aws { .. }, None) => Err(aws_needed()),
         (Mode::Local { data_dir }, _) => Ok(Arc::new(LocalKeyProvider::open_or_create(data_dir)?)),
     }
+}
+
+/// aws mode's KMS key, accepting the keys branch keys are being moved off.
+fn kms_provider(aws: &AwsClients, kms_key_id: &str, previous: &[String]) -> KmsKeyProvider {
+    KmsKeyProvider::new(aws.kms.clone(), kms_key_id).accepting(previous.iter().cloned())
 }
 
 fn aws_needed() -> InitError {

@@ -63,8 +63,18 @@ impl Keyring<'_> {
     /// Every version of `purpose`, oldest first.
     pub async fn versions(&self, purpose: Purpose) -> Result<Vec<WrappedBranchKey>, StoreError> {
         let query = Query::partition(Index::Table, partition(purpose)).prefix(VERSION_PREFIX).limit(1000);
-        let page = self.0.query(&query).await?;
-        let mut versions = page.items.iter().map(|item| parse(purpose, item)).collect::<Result<Vec<_>, _>>()?;
+        let mut versions = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.0.query(&query.clone().after(after)).await?;
+            for item in &page.items {
+                versions.push(parse(purpose, item)?);
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
         versions.sort_by_key(|v| (v.created_at, v.version));
         Ok(versions)
     }

@@ -4,7 +4,8 @@
 //! Handlers see only the repositories ([`Store::users`], [`Store::llm_keys`], …). Each repository
 //! is written once over the [`table::Table`] primitives, which three adapters implement: DynamoDB
 //! ([`DynamoTable`]); with the `embedded-store` feature, an embedded SQLite file (`EmbeddedTable`)
-//! for local mode; and a map in memory ([`MemoryTable`]) for the capacity model and benches. The key schema is documented in `docs/storage.md`.
+//! for local mode; and a map in memory ([`MemoryTable`]) for the capacity model and benches. The
+//! key schema is documented in `docs/storage.md`.
 
 mod audit;
 mod credits;

@@ -344,7 +344,7 @@ pub trait Table: Send + Sync {
     async fn scan(&self, after: Option<&Cursor>, limit: u32) -> Result<Page, StoreError>;
     /// All writes or none. At most 100, each on a different item.
     async fn transact(&self, writes: Vec<Write>) -> Result<(), StoreError>;
-    /// A short name for health output and logs: `dynamodb` or `embedded`.
+    /// A short name for health output and logs: `dynamodb`, `embedded` or `memory`.
     fn backend(&self) -> &'static str;
 }
 

@@ -3,7 +3,7 @@
 //! version nothing uses, and moving branch keys to a new KMS key inside KMS. Plaintext exists only
 //! in this process's memory while a record is re-sealed; nothing is written but sealed records.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::crypto::{
     BranchVersion, CryptoError, Envelope, KeyMaintenance, Purpose, WrappedBranchKey, moved_branch_key, new_branch_key,
@@ -142,14 +142,15 @@ impl Keyring<'_> {
             _ => RewrapProgress { started_at: now, ..RewrapProgress::default() },
         };
         let page = self.store.sealed_values().page(progress.cursor.as_deref(), self.page_size).await?;
-        let mut active: BTreeMap<String, Option<BranchVersion>> = BTreeMap::new();
+        // Each purpose's active version, read once per page.
+        let mut active: HashMap<Purpose, Option<BranchVersion>> = HashMap::new();
         for value in &page.values {
             let purpose = value.context.purpose();
-            let current = match active.get(&purpose.name()) {
+            let current = match active.get(&purpose) {
                 Some(version) => *version,
                 None => {
                     let version = self.store.keyring().active(purpose).await?.map(|k| k.version);
-                    active.insert(purpose.name(), version);
+                    active.insert(purpose, version);
                     version
                 }
             };

@@ -334,7 +334,10 @@ impl Model<'_> {
         for user in &self.users {
             let new = NewLlmKey {
                 provider: Provider::OpenAi,
-                sealed: seeder.seal(plaintext.as_bytes(), &llm_key_context(user, Provider::OpenAi)).await.unwrap(),
+                sealed: seeder
+                    .seal(plaintext.as_bytes(), &llm_key_context(user, Provider::OpenAi))
+                    .await
+                    .expect("seal"),
                 preview: preview(&ApiKey::new(&plaintext)),
                 status: KeyStatus::Valid,
                 test: None,
@@ -347,14 +350,14 @@ impl Model<'_> {
                 target: Some("openai".into()),
                 outcome: "seeded".into(),
             };
-            store.llm_keys().put_audited(user, &new, START - 1, &entry).await.unwrap();
+            store.llm_keys().put_audited(user, &new, START - 1, &entry).await.expect("seed a key");
         }
         *table.usage() = Usage::default();
         provider.calls.store(0, Ordering::Relaxed);
 
         let arn = "arn:aws:iam::123456789012:role/notes-service".to_owned();
-        let principals = InternalPrincipals::from_json(&format!(r#"{{"{arn}": ["openai"]}}"#)).unwrap();
-        let caller = principals.caller_named(arn).unwrap();
+        let principals = InternalPrincipals::from_json(&format!(r#"{{"{arn}": ["openai"]}}"#)).expect("principals");
+        let caller = principals.caller_named(arn).expect("caller");
         let fetch_instances = ((fetches * args.fetch_ms / 1000.0).ceil() as usize).max(1);
         let write_instances = ((args.writes * args.write_ms / 1000.0).ceil() as usize).max(1);
         let mut uniform = Uniform(0x006b_6579_7761_7264);
@@ -515,7 +518,7 @@ async fn main() {
     let endpoints =
         ProviderEndpoints::build(|s| url::Url::parse(&format!("{base}{}", s.sandbox_path))).expect("endpoints");
     let popularity = Popularity::zipf(args.users, args.zipf.max(0.0));
-    let users = (0..args.users).map(|i| UserId::parse(&format!("auth0|capacity{i:07}")).unwrap()).collect();
+    let users = (0..args.users).map(|i| UserId::parse(&format!("auth0|capacity{i:07}")).expect("user id")).collect();
     let model = Model { args: &args, popularity: &popularity, endpoints: &endpoints, users };
     let mut figures = Vec::new();
     for &fetches in &args.fetches {
