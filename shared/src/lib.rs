@@ -14,7 +14,7 @@
 pub mod app;
 pub mod auth;
 pub mod aws_client;
-mod aws_trust;
+mod aws_http;
 pub mod config;
 pub mod crypto;
 pub mod endpoints;

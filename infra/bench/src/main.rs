@@ -256,7 +256,8 @@ async fn seed(sdk: &aws_config::SdkConfig) -> (String, String) {
 }
 
 async fn sdk_for(endpoint: &str) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
+    // keyward's own loader, so that the floor goes through the functions' HTTP client.
+    keyward::app::aws_config_loader()
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("bench", "bench", None, None, "bench"))

@@ -3,12 +3,10 @@
 //!
 //! Usage: `keyward-bootstrap [TABLE_NAME]` (default `keyward`).
 
-use aws_config::BehaviorVersion;
-
 #[tokio::main]
 async fn main() {
     let table = std::env::args().nth(1).unwrap_or_else(|| "keyward".to_owned());
-    let aws = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    let aws = keyward::app::aws_config_loader().load().await;
     match keyward_bootstrap::ensure(&aws, &table).await {
         Ok(key_id) => println!("export KEYWARD_MODE=aws KEYWARD_TABLE_NAME={table} KEYWARD_KMS_KEY_ID={key_id}"),
         Err(e) => {

@@ -62,7 +62,7 @@ pub fn lambda_sdk_config(lookup: impl Fn(&str) -> Option<String>) -> Result<SdkC
         .identity_cache(IdentityCache::lazy().build())
         .retry_config(RetryConfig::standard())
         .timeout_config(sdk_timeouts())
-        .http_client(crate::aws_trust::https_client())
+        .http_client(crate::aws_http::https_client())
         .use_fips(flag("AWS_USE_FIPS_ENDPOINT")?)
         .use_dual_stack(flag("AWS_USE_DUALSTACK_ENDPOINT")?);
     sdk.set_endpoint_url(get("AWS_ENDPOINT_URL"));
@@ -74,7 +74,7 @@ pub fn lambda_sdk_config(lookup: impl Fn(&str) -> Option<String>) -> Result<SdkC
 pub fn aws_config_loader() -> aws_config::ConfigLoader {
     aws_config::defaults(BehaviorVersion::latest())
         .timeout_config(sdk_timeouts())
-        .http_client(crate::aws_trust::https_client())
+        .http_client(crate::aws_http::https_client())
 }
 
 #[cfg(test)]
