@@ -43,6 +43,8 @@ def settings(extra):
         "KEYWARD_AUTH0_CLIENT_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:auth0-AbCdEf",
         "KEYWARD_AUTH0_CALLBACK_URL": "https://api.keyward.dev/auth/callback",
         "KEYWARD_INTERNAL_PRINCIPALS": "{}",
+        "KEYWARD_API_ID": "local",
+        "KEYWARD_ACCOUNT_ID": "000000000000",
         "AWS_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "bench",
         "AWS_SECRET_ACCESS_KEY": "bench",
