@@ -162,7 +162,7 @@ async fn run(binary: &Path, env: &[(String, String)], event: &[u8], warm: usize,
 }
 
 /// Cold starts per binary: init and first-invocation figures are the median of these.
-const COLD_STARTS: usize = 41;
+const COLD_STARTS: usize = 101;
 
 /// A binary to measure and what to feed it.
 struct Subject<'a> {
@@ -198,13 +198,13 @@ async fn runs(subjects: &[Subject<'_>], warm: usize) -> Vec<Run> {
     results
 }
 
-/// The median of `run`'s init over `floor`'s in the same round: each pair was started moments
-/// apart, so the host's drift during a run cancels out of the ratio.
-fn init_ratio(run: &Run, floor: &Run) -> f64 {
+/// The quartiles (first, median, third) of `run`'s init over `floor`'s in the same round: each
+/// pair was started moments apart, so the host's drift during a run cancels out of the ratio.
+fn init_ratio(run: &Run, floor: &Run) -> [f64; 3] {
     let mut ratios: Vec<f64> =
         run.inits.iter().zip(&floor.inits).map(|(r, f)| r.as_secs_f64() / f.as_secs_f64()).collect();
     ratios.sort_by(f64::total_cmp);
-    ratios.get(ratios.len() / 2).copied().unwrap_or(f64::NAN)
+    [0.25, 0.5, 0.75].map(|q| ratios.get((ratios.len() as f64 * q) as usize).copied().unwrap_or(f64::NAN))
 }
 
 /// Every answer must be the API Gateway response the event documents as a success.
@@ -321,18 +321,21 @@ async fn main() {
         "Init and first invocation: the median of {COLD_STARTS} cold starts; then {} warm invocations, with \
          the configuration Lambda runs (aws mode). Ratios are to `{HELLO}`, measured in the same run: the \
          cold starts are taken in rounds, one of each binary per round, and ×floor is the median of \
-         the rounds' ratios.\n",
+         the rounds' ratios, with their first and third quartiles beside it.\n",
         args.warm
     );
     println!(
-        "| function | init ms | ×floor | first ms | warm p50 ms | warm p99 ms | peak RSS MiB | stripped bytes | AWS calls, cold |"
+        "| function | init ms | ×floor | ×floor quartiles | first ms | warm p50 ms | warm p99 ms | peak RSS MiB | stripped bytes | AWS calls, cold |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let row = |name: &str, r: &Run| {
+        let ratio = init_ratio(r, hello);
         println!(
-            "| {name} | {} | {:.2} | {} | {} | {} | {:.1} | {} | {} |",
+            "| {name} | {} | {:.2} | {:.2}–{:.2} | {} | {} | {} | {:.1} | {} | {} |",
             ms(r.init),
-            init_ratio(r, hello),
+            ratio[1],
+            ratio[0],
+            ratio[2],
             ms(r.first),
             ms(percentile(&r.warm, 0.5)),
             ms(percentile(&r.warm, 0.99)),
