@@ -31,24 +31,33 @@ struct Args {
     bin_dir: PathBuf,
     events: PathBuf,
     moto: String,
+    /// A second moto, for the audit partitions ([`data_path`]'s second run).
+    audit_moto: String,
     warm: usize,
 }
 
 fn args() -> Args {
     let mut args = std::env::args().skip(1);
-    let mut parsed =
-        Args { bin_dir: "target/release".into(), events: "events".into(), moto: String::new(), warm: 1000 };
+    let mut parsed = Args {
+        bin_dir: "target/release".into(),
+        events: "events".into(),
+        moto: String::new(),
+        audit_moto: String::new(),
+        warm: 1000,
+    };
     while let Some(flag) = args.next() {
         let value = args.next().unwrap_or_else(|| panic!("{flag} needs a value"));
         match flag.as_str() {
             "--bin-dir" => parsed.bin_dir = value.into(),
             "--events" => parsed.events = value.into(),
             "--moto" => parsed.moto = value,
+            "--audit-moto" => parsed.audit_moto = value,
             "--warm" => parsed.warm = value.parse().expect("--warm N"),
             other => panic!("unknown option {other}"),
         }
     }
     assert!(!parsed.moto.is_empty(), "--moto URL is required (scripts/bench starts one)");
+    assert!(!parsed.audit_moto.is_empty(), "--audit-moto URL is required (scripts/bench starts a second moto)");
     parsed
 }
 
@@ -350,18 +359,59 @@ async fn main() {
     }
 
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let fetch = std::fs::read(args.events.join("internal-keys/fetch.json")).expect("fetch event");
+    let internal_keys =
+        Subject { binary: args.bin_dir.join("internal-keys"), env: &aws, event: fetch, counts: Some(&proxy) };
+    let one_server = data_path(&dynamodb, &table, &proxy, &internal_keys, args.warm).await;
+    println!("\n## Data path on moto: `GET /internal/users/{{uid}}/llm-keys` (internal-keys, aws mode)\n");
+    println!("Every AWS call goes through a counting loopback proxy in front of moto, the floor's too.\n");
+    print_data_path(&one_server, args.warm);
+
+    // The same again with the audit partitions on a second moto, as DynamoDB keeps partitions on
+    // different storage nodes and serves them in parallel: what the fetch costs when its two calls
+    // can overlap, which one moto (one request at a time) never lets them.
+    let partitions = sdk_for(&args.audit_moto).await;
+    create_table(&aws_sdk_dynamodb::Client::new(&partitions), &table).await.expect("create the audit table");
+    proxy.serve_partitions_from("AUDIT#", &args.audit_moto);
+    let two_servers = data_path(&dynamodb, &table, &proxy, &internal_keys, args.warm).await;
+    println!("\n## Data path with the audit partitions on a second moto (a model of DynamoDB's partitions)\n");
+    println!(
+        "The proxy sends each `PutItem` to an `AUDIT#…` partition to a second moto, everything else to the \
+         first: the keys' read and the audit write can then be served at once, as DynamoDB serves two \
+         partitions. A model, not DynamoDB: the single-moto figures above are the harness's own.\n"
+    );
+    print_data_path(&two_servers, args.warm);
+}
+
+/// The data path's figures: the raw GetItem, the fetch's floor (a raw read and an audit write sent
+/// together) and the warm fetch, one after another.
+struct DataPath {
+    floor: Vec<Duration>,
+    floor_upstream: BTreeMap<String, Duration>,
+    pair: Vec<Duration>,
+    pair_upstream: BTreeMap<String, Duration>,
+    fetched: Run,
+}
+
+async fn data_path(
+    dynamodb: &aws_sdk_dynamodb::Client,
+    table: &str,
+    proxy: &AwsProxy,
+    internal_keys: &Subject<'_>,
+    warm: usize,
+) -> DataPath {
     let get_item = || {
         dynamodb
             .get_item()
-            .table_name(&table)
+            .table_name(table)
             .key("pk", AttributeValue::S(format!("USER#{USER}")))
             .key("sk", AttributeValue::S("LLMKEY#openai".into()))
             .send()
     };
     get_item().await.expect("warm-up GetItem");
     proxy.take_upstream_time();
-    let mut floor = Vec::with_capacity(args.warm);
-    for _ in 0..args.warm {
+    let mut floor = Vec::with_capacity(warm);
+    for _ in 0..warm {
         let started = Instant::now();
         get_item().await.expect("GetItem");
         floor.push(started.elapsed());
@@ -371,8 +421,7 @@ async fn main() {
     let floor_upstream = proxy.take_upstream_time();
 
     // The fetch's own floor: the keys' read and an audit entry's write sent together, as the fetch
-    // sends them (the entry with the attributes keyward writes). On DynamoDB the two overlap; moto
-    // serves one request at a time (infra/moto/serve.py), so here they cannot.
+    // sends them (the entry with the attributes keyward writes).
     let batch_get = || {
         let key = BTreeMap::from([
             ("pk".to_owned(), AttributeValue::S(format!("USER#{USER}"))),
@@ -383,13 +432,13 @@ async fn main() {
             .consistent_read(true)
             .build()
             .expect("keys");
-        dynamodb.batch_get_item().request_items(&table, keys).send()
+        dynamodb.batch_get_item().request_items(table, keys).send()
     };
     let put_entry = |n: usize| {
         let s = |v: &str| AttributeValue::S(v.to_owned());
         dynamodb
             .put_item()
-            .table_name(&table)
+            .table_name(table)
             .item("pk", AttributeValue::S(format!("AUDIT#bench-floor#{}", n % 8)))
             .item("sk", AttributeValue::S(format!("AUDIT#{:012}.000000#bench-floor-{n:08}", now_epoch())))
             .item("entity", s("audit"))
@@ -401,8 +450,8 @@ async fn main() {
             .item("outcome", s("granted"))
             .send()
     };
-    let mut pair = Vec::with_capacity(args.warm);
-    for n in 0..args.warm {
+    let mut pair = Vec::with_capacity(warm);
+    for n in 0..warm {
         let started = Instant::now();
         let (read, write) = tokio::join!(batch_get(), put_entry(n));
         read.expect("BatchGetItem");
@@ -412,24 +461,22 @@ async fn main() {
     pair.sort();
     proxy.take_counts();
     let pair_upstream = proxy.take_upstream_time();
-    let pair_p50 = percentile(&pair, 0.5);
 
-    let fetch = std::fs::read(args.events.join("internal-keys/fetch.json")).expect("fetch event");
-    let internal_keys =
-        Subject { binary: args.bin_dir.join("internal-keys"), env: &aws, event: fetch, counts: Some(&proxy) };
-    let fetched = runs(std::slice::from_ref(&internal_keys), args.warm).await.remove(0);
-    let p50 = percentile(&fetched.warm, 0.5);
-    let floor_p50 = percentile(&floor, 0.5);
-    println!("\n## Data path on moto: `GET /internal/users/{{uid}}/llm-keys` (internal-keys, aws mode)\n");
-    println!("Every AWS call goes through a counting loopback proxy in front of moto, the floor's too.\n");
+    let fetched = runs(std::slice::from_ref(internal_keys), warm).await.remove(0);
+    DataPath { floor, floor_upstream, pair, pair_upstream, fetched }
+}
+
+fn print_data_path(path: &DataPath, warm: usize) {
+    let DataPath { floor, floor_upstream, pair, pair_upstream, fetched } = path;
+    let (p50, floor_p50, pair_p50) = (percentile(&fetched.warm, 0.5), percentile(floor, 0.5), percentile(pair, 0.5));
     println!("| what | p50 ms | p99 ms | ×GetItem (p50) | ×read ∥ write (p50) |");
     println!("|---|---|---|---|---|");
     let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
-    println!("| raw DynamoDB GetItem (floor) | {} | {} | 1.00 | |", ms(floor_p50), ms(percentile(&floor, 0.99)));
+    println!("| raw DynamoDB GetItem (floor) | {} | {} | 1.00 | |", ms(floor_p50), ms(percentile(floor, 0.99)));
     println!(
         "| raw BatchGetItem ∥ an audit entry's PutItem, sent together (the fetch's floor) | {} | {} | {:.2} | 1.00 |",
         ms(pair_p50),
-        ms(percentile(&pair, 0.99)),
+        ms(percentile(pair, 0.99)),
         ratio(pair_p50, floor_p50)
     );
     println!(
@@ -442,7 +489,7 @@ async fn main() {
     println!("\n| AWS calls | count |");
     println!("|---|---|");
     println!("| cold start + first fetch | {} |", calls(&fetched.cold_calls, 1));
-    println!("| per warm fetch (mean of {}) | {} |", args.warm, calls(&fetched.warm_calls, args.warm));
+    println!("| per warm fetch (mean of {warm}) | {} |", calls(&fetched.warm_calls, warm));
     println!(
         "\nWhere a warm call's time goes (means): the proxy times each AWS call from forwarding it to \
          its whole answer; the rest is the SDK and the proxy hop, and for the fetch also the emulator, \
@@ -462,8 +509,8 @@ async fn main() {
             ms(total.saturating_sub(inside))
         );
     };
-    breakdown("raw DynamoDB GetItem (floor)", &floor, &floor_upstream);
-    breakdown("raw BatchGetItem ∥ PutItem", &pair, &pair_upstream);
+    breakdown("raw DynamoDB GetItem (floor)", floor, floor_upstream);
+    breakdown("raw BatchGetItem ∥ PutItem", pair, pair_upstream);
     breakdown("warm fetch", &fetched.warm, &fetched.warm_upstream);
     println!(
         "\ninit {} ms, first fetch {} ms (medians of {COLD_STARTS} cold starts), peak RSS {:.1} MiB in aws mode.",

@@ -56,6 +56,8 @@ struct Shared {
     /// Time spent waiting on the upstream, by operation (forwarded calls only).
     upstream: Mutex<BTreeMap<String, Duration>>,
     rules: Mutex<Vec<Rule>>,
+    /// `PutItem`s whose partition key starts with `.0` go to the upstream `.1`.
+    partitions: Mutex<Option<(String, String)>>,
 }
 
 /// A running proxy; it stops when dropped.
@@ -106,6 +108,17 @@ impl AwsProxy {
     pub fn heal(&self) {
         if let Ok(mut rules) = self.shared.rules.lock() {
             rules.clear();
+        }
+    }
+
+    /// Sends each `PutItem` whose partition key (`pk`) starts with `prefix` to `upstream`
+    /// (`http://host:port`) instead: a second server standing for the storage nodes that hold
+    /// those partitions, which DynamoDB serves in parallel with the others. Only single-item writes
+    /// move, so a caller must not read those items back or write them in a transaction.
+    pub fn serve_partitions_from(&self, prefix: &str, upstream: &str) {
+        let upstream = upstream.trim_start_matches("http://").trim_end_matches('/').to_owned();
+        if let Ok(mut partitions) = self.shared.partitions.lock() {
+            *partitions = Some((prefix.to_owned(), upstream));
         }
     }
 
@@ -234,18 +247,32 @@ async fn read_message(
     Ok(Some(message))
 }
 
-async fn serve(mut stream: TcpStream, upstream: String, shared: Arc<Shared>) {
-    // One upstream connection per client connection, kept alive as the client keeps its own.
-    let mut upstream_conn = None;
+/// The upstream [`AwsProxy::serve_partitions_from`] names for this request, if it moves.
+fn partition_upstream(shared: &Shared, operation: &str, request: &Message) -> Option<String> {
+    let partitions = shared.partitions.lock().ok()?;
+    let (prefix, upstream) = partitions.as_ref().filter(|_| operation == "DynamoDB.PutItem")?;
+    let body: serde_json::Value = serde_json::from_slice(&request.body).ok()?;
+    let pk = body.pointer("/Item/pk/S")?.as_str()?;
+    pk.starts_with(prefix.as_str()).then(|| upstream.clone())
+}
+
+async fn serve(mut stream: TcpStream, main_upstream: String, shared: Arc<Shared>) {
+    // One connection per upstream and client connection, kept alive as the client keeps its own.
+    let (mut main_conn, mut partition_conn) = (None, None);
     while let Ok(Some(request)) = read_message(&mut stream, request_head, false).await {
         let operation = operation(request.header("x-amz-target").unwrap_or_default());
+        let moved = partition_upstream(&shared, &operation, &request);
+        let (upstream, upstream_conn) = match &moved {
+            Some(upstream) => (upstream, &mut partition_conn),
+            None => (&main_upstream, &mut main_conn),
+        };
         if let Ok(mut counts) = shared.counts.lock() {
             *counts.entry(operation.clone()).or_default() += 1;
         }
         let answer = match fault_for(&shared, &operation) {
             None => {
                 let started = Instant::now();
-                let forwarded = forward(&request, &upstream, &mut upstream_conn).await;
+                let forwarded = forward(&request, upstream, upstream_conn).await;
                 if let Ok(mut upstream) = shared.upstream.lock() {
                     *upstream.entry(operation.clone()).or_default() += started.elapsed();
                 }
@@ -267,7 +294,7 @@ async fn serve(mut stream: TcpStream, upstream: String, shared: Arc<Shared>) {
             }
             Some(Fault::Unprocessed) => unprocessed_answer(&request.body),
             Some(Fault::LostAnswer) => {
-                let _ = forward(&request, &upstream, &mut upstream_conn).await;
+                let _ = forward(&request, upstream, upstream_conn).await;
                 let _ = stream.set_zero_linger();
                 return;
             }
@@ -356,4 +383,55 @@ fn canned(status: u16, content_type: &str, body: &str) -> Vec<u8> {
         body.len()
     )
     .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An upstream that answers every request with `name` as its body.
+    async fn upstream(name: &'static str) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    while let Ok(Some(_)) = read_message(&mut stream, request_head, false).await {
+                        let answer = canned(200, "application/x-amz-json-1.0", name);
+                        if stream.write_all(&answer).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    /// Which upstream answered `target` with `body`, over one kept-alive connection.
+    async fn answered_by(conn: &mut TcpStream, target: &str, body: &str) -> String {
+        let request = format!(
+            "POST / HTTP/1.1\r\nhost: proxy\r\nx-amz-target: {target}\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        conn.write_all(request.as_bytes()).await.unwrap();
+        let answer = read_message(conn, response_head, false).await.unwrap().unwrap();
+        String::from_utf8(answer.body).unwrap()
+    }
+
+    #[tokio::test]
+    async fn puts_to_the_named_partitions_go_to_their_own_upstream_and_nothing_else_does() {
+        let proxy = AwsProxy::start(&upstream("main").await).await.unwrap();
+        let mut conn = TcpStream::connect(proxy.addr).await.unwrap();
+        let put = |pk: &str| format!(r#"{{"TableName":"t","Item":{{"pk":{{"S":"{pk}"}},"sk":{{"S":"x"}}}}}}"#);
+        assert_eq!(answered_by(&mut conn, "DynamoDB_20120810.PutItem", &put("AUDIT#u#3")).await, "main");
+
+        proxy.serve_partitions_from("AUDIT#", &upstream("audit").await);
+        assert_eq!(answered_by(&mut conn, "DynamoDB_20120810.PutItem", &put("AUDIT#u#3")).await, "audit");
+        assert_eq!(answered_by(&mut conn, "DynamoDB_20120810.PutItem", &put("USER#u")).await, "main");
+        let get = r#"{"TableName":"t","Key":{"pk":{"S":"AUDIT#u#3"},"sk":{"S":"x"}}}"#;
+        assert_eq!(answered_by(&mut conn, "DynamoDB_20120810.GetItem", get).await, "main");
+        assert_eq!(answered_by(&mut conn, "DynamoDB_20120810.PutItem", &put("AUDIT#u#4")).await, "audit");
+        assert_eq!(proxy.take_counts().get("DynamoDB.PutItem"), Some(&4));
+    }
 }
