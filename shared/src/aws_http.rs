@@ -2,7 +2,7 @@
 //! endpoints chain to and no others.
 //!
 //! Not the SDK's default client: that one always links an HTTP/2 stack (h2, and hyper's HTTP/2
-//! client with it) and a connector of its own beside reqwest's, 0.7–1.1 MB of every function
+//! client with it) and a connector of its own beside reqwest's, 0.6–1.1 MB of every function
 //! (BENCHMARKS.md), for services keyward never calls over HTTP/2.
 //!
 //! The SDK's default client also loaded the platform's whole root store when a client was built:
