@@ -8,6 +8,7 @@
 //! another provider's slot or relabelled to another version fails to open. Records of format 1
 //! (a KMS data key per record) still open; the rewrap job moves them to format 2.
 
+mod counting;
 mod keyring;
 mod kms;
 mod local;
@@ -26,6 +27,7 @@ use zeroize::Zeroizing;
 use crate::model::{Clock, OAuthProvider, UserId};
 use crate::secret::DataKey;
 
+pub use counting::CountingKeyProvider;
 pub use keyring::{
     BranchKeyStore, BranchVersion, COMMITMENT_LEN, SALT_LEN, WrappedBranchKey, moved_branch_key, new_branch_key,
 };

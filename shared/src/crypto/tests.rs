@@ -1,40 +1,8 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
 use crate::model::ManualClock;
-
-/// Wraps a provider and counts its calls: what the key cache saves is counted, not assumed.
-struct Counting {
-    inner: LocalKeyProvider,
-    generates: AtomicUsize,
-    unwraps: AtomicUsize,
-}
-
-impl Counting {
-    fn calls(&self) -> (usize, usize) {
-        (self.generates.load(Ordering::SeqCst), self.unwraps.load(Ordering::SeqCst))
-    }
-}
-
-#[async_trait]
-impl KeyProvider for Counting {
-    fn kind(&self) -> KeyProviderKind {
-        self.inner.kind()
-    }
-    fn key_id(&self) -> &str {
-        self.inner.key_id()
-    }
-    async fn generate(&self, context: &KeyContext<'_>) -> Result<(DataKey, Vec<u8>), CryptoError> {
-        self.generates.fetch_add(1, Ordering::SeqCst);
-        self.inner.generate(context).await
-    }
-    async fn unwrap(&self, key_id: &str, wrapped: &[u8], context: &KeyContext<'_>) -> Result<DataKey, CryptoError> {
-        self.unwraps.fetch_add(1, Ordering::SeqCst);
-        self.inner.unwrap(key_id, wrapped, context).await
-    }
-}
 
 /// Branch keys in memory (the store's table-backed keyring has its own contract tests).
 #[derive(Default)]
@@ -70,7 +38,7 @@ impl BranchKeyStore for Branches {
 
 /// One deployment's key material: a provider, its branch keys and a clock.
 struct Deployment {
-    provider: Arc<Counting>,
+    provider: Arc<CountingKeyProvider<LocalKeyProvider>>,
     branches: Arc<Branches>,
     clock: Arc<ManualClock>,
 }
@@ -78,11 +46,7 @@ struct Deployment {
 impl Deployment {
     fn new() -> Self {
         Self {
-            provider: Arc::new(Counting {
-                inner: LocalKeyProvider::from_master(DataKey::random()),
-                generates: AtomicUsize::new(0),
-                unwraps: AtomicUsize::new(0),
-            }),
+            provider: Arc::new(CountingKeyProvider::new(LocalKeyProvider::from_master(DataKey::random()))),
             branches: Arc::default(),
             clock: Arc::new(ManualClock::at(1_800_000_000)),
         }
@@ -281,7 +245,7 @@ async fn rotated_versions_open_and_relabelled_versions_do_not() {
     let deployment = Deployment::new();
     let env = deployment.uncached();
     let old = env.seal(SECRET, &alice()).await.unwrap();
-    let next = new_branch_key(&deployment.provider.inner, Purpose::LlmKey, deployment.clock.now()).await.unwrap();
+    let next = new_branch_key(deployment.provider.inner(), Purpose::LlmKey, deployment.clock.now()).await.unwrap();
     deployment.branches.activate(next.clone());
     let new = env.seal(SECRET, &alice()).await.unwrap();
     assert_eq!(new.branch_version(), Some(next.version));

@@ -9,14 +9,13 @@
 //! the counts by instances / sample. Audit entries are counted, not kept.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use keyward::auth::Claims;
 use keyward::auth::service::InternalPrincipals;
-use keyward::crypto::{CryptoError, Envelope, KeyContext, KeyProvider, KeyProviderKind, LocalKeyProvider, SealFormat};
+use keyward::crypto::{CountingKeyProvider, Envelope, LocalKeyProvider, SealFormat};
 use keyward::model::{Clock, ManualClock, Provider, UserId};
 use keyward::outbound::Outbound;
 use keyward::providers::{KeyValidator, ProviderEndpoints, preview};
@@ -112,30 +111,6 @@ impl Popularity {
 
     fn share_of_top(&self) -> f64 {
         self.0[0]
-    }
-}
-
-/// Counts the key provider's calls: each would be one KMS request.
-struct CountingProvider {
-    inner: LocalKeyProvider,
-    calls: AtomicU64,
-}
-
-#[async_trait]
-impl KeyProvider for CountingProvider {
-    fn kind(&self) -> KeyProviderKind {
-        self.inner.kind()
-    }
-    fn key_id(&self) -> &str {
-        self.inner.key_id()
-    }
-    async fn generate(&self, context: &KeyContext<'_>) -> Result<(DataKey, Vec<u8>), CryptoError> {
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        self.inner.generate(context).await
-    }
-    async fn unwrap(&self, key_id: &str, wrapped: &[u8], context: &KeyContext<'_>) -> Result<DataKey, CryptoError> {
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        self.inner.unwrap(key_id, wrapped, context).await
     }
 }
 
@@ -317,10 +292,7 @@ impl Model<'_> {
         let args = self.args;
         let table = Arc::new(CountingTable { inner: MemoryTable::default(), usage: Mutex::default() });
         let store = Store::new(table.clone());
-        let provider = Arc::new(CountingProvider {
-            inner: LocalKeyProvider::from_master(DataKey::random()),
-            calls: AtomicU64::new(0),
-        });
+        let provider = Arc::new(CountingKeyProvider::new(LocalKeyProvider::from_master(DataKey::random())));
         let instance = |clock: Arc<ManualClock>| {
             Envelope::new(provider.clone(), Arc::new(store.clone()), Duration::from_secs(args.ttl), clock)
                 .writing(format)
@@ -353,7 +325,7 @@ impl Model<'_> {
             store.llm_keys().put_audited(user, &new, START - 1, &entry).await.expect("seed a key");
         }
         *table.usage() = Usage::default();
-        provider.calls.store(0, Ordering::Relaxed);
+        provider.take_calls();
 
         let arn = "arn:aws:iam::123456789012:role/notes-service".to_owned();
         let principals = InternalPrincipals::from_json(&format!(r#"{{"{arn}": ["openai"]}}"#)).expect("principals");
@@ -408,7 +380,7 @@ impl Model<'_> {
                 }
             }
             let per_second = instances as f64 / sample as f64 / window;
-            kms += provider.calls.swap(0, Ordering::Relaxed) as f64 * per_second;
+            kms += provider.take_calls() as f64 * per_second;
             let usage = std::mem::take(&mut *table.usage());
             for (op, n) in usage.requests {
                 *requests.entry(op).or_default() += n as f64 * per_second;
