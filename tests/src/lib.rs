@@ -21,8 +21,6 @@ use keyward::store::{
     Actor, AuditAction, AuditEntry, DynamoTable, EmbeddedTable, NewLlmKey, Store, StoredLlmKey, create_table,
 };
 
-/// The moto server's URL, from `KEYWARD_TEST_MOTO_URL`: the test command (`scripts/test`) starts one
-/// serialized server (`infra/moto/serve.py`) on a free loopback port for all test binaries.
 /// Stores `new` as `user`'s key the way production does (with its audit entry), without asking
 /// the provider: for keys a test wants in a given state.
 pub async fn seed_key(store: &Store, user: &UserId, new: &NewLlmKey, now: i64) -> StoredLlmKey {
@@ -36,6 +34,8 @@ pub async fn seed_key(store: &Store, user: &UserId, new: &NewLlmKey, now: i64) -
     store.llm_keys().put_audited(user, new, now, &entry).await.expect("store the key")
 }
 
+/// The moto server's URL, from `KEYWARD_TEST_MOTO_URL`: the test command (`scripts/test`) starts one
+/// serialized server (`infra/moto/serve.py`) on a free loopback port for all test binaries.
 pub fn moto_url() -> String {
     match std::env::var("KEYWARD_TEST_MOTO_URL") {
         Ok(url) if !url.is_empty() => url,

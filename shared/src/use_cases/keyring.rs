@@ -242,6 +242,7 @@ mod tests {
     use crate::crypto::{LocalKeyProvider, SealFormat};
     use crate::model::{Provider, UserId};
     use crate::store::{Actor, AuditAction, AuditEntry, KeyStatus, NewLlmKey, llm_key_context};
+    use crate::use_cases::testing::Fixture;
 
     async fn put(fixture: &Fixture, user: &UserId, new: &NewLlmKey) {
         let now = fixture.clock.now();
@@ -254,7 +255,6 @@ mod tests {
         };
         fixture.store.llm_keys().put_audited(user, new, now, &entry).await.unwrap();
     }
-    use crate::use_cases::testing::Fixture;
 
     async fn seed(fixture: &Fixture, envelope: &Envelope, user: &str, provider: Provider) -> UserId {
         let user = UserId::parse(user).unwrap();
