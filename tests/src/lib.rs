@@ -2,6 +2,7 @@
 //! protocols, a fresh table or KMS key per test, both store backends, and AWS call counting.
 
 pub mod api;
+pub mod iam;
 pub mod leaks;
 pub mod sign_in;
 pub mod stripe;
@@ -136,13 +137,20 @@ pub async fn kms_key(client: &aws_sdk_kms::Client) -> String {
     out.key_metadata().map(|m| m.key_id().to_owned()).expect("key id")
 }
 
-/// Counts AWS operations by `Service.Operation`, as an SDK interceptor sees them.
+/// Counts AWS operations by `Service.Operation`, as an SDK interceptor sees them, and keeps each
+/// DynamoDB request as IAM would authorise it.
 #[derive(Debug, Clone, Default)]
-pub struct CallCounter(Arc<Mutex<BTreeMap<String, usize>>>);
+pub struct CallCounter(Arc<Mutex<Calls>>);
+
+#[derive(Debug, Default)]
+struct Calls {
+    counts: BTreeMap<String, usize>,
+    dynamodb: Vec<iam::Access>,
+}
 
 impl CallCounter {
     pub fn counts(&self) -> BTreeMap<String, usize> {
-        self.0.lock().map(|m| m.clone()).unwrap_or_default()
+        self.0.lock().map(|calls| calls.counts.clone()).unwrap_or_default()
     }
 
     pub fn count(&self, operation: &str) -> usize {
@@ -150,39 +158,22 @@ impl CallCounter {
     }
 
     pub fn reset(&self) {
-        if let Ok(mut m) = self.0.lock() {
-            m.clear();
+        if let Ok(mut calls) = self.0.lock() {
+            *calls = Calls::default();
         }
     }
 
     /// The calls since the last take or reset, as `Service.Operation=n` in order, after asserting
     /// that `template.yaml` lets the role of `function` (a resource name: `LlmKeysFunction`) make
-    /// each DynamoDB call among them. moto does not enforce IAM, so a call missing from a role's
-    /// policy would otherwise show only once deployed.
+    /// each DynamoDB request among them, `dynamodb:LeadingKeys` conditions included.
     pub fn take_as(&self, function: &str) -> String {
-        let counts = self.counts();
-        self.reset();
-        let allowed = dynamodb_actions(function);
-        for op in counts.keys().filter_map(|op| op.strip_prefix("DynamoDB.")) {
-            // A transaction is authorised item by item, as the Put/Update/Delete/ConditionCheck it holds.
-            let action = format!("dynamodb:{op}");
-            assert!(op == "TransactWriteItems" || allowed.contains(&action), "{function} may not call {action}");
+        let Calls { counts, dynamodb } = self.0.lock().map(|mut calls| std::mem::take(&mut *calls)).unwrap_or_default();
+        let policy = iam::Policy::of(function);
+        for access in &dynamodb {
+            assert!(policy.allows(access), "{function} may not make {access:?}");
         }
         counts.into_iter().map(|(op, n)| format!("{op}={n}")).collect::<Vec<_>>().join(" ")
     }
-}
-
-/// The DynamoDB actions `template.yaml` grants the role of `function`.
-fn dynamodb_actions(function: &str) -> std::collections::BTreeSet<String> {
-    let template: serde_norway::Value = serde_norway::from_str(
-        &std::fs::read_to_string(keyward_local::default_template_path()).expect("template.yaml"),
-    )
-    .expect("template.yaml parses");
-    let policies =
-        template["Resources"][function]["Properties"]["Policies"].as_sequence().expect("the role's policies");
-    let statements = policies.iter().filter_map(|p| p["Statement"].as_sequence()).flatten();
-    let actions = statements.filter_map(|s| s["Action"].as_sequence()).flatten().filter_map(|a| a.as_str());
-    actions.filter(|a| a.starts_with("dynamodb:")).map(str::to_owned).collect()
 }
 
 impl Intercept for CallCounter {
@@ -206,8 +197,12 @@ impl Intercept for CallCounter {
             "secretsmanager" => "SecretsManager",
             other => other,
         };
-        if let Ok(mut m) = self.0.lock() {
-            *m.entry(format!("{service}.{operation}")).or_default() += 1;
+        if let Ok(mut calls) = self.0.lock() {
+            *calls.counts.entry(format!("{service}.{operation}")).or_default() += 1;
+            if service == "DynamoDB" {
+                let body = context.request().body().bytes().unwrap_or_default();
+                calls.dynamodb.extend(iam::accesses(operation, body));
+            }
         }
         Ok(())
     }

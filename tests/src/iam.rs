@@ -1,0 +1,289 @@
+//! The DynamoDB statements `template.yaml` gives a function's role, evaluated for each request the
+//! way IAM does: by action and, where a statement has a `dynamodb:LeadingKeys` condition, by the
+//! partition keys the request names. moto enforces no IAM, so a request the deployed role would
+//! refuse shows here first.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value as Json;
+use serde_norway::Value;
+
+/// One request as IAM authorises it. A transaction is authorised item by item, each as the
+/// Put/Update/Delete/ConditionCheck it holds, so it makes one access per item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    pub action: String,
+    /// The partition keys the request names (empty for a Scan, which names none); `None` when the
+    /// checker cannot name them (a query of an index), which no condition on them lets through.
+    pub leading_keys: Option<BTreeSet<String>>,
+}
+
+/// The accesses of one DynamoDB request, from its operation and its awsJson body.
+pub fn accesses(operation: &str, body: &[u8]) -> Vec<Access> {
+    let body: Json = serde_json::from_slice(body).unwrap_or(Json::Null);
+    let access = |operation: &str, leading_keys| Access { action: format!("dynamodb:{operation}"), leading_keys };
+    let one = |operation: &str, key: &Json| access(operation, partition_key(key).map(|pk| BTreeSet::from([pk])));
+    match operation {
+        "GetItem" | "UpdateItem" | "DeleteItem" => vec![one(operation, &body["Key"])],
+        "PutItem" => vec![one(operation, &body["Item"])],
+        "BatchGetItem" => {
+            let keys = body["RequestItems"].as_object().into_iter().flat_map(|tables| tables.values());
+            let keys = keys.flat_map(|table| table["Keys"].as_array().into_iter().flatten());
+            vec![access(operation, keys.map(partition_key).collect())]
+        }
+        "TransactWriteItems" => {
+            let items = body["TransactItems"].as_array().into_iter().flatten();
+            items
+                .map(|item| match item.as_object().and_then(|o| o.iter().next()).map(|(kind, v)| (kind.as_str(), v)) {
+                    Some(("Put", put)) => one("PutItem", &put["Item"]),
+                    Some(("Update", update)) => one("UpdateItem", &update["Key"]),
+                    Some(("Delete", delete)) => one("DeleteItem", &delete["Key"]),
+                    Some(("ConditionCheck", check)) => one("ConditionCheckItem", &check["Key"]),
+                    _ => access("TransactWriteItems", None),
+                })
+                .collect()
+        }
+        "Query" if body.get("IndexName").is_none() => vec![access(operation, queried_partition(&body))],
+        "Scan" => vec![access(operation, Some(BTreeSet::new()))],
+        _ => vec![access(operation, None)],
+    }
+}
+
+/// keyward's tables are keyed by `pk` (a string) and `sk`.
+fn partition_key(key: &Json) -> Option<String> {
+    key["pk"]["S"].as_str().map(str::to_owned)
+}
+
+/// The partition a table query names: the value its key condition sets `pk` equal to.
+fn queried_partition(body: &Json) -> Option<BTreeSet<String>> {
+    let condition = body["KeyConditionExpression"].as_str()?;
+    let (name, value) = condition.split(" AND ").next()?.split_once('=')?;
+    let name = body["ExpressionAttributeNames"][name.trim()].as_str().unwrap_or(name.trim());
+    if name != "pk" {
+        return None;
+    }
+    let partition = body["ExpressionAttributeValues"][value.trim()]["S"].as_str()?;
+    Some(BTreeSet::from([partition.to_owned()]))
+}
+
+/// The Allow statements of a role that name DynamoDB actions.
+#[derive(Debug)]
+pub struct Policy(Vec<Statement>);
+
+#[derive(Debug)]
+struct Statement {
+    actions: BTreeSet<String>,
+    leading_keys: Option<Patterns>,
+}
+
+/// `ForAllValues:StringEquals` or `ForAllValues:StringLike` on `dynamodb:LeadingKeys`.
+#[derive(Debug)]
+struct Patterns {
+    like: bool,
+    values: Vec<String>,
+}
+
+impl Policy {
+    /// The DynamoDB statements `template.yaml` gives the role of `function` (a resource name:
+    /// `LlmKeysFunction`).
+    pub fn of(function: &str) -> Self {
+        let template: Value = serde_norway::from_str(
+            &std::fs::read_to_string(keyward_local::default_template_path()).expect("template.yaml"),
+        )
+        .expect("template.yaml parses");
+        let policies =
+            template["Resources"][function]["Properties"]["Policies"].as_sequence().expect("the role's policies");
+        let statements: Vec<Value> =
+            policies.iter().filter_map(|p| p["Statement"].as_sequence()).flatten().cloned().collect();
+        Self::from_statements(&statements)
+    }
+
+    /// The DynamoDB part of `statements`. A condition the checker cannot evaluate fails the test
+    /// rather than being read as "allowed".
+    pub fn from_statements(statements: &[Value]) -> Self {
+        let strings = |v: &Value| match v {
+            Value::Sequence(items) => items.iter().filter_map(|a| a.as_str().map(str::to_owned)).collect(),
+            other => other.as_str().map(|s| vec![s.to_owned()]).unwrap_or_default(),
+        };
+        let dynamodb = statements.iter().filter(|s| strings(&s["Action"]).iter().any(|a| a.starts_with("dynamodb:")));
+        Self(
+            dynamodb
+                .map(|s| {
+                    assert_eq!(
+                        s["Effect"].as_str(),
+                        Some("Allow"),
+                        "the checker evaluates Allow statements only: {s:?}"
+                    );
+                    let leading_keys = s.get("Condition").map(|condition| {
+                        let condition = condition.as_mapping().expect("a condition is a mapping");
+                        assert_eq!(condition.len(), 1, "one condition operator: {condition:?}");
+                        let (operator, keys) = condition.iter().next().unwrap();
+                        let like = match operator.as_str() {
+                            Some("ForAllValues:StringEquals") => false,
+                            Some("ForAllValues:StringLike") => true,
+                            other => panic!("the checker does not evaluate the condition operator {other:?}"),
+                        };
+                        let keys = keys.as_mapping().expect("condition keys");
+                        assert_eq!(keys.len(), 1, "only dynamodb:LeadingKeys: {keys:?}");
+                        let values = keys.get("dynamodb:LeadingKeys").expect("only dynamodb:LeadingKeys");
+                        Patterns { like, values: strings(values) }
+                    });
+                    Statement { actions: strings(&s["Action"]).into_iter().collect(), leading_keys }
+                })
+                .collect(),
+        )
+    }
+
+    pub fn allows(&self, access: &Access) -> bool {
+        self.0.iter().any(|statement| {
+            statement.actions.contains(&access.action)
+                && match (&statement.leading_keys, &access.leading_keys) {
+                    (None, _) => true,
+                    (Some(_), None) => false,
+                    // ForAllValues: every key the request names matches a value (a Scan names none).
+                    (Some(patterns), Some(keys)) => keys.iter().all(|key| patterns.matches(key)),
+                }
+        })
+    }
+}
+
+impl Patterns {
+    fn matches(&self, key: &str) -> bool {
+        self.values.iter().any(|value| if self.like { like(value, key) } else { value == key })
+    }
+}
+
+/// IAM's `StringLike`: `*` matches any run of characters, `?` any one.
+fn like(pattern: &str, text: &str) -> bool {
+    let (pattern, text): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    // Whether pattern[..i] matches text[..j], row by row.
+    let mut row = vec![false; text.len() + 1];
+    row[0] = true;
+    for p in &pattern {
+        let mut next = vec![false; text.len() + 1];
+        next[0] = row[0] && *p == '*';
+        for j in 1..=text.len() {
+            next[j] = match p {
+                '*' => next[j - 1] || row[j],
+                '?' => row[j - 1],
+                c => row[j - 1] && *c == text[j - 1],
+            };
+        }
+        row = next;
+    }
+    row[text.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn policy(yaml: &str) -> Policy {
+        Policy::from_statements(serde_norway::from_str::<Vec<Value>>(yaml).unwrap().as_slice())
+    }
+
+    fn get(pk: &str) -> Vec<Access> {
+        accesses("GetItem", format!(r#"{{"TableName":"t","Key":{{"pk":{{"S":"{pk}"}},"sk":{{"S":"x"}}}}}}"#).as_bytes())
+    }
+
+    #[test]
+    fn leading_keys_conditions_refuse_other_partitions() {
+        let policy = policy(
+            r#"
+- {Effect: Allow, Action: [dynamodb:PutItem], Resource: t}
+- Effect: Allow
+  Action: [dynamodb:GetItem, dynamodb:BatchGetItem]
+  Resource: t
+  Condition: {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["USER#*", "KEYRING#llm-key"]}}
+"#,
+        );
+        assert!(policy.allows(&get("USER#auth0|1")[0]));
+        assert!(policy.allows(&get("KEYRING#llm-key")[0]));
+        assert!(!policy.allows(&get("KEYRING#auth0-refresh")[0]));
+        assert!(!policy.allows(&get("AUDIT#auth0|1#0")[0]));
+        let batch = |pks: &[&str]| {
+            let keys: Vec<String> =
+                pks.iter().map(|pk| format!(r#"{{"pk":{{"S":"{pk}"}},"sk":{{"S":"x"}}}}"#)).collect();
+            accesses(
+                "BatchGetItem",
+                format!(r#"{{"RequestItems":{{"t":{{"Keys":[{}]}}}}}}"#, keys.join(",")).as_bytes(),
+            )
+        };
+        assert!(policy.allows(&batch(&["USER#a", "USER#b"])[0]));
+        assert!(!policy.allows(&batch(&["USER#a", "STRIPE#cus_1"])[0]), "every key must match");
+        assert!(!policy.allows(&accesses("UpdateItem", br#"{"Key":{"pk":{"S":"USER#a"}}}"#)[0]), "no such action");
+    }
+
+    #[test]
+    fn transactions_are_authorised_item_by_item_and_queries_by_their_partition() {
+        let body = json!({"TransactItems": [
+            {"Put": {"Item": {"pk": {"S": "USER#a"}}}},
+            {"Update": {"Key": {"pk": {"S": "AUDIT#a#3"}}}},
+            {"ConditionCheck": {"Key": {"pk": {"S": "USER#a"}}}},
+        ]});
+        let items = accesses("TransactWriteItems", body.to_string().as_bytes());
+        let actions: Vec<&str> = items.iter().map(|a| a.action.as_str()).collect();
+        assert_eq!(actions, ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"]);
+        assert_eq!(items[1].leading_keys, Some(BTreeSet::from(["AUDIT#a#3".to_owned()])));
+
+        let query = json!({
+            "KeyConditionExpression": "#n0 = :v0 AND begins_with(#n1, :v1)",
+            "ExpressionAttributeNames": {"#n0": "pk", "#n1": "sk"},
+            "ExpressionAttributeValues": {":v0": {"S": "USER#a"}, ":v1": {"S": "LLMKEY#"}},
+        })
+        .to_string();
+        let query = &accesses("Query", query.as_bytes())[0];
+        assert_eq!(query.leading_keys, Some(BTreeSet::from(["USER#a".to_owned()])));
+        let index = json!({
+            "IndexName": "gsi1",
+            "KeyConditionExpression": "#n0 = :v0",
+            "ExpressionAttributeNames": {"#n0": "gsi1pk"},
+            "ExpressionAttributeValues": {":v0": {"S": "EMAIL#a"}},
+        })
+        .to_string();
+        let index = &accesses("Query", index.as_bytes())[0];
+        assert_eq!(index.leading_keys, None);
+        let equals = policy(
+            r#"
+- Effect: Allow
+  Action: [dynamodb:Query]
+  Resource: t
+  Condition: {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["USER#a"]}}
+"#,
+        );
+        assert!(equals.allows(query));
+        assert!(!equals.allows(index), "an index query's partition is not named");
+    }
+
+    #[test]
+    fn string_like_is_iams_wildcard_match() {
+        for (pattern, text, matches) in [
+            ("USER#*", "USER#", true),
+            ("USER#*", "USER#auth0|1", true),
+            ("USER#*", "XUSER#1", false),
+            ("*#llm-key", "KEYRING#llm-key", true),
+            ("KEYRING#???-key", "KEYRING#llm-key", true),
+            ("KEYRING#???-key", "KEYRING#llmx-key", false),
+            ("a*b*c", "aXXbYYc", true),
+            ("a*b*c", "aXXbYY", false),
+            ("", "", true),
+        ] {
+            assert_eq!(like(pattern, text), matches, "{pattern} ~ {text}");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "does not evaluate the condition operator")]
+    fn a_condition_the_checker_cannot_evaluate_fails() {
+        policy(
+            r#"
+- Effect: Allow
+  Action: [dynamodb:GetItem]
+  Resource: t
+  Condition: {"StringEquals": {"aws:SourceVpce": "vpce-1"}}
+"#,
+        );
+    }
+}
