@@ -277,6 +277,11 @@ impl Table for DynamoTable {
     }
 
     async fn get_many(&self, keys: &[Key]) -> Result<Vec<Item>, StoreError> {
+        // One key (an internal fetch of one provider's key, the usual one) is a GetItem: the
+        // cheapest read DynamoDB serves, with no unprocessed keys to ask for again.
+        if let [key] = keys {
+            return Ok(self.get(key).await?.into_iter().collect());
+        }
         let mut items = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(BATCH_GET_MAX_KEYS) {
             let mut pending = KeysAndAttributes::builder()

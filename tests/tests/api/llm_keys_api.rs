@@ -476,15 +476,21 @@ async fn aws_calls_per_route() {
     assert_eq!(calls(), "DynamoDB.Query=1");
 
     assert_eq!(fetch(&api, &user(ADA), "openai").await.status(), 200);
-    // The granted keys' read and the audit entry side by side, then the first lastUsed mark; the
+    // The granted key's read and the audit entry side by side, then the first lastUsed mark; the
     // branch key is cached since the seal.
+    assert_eq!(
+        api.aws_calls.take_as("InternalKeysFunction"),
+        "DynamoDB.GetItem=1 DynamoDB.PutItem=1 DynamoDB.UpdateItem=1"
+    );
+    assert_eq!(fetch(&api, &user(ADA), "openai").await.status(), 200);
+    // Warm: one read and the audit entry; lastUsed is not due again within the minute; no KMS.
+    assert_eq!(api.aws_calls.take_as("InternalKeysFunction"), "DynamoDB.GetItem=1 DynamoDB.PutItem=1");
+    // Several providers' keys in one read; anthropic's first lastUsed mark.
+    assert_eq!(fetch(&api, &user(ADA), "openai,anthropic").await.status(), 200);
     assert_eq!(
         api.aws_calls.take_as("InternalKeysFunction"),
         "DynamoDB.BatchGetItem=1 DynamoDB.PutItem=1 DynamoDB.UpdateItem=1"
     );
-    assert_eq!(fetch(&api, &user(ADA), "openai").await.status(), 200);
-    // Warm: one read and the audit entry; lastUsed is not due again within the minute; no KMS.
-    assert_eq!(api.aws_calls.take_as("InternalKeysFunction"), "DynamoDB.BatchGetItem=1 DynamoDB.PutItem=1");
 
     assert_eq!(ada.send("POST", "/me/llm-keys/openai/test", None).await.status(), 200);
     assert_eq!(calls(), "DynamoDB.GetItem=1 DynamoDB.PutItem=1 DynamoDB.UpdateItem=2");

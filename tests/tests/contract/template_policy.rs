@@ -347,8 +347,8 @@ fn the_keyring_operator_is_optional_and_bound_to_keywards_contexts() {
 }
 
 /// The functions wrap under the stack's key unless `KmsKeyArn` names another, accept the keys in
-/// `PreviousKmsKeyArns` while branch keys move, and `internal-keys` reads the keyring only in its
-/// own purpose's partition.
+/// `PreviousKmsKeyArns` while branch keys move, and `internal-keys` reads only users' partitions and
+/// its own purpose's keyring, and writes only the `lastUsed` mark and audit entries.
 #[test]
 fn the_keyring_settings_reach_the_functions() {
     let template = template();
@@ -364,10 +364,19 @@ fn the_keyring_settings_reach_the_functions() {
     assert_eq!(text(&env["KEYWARD_KMS_PREVIOUS_KEY_IDS"]), "!Ref PreviousKmsKeyArns");
     let statements =
         template["Resources"]["InternalKeysFunction"]["Properties"]["Policies"][0]["Statement"].as_sequence().unwrap();
-    let keyring: Vec<&Value> = statements.iter().filter(|s| list(&s["Action"]) == ["dynamodb:GetItem"]).collect();
-    assert_eq!(keyring.len(), 1, "one GetItem statement");
-    assert_eq!(
-        list(&keyring[0]["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"]),
-        ["KEYRING#llm-key"]
-    );
+    let by_actions: BTreeMap<Vec<String>, Vec<String>> = statements
+        .iter()
+        .map(|s| (list(&s["Action"]), list(&s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"])))
+        .collect();
+    let expected: BTreeMap<Vec<String>, Vec<String>> = [
+        (vec!["dynamodb:GetItem", "dynamodb:BatchGetItem"], vec!["USER#*", "KEYRING#llm-key"]),
+        (vec!["dynamodb:UpdateItem"], vec!["USER#*"]),
+        (vec!["dynamodb:PutItem"], vec!["AUDIT#*"]),
+    ]
+    .into_iter()
+    .map(|(actions, keys)| {
+        (actions.into_iter().map(String::from).collect(), keys.into_iter().map(String::from).collect())
+    })
+    .collect();
+    assert_eq!(by_actions, expected, "every statement of internal-keys is bound to its partitions");
 }
