@@ -3,7 +3,8 @@
 //! partition keys the request names. moto enforces no IAM, so a request the deployed role would
 //! refuse shows here first.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
 
 use serde_json::Value as Json;
 use serde_norway::Value;
@@ -49,6 +50,11 @@ pub fn accesses(operation: &str, body: &[u8]) -> Vec<Access> {
     }
 }
 
+fn template() -> Value {
+    let text = std::fs::read_to_string(keyward_local::default_template_path()).expect("template.yaml");
+    serde_norway::from_str(&text).expect("template.yaml parses")
+}
+
 /// keyward's tables are keyed by `pk` (a string) and `sk`.
 fn partition_key(key: &Json) -> Option<String> {
     key["pk"]["S"].as_str().map(str::to_owned)
@@ -87,12 +93,28 @@ impl Policy {
     /// The DynamoDB statements `template.yaml` gives the role of `function` (a resource name:
     /// `LlmKeysFunction`).
     pub fn of(function: &str) -> Self {
-        let template: Value = serde_norway::from_str(
-            &std::fs::read_to_string(keyward_local::default_template_path()).expect("template.yaml"),
-        )
-        .expect("template.yaml parses");
-        let policies =
-            template["Resources"][function]["Properties"]["Policies"].as_sequence().expect("the role's policies");
+        Self::of_resource(&template()["Resources"][function])
+    }
+
+    /// The role of the function built from `binary` (`internal-keys`), read from `template.yaml`
+    /// once per process.
+    pub fn of_binary(binary: &str) -> &'static Self {
+        static ROLES: OnceLock<BTreeMap<String, Policy>> = OnceLock::new();
+        let roles = ROLES.get_or_init(|| {
+            let template = template();
+            let resources = template["Resources"].as_mapping().expect("the template's resources");
+            resources
+                .values()
+                .filter_map(|r| {
+                    Some((r["Metadata"]["BuildProperties"]["Binary"].as_str()?.to_owned(), Self::of_resource(r)))
+                })
+                .collect()
+        });
+        roles.get(binary).unwrap_or_else(|| panic!("template.yaml builds no function from {binary}"))
+    }
+
+    fn of_resource(resource: &Value) -> Self {
+        let policies = resource["Properties"]["Policies"].as_sequence().expect("the role's policies");
         let statements: Vec<Value> =
             policies.iter().filter_map(|p| p["Statement"].as_sequence()).flatten().cloned().collect();
         Self::from_statements(&statements)

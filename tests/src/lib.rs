@@ -146,6 +146,10 @@ pub struct CallCounter(Arc<Mutex<Calls>>);
 struct Calls {
     counts: BTreeMap<String, usize>,
     dynamodb: Vec<iam::Access>,
+    /// DynamoDB requests by the function that made them, where the gateway named it.
+    served: BTreeMap<&'static str, usize>,
+    /// DynamoDB requests a function made that its role in `template.yaml` would refuse.
+    refused: Vec<String>,
 }
 
 impl CallCounter {
@@ -159,15 +163,38 @@ impl CallCounter {
 
     pub fn reset(&self) {
         if let Ok(mut calls) = self.0.lock() {
-            *calls = Calls::default();
+            calls.counts.clear();
+            calls.dynamodb.clear();
+            calls.served.clear();
         }
+    }
+
+    /// DynamoDB requests since the last take or reset, by the function that made them.
+    pub fn served(&self) -> BTreeMap<&'static str, usize> {
+        self.0.lock().map(|calls| calls.served.clone()).unwrap_or_default()
+    }
+
+    /// Asserts that every DynamoDB request a function made while serving (the local gateway names
+    /// it, [`keyward_local::SERVING`]) is one its role in `template.yaml` allows. moto enforces no
+    /// IAM, so a request the deployed role would refuse shows here first.
+    pub fn assert_roles_allowed(&self) {
+        let refused = self.0.lock().map(|mut calls| std::mem::take(&mut calls.refused)).unwrap_or_default();
+        assert!(refused.is_empty(), "requests the deployed roles would refuse:\n{}", refused.join("\n"));
     }
 
     /// The calls since the last take or reset, as `Service.Operation=n` in order, after asserting
     /// that `template.yaml` lets the role of `function` (a resource name: `LlmKeysFunction`) make
     /// each DynamoDB request among them, `dynamodb:LeadingKeys` conditions included.
     pub fn take_as(&self, function: &str) -> String {
-        let Calls { counts, dynamodb } = self.0.lock().map(|mut calls| std::mem::take(&mut *calls)).unwrap_or_default();
+        self.assert_roles_allowed();
+        let (counts, dynamodb) = self
+            .0
+            .lock()
+            .map(|mut calls| {
+                calls.served.clear();
+                (std::mem::take(&mut calls.counts), std::mem::take(&mut calls.dynamodb))
+            })
+            .unwrap_or_default();
         let policy = iam::Policy::of(function);
         for access in &dynamodb {
             assert!(policy.allows(access), "{function} may not make {access:?}");
@@ -200,8 +227,14 @@ impl Intercept for CallCounter {
         if let Ok(mut calls) = self.0.lock() {
             *calls.counts.entry(format!("{service}.{operation}")).or_default() += 1;
             if service == "DynamoDB" {
-                let body = context.request().body().bytes().unwrap_or_default();
-                calls.dynamodb.extend(iam::accesses(operation, body));
+                let accesses = iam::accesses(operation, context.request().body().bytes().unwrap_or_default());
+                if let Ok(function) = keyward_local::SERVING.try_with(|function| *function) {
+                    *calls.served.entry(function).or_default() += 1;
+                    let role = iam::Policy::of_binary(function);
+                    let refused = accesses.iter().filter(|access| !role.allows(access));
+                    calls.refused.extend(refused.map(|access| format!("{function}: {access:?}")));
+                }
+                calls.dynamodb.extend(accesses);
             }
         }
         Ok(())

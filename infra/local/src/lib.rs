@@ -27,6 +27,12 @@ pub use template::RouteTable;
 /// The port the README's run command serves on.
 pub const DEFAULT_PORT: u16 = 8700;
 
+tokio::task_local! {
+    /// The function serving the current request (its binary name, `internal-keys`): tests
+    /// attribute each AWS call to the role that would make it in AWS.
+    pub static SERVING: &'static str;
+}
+
 /// One function's entry point, as the gateway invokes it.
 pub type FunctionHandler = Arc<dyn Fn(Request) -> BoxFuture<'static, Response<Body>> + Send + Sync>;
 
@@ -54,11 +60,14 @@ pub fn all_routes() -> [Routes; 6] {
 pub fn functions(state: &Arc<AppState>) -> HashMap<String, FunctionHandler> {
     all_routes()
         .into_iter()
-        .map(|routes| (routes.function().to_owned(), mount(app::service(Arc::clone(state), Arc::new(routes)))))
+        .map(|routes| {
+            let function = routes.function();
+            (function.to_owned(), mount(function, app::service(Arc::clone(state), Arc::new(routes))))
+        })
         .collect()
 }
 
-fn mount<S>(service: S) -> FunctionHandler
+fn mount<S>(function: &'static str, service: S) -> FunctionHandler
 where
     S: Service<Request, Response = Response<Body>, Error = Infallible, Future: Send + 'static>
         + Clone
@@ -69,12 +78,12 @@ where
     Arc::new(move |request| {
         // `service_fn` services are always ready, so each call may go straight to `call`.
         let mut service = service.clone();
-        Box::pin(async move {
+        Box::pin(SERVING.scope(function, async move {
             match service.call(request).await {
                 Ok(response) => response,
                 Err(never) => match never {},
             }
-        })
+        }))
     })
 }
 

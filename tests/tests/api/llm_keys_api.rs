@@ -1,6 +1,7 @@
 //! `llm-keys` and `internal-keys` through real HTTP on both backends: the local gateway, the
 //! functions, and the provider stand-ins answering for the sandbox's magic keys.
 
+use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use keyward::model::{Provider, UserId};
@@ -483,6 +484,8 @@ async fn aws_calls_per_route() {
         "DynamoDB.GetItem=1 DynamoDB.PutItem=1 DynamoDB.UpdateItem=1"
     );
     assert_eq!(fetch(&api, &user(ADA), "openai").await.status(), 200);
+    // Each request is the serving function's, checked against its role as it is made.
+    assert_eq!(api.aws_calls.served(), BTreeMap::from([("internal-keys", 2)]));
     // Warm: one read and the audit entry; lastUsed is not due again within the minute; no KMS.
     assert_eq!(api.aws_calls.take_as("InternalKeysFunction"), "DynamoDB.GetItem=1 DynamoDB.PutItem=1");
     // Several providers' keys in one read; anthropic's first lastUsed mark.
