@@ -380,3 +380,39 @@ fn the_keyring_settings_reach_the_functions() {
     .collect();
     assert_eq!(by_actions, expected, "every statement of internal-keys is bound to its partitions");
 }
+
+/// Every function's DynamoDB statements are bound to the partitions it uses, and the keyring
+/// partitions among them are exactly its purposes in the key policy: a function that may not use
+/// a purpose's branch keys may not read or replace them either.
+#[test]
+fn every_role_is_bound_to_its_partitions_and_its_purposes_branch_keys() {
+    let template = template();
+    let grants = grants();
+    let resources = template["Resources"].as_mapping().unwrap();
+    let mut functions = 0;
+    for (name, resource) in resources {
+        if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        functions += 1;
+        let name = text(name);
+        let statements = resource["Properties"]["Policies"].as_sequence().unwrap().iter();
+        let statements = statements.filter_map(|p| p["Statement"].as_sequence()).flatten();
+        let dynamodb: Vec<&Value> =
+            statements.filter(|s| list(&s["Action"]).iter().any(|a| a.starts_with("dynamodb:"))).collect();
+        assert!(!dynamodb.is_empty(), "{name} uses the table");
+        let mut keyring = BTreeSet::new();
+        for statement in dynamodb {
+            let partitions = list(&statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]);
+            // A kind of partition (`USER#*`) or one purpose's keyring; an unbound statement reads `null`.
+            let bound =
+                |p: &String| (p.ends_with("#*") && p != "KEYRING#*") || p.starts_with("KEYRING#") && !p.contains('*');
+            assert!(partitions.iter().all(bound), "{name}: a statement reaches {partitions:?}");
+            keyring.extend(partitions.iter().filter_map(|p| p.strip_prefix("KEYRING#")).map(str::to_owned));
+        }
+        let purposes: BTreeSet<String> =
+            grants.iter().filter(|g| g.0 == format!("{name}Role")).map(|g| g.2.clone()).collect();
+        assert_eq!(keyring, purposes, "{name}: its keyring partitions are its key-policy purposes");
+    }
+    assert_eq!(functions, 6);
+}
