@@ -50,11 +50,6 @@ pub fn accesses(operation: &str, body: &[u8]) -> Vec<Access> {
     }
 }
 
-fn template() -> Value {
-    let text = std::fs::read_to_string(keyward_local::default_template_path()).expect("template.yaml");
-    serde_norway::from_str(&text).expect("template.yaml parses")
-}
-
 /// keyward's tables are keyed by `pk` (a string) and `sk`.
 fn partition_key(key: &Json) -> Option<String> {
     key["pk"]["S"].as_str().map(str::to_owned)
@@ -89,68 +84,58 @@ struct Patterns {
     values: Vec<String>,
 }
 
+/// Every function's role in `template.yaml`, by resource name, with the binary it is built from;
+/// read once per process.
+fn roles() -> &'static BTreeMap<String, (String, Policy)> {
+    static ROLES: OnceLock<BTreeMap<String, (String, Policy)>> = OnceLock::new();
+    ROLES.get_or_init(|| {
+        let text = std::fs::read_to_string(keyward_local::default_template_path()).expect("template.yaml");
+        let template: Value = serde_norway::from_str(&text).expect("template.yaml parses");
+        let resources = template["Resources"].as_mapping().expect("the template's resources");
+        resources
+            .iter()
+            .filter_map(|(name, resource)| {
+                let binary = resource["Metadata"]["BuildProperties"]["Binary"].as_str()?;
+                let policies = resource["Properties"]["Policies"].as_sequence().expect("the role's policies");
+                let statements: Vec<Value> =
+                    policies.iter().filter_map(|p| p["Statement"].as_sequence()).flatten().cloned().collect();
+                Some((name.as_str()?.to_owned(), (binary.to_owned(), Policy::from_statements(&statements))))
+            })
+            .collect()
+    })
+}
+
+/// A string or a list of strings, as IAM statements give actions and condition values.
+fn strings(value: &Value) -> Vec<String> {
+    match value {
+        Value::Sequence(items) => items.iter().filter_map(|a| a.as_str().map(str::to_owned)).collect(),
+        other => other.as_str().map(|s| vec![s.to_owned()]).unwrap_or_default(),
+    }
+}
+
 impl Policy {
-    /// The DynamoDB statements `template.yaml` gives the role of `function` (a resource name:
-    /// `LlmKeysFunction`).
-    pub fn of(function: &str) -> Self {
-        Self::of_resource(&template()["Resources"][function])
+    /// The role of `function` (a resource name: `LlmKeysFunction`).
+    pub fn of(function: &str) -> &'static Self {
+        roles().get(function).map(|(_, policy)| policy).unwrap_or_else(|| panic!("template.yaml has no {function}"))
     }
 
-    /// The role of the function built from `binary` (`internal-keys`), read from `template.yaml`
-    /// once per process.
+    /// The role of the function built from `binary` (`internal-keys`).
     pub fn of_binary(binary: &str) -> &'static Self {
-        static ROLES: OnceLock<BTreeMap<String, Policy>> = OnceLock::new();
-        let roles = ROLES.get_or_init(|| {
-            let template = template();
-            let resources = template["Resources"].as_mapping().expect("the template's resources");
-            resources
-                .values()
-                .filter_map(|r| {
-                    Some((r["Metadata"]["BuildProperties"]["Binary"].as_str()?.to_owned(), Self::of_resource(r)))
-                })
-                .collect()
-        });
-        roles.get(binary).unwrap_or_else(|| panic!("template.yaml builds no function from {binary}"))
-    }
-
-    fn of_resource(resource: &Value) -> Self {
-        let policies = resource["Properties"]["Policies"].as_sequence().expect("the role's policies");
-        let statements: Vec<Value> =
-            policies.iter().filter_map(|p| p["Statement"].as_sequence()).flatten().cloned().collect();
-        Self::from_statements(&statements)
+        let role = roles().values().find(|(built, _)| built == binary);
+        role.map(|(_, policy)| policy).unwrap_or_else(|| panic!("template.yaml builds no function from {binary}"))
     }
 
     /// The DynamoDB part of `statements`. A condition the checker cannot evaluate fails the test
     /// rather than being read as "allowed".
     pub fn from_statements(statements: &[Value]) -> Self {
-        let strings = |v: &Value| match v {
-            Value::Sequence(items) => items.iter().filter_map(|a| a.as_str().map(str::to_owned)).collect(),
-            other => other.as_str().map(|s| vec![s.to_owned()]).unwrap_or_default(),
-        };
         let dynamodb = statements.iter().filter(|s| strings(&s["Action"]).iter().any(|a| a.starts_with("dynamodb:")));
         Self(
             dynamodb
                 .map(|s| {
-                    assert_eq!(
-                        s["Effect"].as_str(),
-                        Some("Allow"),
-                        "the checker evaluates Allow statements only: {s:?}"
-                    );
-                    let leading_keys = s.get("Condition").map(|condition| {
-                        let condition = condition.as_mapping().expect("a condition is a mapping");
-                        assert_eq!(condition.len(), 1, "one condition operator: {condition:?}");
-                        let (operator, keys) = condition.iter().next().unwrap();
-                        let like = match operator.as_str() {
-                            Some("ForAllValues:StringEquals") => false,
-                            Some("ForAllValues:StringLike") => true,
-                            other => panic!("the checker does not evaluate the condition operator {other:?}"),
-                        };
-                        let keys = keys.as_mapping().expect("condition keys");
-                        assert_eq!(keys.len(), 1, "only dynamodb:LeadingKeys: {keys:?}");
-                        let values = keys.get("dynamodb:LeadingKeys").expect("only dynamodb:LeadingKeys");
-                        Patterns { like, values: strings(values) }
-                    });
-                    Statement { actions: strings(&s["Action"]).into_iter().collect(), leading_keys }
+                    let effect = s["Effect"].as_str();
+                    assert_eq!(effect, Some("Allow"), "the checker evaluates Allow statements only: {s:?}");
+                    let actions = strings(&s["Action"]).into_iter().collect();
+                    Statement { actions, leading_keys: s.get("Condition").map(Patterns::of_condition) }
                 })
                 .collect(),
         )
@@ -170,6 +155,21 @@ impl Policy {
 }
 
 impl Patterns {
+    fn of_condition(condition: &Value) -> Self {
+        let condition = condition.as_mapping().expect("a condition is a mapping");
+        assert_eq!(condition.len(), 1, "one condition operator: {condition:?}");
+        let (operator, keys) = condition.iter().next().expect("one operator");
+        let like = match operator.as_str() {
+            Some("ForAllValues:StringEquals") => false,
+            Some("ForAllValues:StringLike") => true,
+            other => panic!("the checker does not evaluate the condition operator {other:?}"),
+        };
+        let keys = keys.as_mapping().expect("condition keys");
+        assert_eq!(keys.len(), 1, "only dynamodb:LeadingKeys: {keys:?}");
+        let values = keys.get("dynamodb:LeadingKeys").expect("only dynamodb:LeadingKeys");
+        Self { like, values: strings(values) }
+    }
+
     fn matches(&self, key: &str) -> bool {
         self.values.iter().any(|value| if self.like { like(value, key) } else { value == key })
     }

@@ -145,7 +145,8 @@ pub struct CallCounter(Arc<Mutex<Calls>>);
 #[derive(Debug, Default)]
 struct Calls {
     counts: BTreeMap<String, usize>,
-    dynamodb: Vec<iam::Access>,
+    /// DynamoDB requests no function was serving (a test's own, or one outside the gateway).
+    unattributed: Vec<iam::Access>,
     /// DynamoDB requests by the function that made them, where the gateway named it.
     served: BTreeMap<&'static str, usize>,
     /// DynamoDB requests a function made that its role in `template.yaml` would refuse.
@@ -164,7 +165,7 @@ impl CallCounter {
     pub fn reset(&self) {
         if let Ok(mut calls) = self.0.lock() {
             calls.counts.clear();
-            calls.dynamodb.clear();
+            calls.unattributed.clear();
             calls.served.clear();
         }
     }
@@ -183,20 +184,21 @@ impl CallCounter {
     }
 
     /// The calls since the last take or reset, as `Service.Operation=n` in order, after asserting
-    /// that `template.yaml` lets the role of `function` (a resource name: `LlmKeysFunction`) make
-    /// each DynamoDB request among them, `dynamodb:LeadingKeys` conditions included.
+    /// that each DynamoDB request among them is one its role in `template.yaml` allows,
+    /// `dynamodb:LeadingKeys` conditions included: a function's against its own role, any other
+    /// against the role of `function` (a resource name: `LlmKeysFunction`).
     pub fn take_as(&self, function: &str) -> String {
         self.assert_roles_allowed();
-        let (counts, dynamodb) = self
+        let (counts, unattributed) = self
             .0
             .lock()
             .map(|mut calls| {
                 calls.served.clear();
-                (std::mem::take(&mut calls.counts), std::mem::take(&mut calls.dynamodb))
+                (std::mem::take(&mut calls.counts), std::mem::take(&mut calls.unattributed))
             })
             .unwrap_or_default();
         let policy = iam::Policy::of(function);
-        for access in &dynamodb {
+        for access in &unattributed {
             assert!(policy.allows(access), "{function} may not make {access:?}");
         }
         counts.into_iter().map(|(op, n)| format!("{op}={n}")).collect::<Vec<_>>().join(" ")
@@ -228,13 +230,15 @@ impl Intercept for CallCounter {
             *calls.counts.entry(format!("{service}.{operation}")).or_default() += 1;
             if service == "DynamoDB" {
                 let accesses = iam::accesses(operation, context.request().body().bytes().unwrap_or_default());
-                if let Ok(function) = keyward_local::SERVING.try_with(|function| *function) {
-                    *calls.served.entry(function).or_default() += 1;
-                    let role = iam::Policy::of_binary(function);
-                    let refused = accesses.iter().filter(|access| !role.allows(access));
-                    calls.refused.extend(refused.map(|access| format!("{function}: {access:?}")));
+                match keyward_local::SERVING.try_with(|function| *function) {
+                    Ok(function) => {
+                        *calls.served.entry(function).or_default() += 1;
+                        let role = iam::Policy::of_binary(function);
+                        let refused = accesses.iter().filter(|access| !role.allows(access));
+                        calls.refused.extend(refused.map(|access| format!("{function}: {access:?}")));
+                    }
+                    Err(_) => calls.unattributed.extend(accesses),
                 }
-                calls.dynamodb.extend(accesses);
             }
         }
         Ok(())

@@ -406,7 +406,7 @@ fn every_role_is_bound_to_its_partitions_and_its_purposes_branch_keys() {
             let partitions = list(&statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]);
             // A kind of partition (`USER#*`) or one purpose's keyring; an unbound statement reads `null`.
             let bound =
-                |p: &String| (p.ends_with("#*") && p != "KEYRING#*") || p.starts_with("KEYRING#") && !p.contains('*');
+                |p: &String| (p.ends_with("#*") && p != "KEYRING#*") || (p.starts_with("KEYRING#") && !p.contains('*'));
             assert!(partitions.iter().all(bound), "{name}: a statement reaches {partitions:?}");
             keyring.extend(partitions.iter().filter_map(|p| p.strip_prefix("KEYRING#")).map(str::to_owned));
         }
