@@ -239,8 +239,9 @@ impl Keyring<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::{LocalKeyProvider, SealFormat};
+    use crate::crypto::{KeyContext, KeyProvider, KeyProviderKind, LocalKeyProvider, SealFormat};
     use crate::model::{Provider, UserId};
+    use crate::secret::DataKey;
     use crate::store::{Actor, AuditAction, AuditEntry, KeyStatus, NewLlmKey, llm_key_context};
     use crate::use_cases::testing::Fixture;
 
@@ -380,12 +381,52 @@ mod tests {
         let fixture = Fixture::new().await;
         seed(&fixture, &fixture.envelope, "auth0|ada", Provider::OpenAi).await;
         let instance = fixture.instance();
-        let provider = fixture.key_provider();
-        let keyring = maintenance(&fixture, &instance, &provider, 10);
+        let provider = BothReadFirst { inner: fixture.key_provider(), both_read: tokio::sync::Barrier::new(2) };
+        let keyring = Keyring {
+            store: &fixture.store,
+            envelope: &instance,
+            provider: &provider,
+            clock: fixture.clock.as_ref(),
+            page_size: 10,
+        };
         let (a, b) = tokio::join!(keyring.rotate(Purpose::LlmKey), keyring.rotate(Purpose::LlmKey));
         let (won, lost): (Vec<_>, Vec<_>) = [a, b].into_iter().partition(Result::is_ok);
         assert_eq!((won.len(), lost.len()), (1, 1));
         assert!(matches!(lost[0], Err(KeyringError::RotationRaced { .. })));
         assert_eq!(fixture.store.keyring().versions(Purpose::LlmKey).await.unwrap().len(), 2);
+    }
+
+    /// Makes two rotations race for real: each makes its new branch key only once both have read
+    /// the active version, so neither can see the other's result first.
+    struct BothReadFirst {
+        inner: LocalKeyProvider,
+        both_read: tokio::sync::Barrier,
+    }
+
+    #[async_trait::async_trait]
+    impl KeyProvider for BothReadFirst {
+        fn kind(&self) -> KeyProviderKind {
+            self.inner.kind()
+        }
+        fn key_id(&self) -> &str {
+            self.inner.key_id()
+        }
+        async fn generate(&self, context: &KeyContext<'_>) -> Result<(DataKey, Vec<u8>), CryptoError> {
+            self.inner.generate(context).await
+        }
+        async fn unwrap(&self, key_id: &str, wrapped: &[u8], context: &KeyContext<'_>) -> Result<DataKey, CryptoError> {
+            self.inner.unwrap(key_id, wrapped, context).await
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl KeyMaintenance for BothReadFirst {
+        async fn generate_wrapped(&self, context: &KeyContext<'_>) -> Result<Vec<u8>, CryptoError> {
+            self.both_read.wait().await;
+            self.inner.generate_wrapped(context).await
+        }
+        async fn rewrap(&self, key_id: &str, wrapped: &[u8], context: &KeyContext<'_>) -> Result<Vec<u8>, CryptoError> {
+            self.inner.rewrap(key_id, wrapped, context).await
+        }
     }
 }
