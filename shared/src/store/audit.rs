@@ -5,6 +5,8 @@
 //! `docs/capacity.md`); a listing merges them, with the entries written before the split (in the
 //! user's partition) as one more source.
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use super::table::{Attr, Cursor, Index, Item, Key, PK, Query, SK, Table};
 use super::{Listing, StoreError, user_pk};
 use crate::model::{OAuthProvider, UserId, random_id};
@@ -167,12 +169,7 @@ pub(super) fn item(user: &UserId, entry: &AuditEntry) -> Item {
         Actor::Stripe => ("stripe", String::new()),
         Actor::System => ("system", String::new()),
     };
-    // Entries of one second sort by the microsecond they were written, so a trail reads in order.
-    let micros = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_micros())
-        .unwrap_or_default();
-    let sk = format!("{PREFIX}{:012}.{micros:06}#{}", entry.at, random_id());
+    let sk = sort_key(entry.at, SystemTime::now());
     Item::new(&Key::new(shard_pk(user, rand::random_range(0..SHARDS)), sk))
         .with("entity", Attr::S("audit".into()))
         .with("at", Attr::N(entry.at))
@@ -181,4 +178,29 @@ pub(super) fn item(user: &UserId, entry: &AuditEntry) -> Item {
         .with("action", Attr::S(entry.action.name()))
         .with_opt("target", entry.target.clone().map(Attr::S))
         .with("outcome", Attr::S(entry.outcome.clone()))
+}
+
+/// Entries sort by their time, then by when they were written: the whole wall-clock microsecond,
+/// not its fraction of a second, so an entry whose write crosses into the next second still sorts
+/// after those written before it.
+fn sort_key(at: i64, written: SystemTime) -> String {
+    let micros = written.duration_since(UNIX_EPOCH).map(|d| d.as_micros()).unwrap_or_default();
+    format!("{PREFIX}{at:012}.{micros:016}#{}", random_id())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn entries_of_one_second_sort_in_the_order_they_were_written() {
+        let at = 1_800_000_000;
+        let end_of_second = UNIX_EPOCH + Duration::from_micros(1_800_000_000_999_999);
+        let writes = [end_of_second, end_of_second + Duration::from_micros(2), end_of_second + Duration::from_secs(1)];
+        let keys = writes.map(|written| sort_key(at, written));
+        assert!(keys.is_sorted(), "{keys:?}");
+        assert!(sort_key(at - 1, writes[2]) < keys[0], "an earlier time sorts first, however late written");
+    }
 }
