@@ -9,9 +9,12 @@ pub mod stripe;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use aws_config::{Region, SdkConfig};
 use aws_sdk_dynamodb::config::Credentials;
+use aws_sdk_dynamodb::config::retry::RetryConfig;
+use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
@@ -69,6 +72,25 @@ fn hex(bytes: [u8; 6]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Creates table `name` on moto with `client`'s settings, but one attempt that waits as long as
+/// moto takes: with keyward's 2-second attempt timeout, a CreateTable that queued behind other tests'
+/// requests was retried and the retry failed on the table its first attempt had made.
+pub async fn create_test_table(client: &aws_sdk_dynamodb::Client, name: &str) {
+    let once = client
+        .config()
+        .to_builder()
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .disable_operation_attempt_timeout()
+                .disable_operation_timeout()
+                .build(),
+        )
+        .retry_config(RetryConfig::disabled())
+        .build();
+    create_table(&aws_sdk_dynamodb::Client::from_conf(once), name).await.expect("create table on moto");
+}
+
 /// A fresh DynamoDB table on moto, deleted when dropped.
 pub struct TestTable {
     pub name: String,
@@ -79,7 +101,7 @@ impl TestTable {
     pub async fn new() -> Self {
         let client = aws_sdk_dynamodb::Client::new(&aws().await);
         let name = unique_name("keyward-test");
-        create_table(&client, &name).await.expect("create table on moto");
+        create_test_table(&client, &name).await;
         Self { name, client }
     }
 

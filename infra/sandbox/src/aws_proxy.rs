@@ -32,6 +32,9 @@ pub enum Fault {
     /// The request reaches the service and takes effect, then the answer is lost (a reset): the
     /// caller cannot tell it from `Reset`, and its retry repeats a write that already happened.
     LostAnswer,
+    /// The request reaches the service and takes effect; its answer comes after [`LATE`], longer
+    /// than keyward's attempt timeout, as a service queueing requests can answer.
+    Late,
     /// A `BatchGetItem` answered 200 with every requested key in `UnprocessedKeys` and no item, as
     /// DynamoDB answers when the table's throughput is exhausted.
     Unprocessed,
@@ -40,6 +43,9 @@ pub enum Fault {
 impl Fault {
     pub const ALL: [Fault; 5] = [Fault::Throttle, Fault::ServerError, Fault::Timeout, Fault::Reset, Fault::LostAnswer];
 }
+
+/// How late [`Fault::Late`] answers.
+pub const LATE: Duration = Duration::from_secs(3);
 
 struct Rule {
     operation: String,
@@ -293,6 +299,11 @@ async fn serve(mut stream: TcpStream, main_upstream: String, shared: Arc<Shared>
                 return;
             }
             Some(Fault::Unprocessed) => unprocessed_answer(&request.body),
+            Some(Fault::Late) => {
+                let forwarded = forward(&request, upstream, upstream_conn).await;
+                tokio::time::sleep(LATE).await;
+                forwarded.unwrap_or_else(|_| canned(502, "application/json", "{}"))
+            }
             Some(Fault::LostAnswer) => {
                 let _ = forward(&request, upstream, upstream_conn).await;
                 let _ = stream.set_zero_linger();

@@ -10,8 +10,8 @@ use keyward::crypto::{
     CryptoError, EncryptionContext, Envelope, KeyContext, KeyProvider, KmsKeyProvider, Purpose, SealFormat, Sealed,
 };
 use keyward::model::{ManualClock, OAuthProvider, UserId};
-use keyward::store::{Store, create_table};
-use keyward_tests::{CallCounter, TestTable, aws, kms_key, unique_name};
+use keyward::store::Store;
+use keyward_tests::{CallCounter, TestTable, aws, create_test_table, kms_key, unique_name};
 
 const SECRET: &[u8] = b"sk-ant-api03-PLANTED-kms-0123456789abcdefghijklmnopqrstuvwxyz";
 
@@ -35,7 +35,7 @@ impl Deployment {
             aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(counter.clone()).build(),
         );
         let name = unique_name("keyward-crypto");
-        create_table(&dynamodb, &name).await.expect("create table on moto");
+        create_test_table(&dynamodb, &name).await;
         let key = kms_key(&kms).await;
         counter.reset();
         Self {

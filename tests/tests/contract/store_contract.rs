@@ -12,6 +12,7 @@ use keyward::store::{
     LedgerKind, NewLlmKey, OAuthConnection, OnceKey, OneTimeState, Payment, ProfileUpdate, RefundRecord, SessionFamily,
     Settled, Settlement, StatePurpose, Store, StoreError, StoredLlmKey, TestResult, now_epoch,
 };
+use keyward_sandbox::aws_proxy::{AwsProxy, Fault};
 use keyward_tests::TestStore;
 
 /// Runs each named contract test on both backends.
@@ -670,6 +671,21 @@ async fn batch_reads_return_the_live_items_asked_for() {
         assert_eq!(read, (0..130).filter(|i| i % 10 != 9).collect::<Vec<_>>(), "{}", table.backend());
         assert!(table.get_many(&[]).await.unwrap().is_empty());
     }
+}
+
+/// A test table is made with one attempt that waits: a CreateTable answered later than keyward's
+/// attempt timeout would otherwise be retried, and the retry fail on the table the first one made.
+#[tokio::test]
+async fn a_test_table_is_made_once_however_late_moto_answers() {
+    let proxy = AwsProxy::start(&keyward_tests::moto_url()).await.unwrap();
+    proxy.fail_times("DynamoDB.CreateTable", 0, 1, Fault::Late);
+    let client = aws_sdk_dynamodb::Client::new(&keyward_tests::aws_at(&proxy.url()).await);
+    let name = keyward_tests::unique_name("keyward-late");
+    keyward_tests::create_test_table(&client, &name).await;
+    assert_eq!(proxy.take_counts().get("DynamoDB.CreateTable"), Some(&1), "one attempt");
+    let table = keyward::store::DynamoTable::new(client.clone(), &name);
+    table.put(Item::new(&Key::new("LATE#1", "ITEM")), None).await.unwrap();
+    client.delete_table().table_name(&name).send().await.unwrap();
 }
 
 /// Each backend reports the name the health route shows.
