@@ -143,7 +143,7 @@ impl LocalApi {
                 let table = TestTable::new().await;
                 let key = kms_key(&aws_sdk_kms::Client::new(&aws)).await;
                 // In aws mode the endpoint secrets live in Secrets Manager, both while one is rolled.
-                let secrets = aws_sdk_secretsmanager::Client::new(&aws);
+                let secrets = aws_sdk_secretsmanager::Client::new(&crate::setup_config(&aws));
                 let created = secrets
                     .create_secret()
                     .name(crate::unique_name("stripe-webhook"))

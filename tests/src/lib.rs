@@ -72,22 +72,26 @@ fn hex(bytes: [u8; 6]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Creates table `name` on moto with `client`'s settings, but one attempt that waits as long as
-/// moto takes: with keyward's 2-second attempt timeout, a CreateTable that queued behind other tests'
-/// requests was retried and the retry failed on the table its first attempt had made.
+/// A test's own setup calls (its table, key, secret) make one attempt and wait as long as moto
+/// takes. With keyward's settings (2-second attempts, retried), a create queued behind other tests'
+/// requests on a loaded host timed out, and its retry failed on what the first attempt had made.
+fn setup_timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .disable_operation_attempt_timeout()
+        .disable_operation_timeout()
+        .build()
+}
+
+/// `aws` for a test's setup calls: see [`setup_timeouts`].
+pub fn setup_config(aws: &SdkConfig) -> SdkConfig {
+    aws.to_builder().timeout_config(setup_timeouts()).retry_config(RetryConfig::disabled()).build()
+}
+
+/// Creates table `name` on moto with `client`'s settings but [`setup_timeouts`].
 pub async fn create_test_table(client: &aws_sdk_dynamodb::Client, name: &str) {
-    let once = client
-        .config()
-        .to_builder()
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(10))
-                .disable_operation_attempt_timeout()
-                .disable_operation_timeout()
-                .build(),
-        )
-        .retry_config(RetryConfig::disabled())
-        .build();
+    let once =
+        client.config().to_builder().timeout_config(setup_timeouts()).retry_config(RetryConfig::disabled()).build();
     create_table(&aws_sdk_dynamodb::Client::from_conf(once), name).await.expect("create table on moto");
 }
 
@@ -155,7 +159,14 @@ impl TestStore {
 
 /// Creates a symmetric KMS key on moto and returns its id.
 pub async fn kms_key(client: &aws_sdk_kms::Client) -> String {
-    let out = client.create_key().description("keyward test key").send().await.expect("create KMS key on moto");
+    let once =
+        client.config().to_builder().timeout_config(setup_timeouts()).retry_config(RetryConfig::disabled()).build();
+    let out = aws_sdk_kms::Client::from_conf(once)
+        .create_key()
+        .description("keyward test key")
+        .send()
+        .await
+        .expect("create KMS key on moto");
     out.key_metadata().map(|m| m.key_id().to_owned()).expect("key id")
 }
 

@@ -673,16 +673,21 @@ async fn batch_reads_return_the_live_items_asked_for() {
     }
 }
 
-/// A test table is made with one attempt that waits: a CreateTable answered later than keyward's
-/// attempt timeout would otherwise be retried, and the retry fail on the table the first one made.
+/// A test's table and KMS key are made with one attempt that waits: a create answered later than
+/// keyward's attempt timeout would otherwise be retried, and the retry fail on the table the first
+/// attempt made (or make a second key).
 #[tokio::test]
-async fn a_test_table_is_made_once_however_late_moto_answers() {
+async fn a_tests_table_and_key_are_made_once_however_late_moto_answers() {
     let proxy = AwsProxy::start(&keyward_tests::moto_url()).await.unwrap();
     proxy.fail_times("DynamoDB.CreateTable", 0, 1, Fault::Late);
-    let client = aws_sdk_dynamodb::Client::new(&keyward_tests::aws_at(&proxy.url()).await);
+    proxy.fail_times("KMS.CreateKey", 0, 1, Fault::Late);
+    let aws = keyward_tests::aws_at(&proxy.url()).await;
+    let client = aws_sdk_dynamodb::Client::new(&aws);
     let name = keyward_tests::unique_name("keyward-late");
     keyward_tests::create_test_table(&client, &name).await;
-    assert_eq!(proxy.take_counts().get("DynamoDB.CreateTable"), Some(&1), "one attempt");
+    assert!(!keyward_tests::kms_key(&aws_sdk_kms::Client::new(&aws)).await.is_empty());
+    let counts = proxy.take_counts();
+    assert_eq!((counts["DynamoDB.CreateTable"], counts["KMS.CreateKey"]), (1, 1), "one attempt each");
     let table = keyward::store::DynamoTable::new(client.clone(), &name);
     table.put(Item::new(&Key::new("LATE#1", "ITEM")), None).await.unwrap();
     client.delete_table().table_name(&name).send().await.unwrap();
