@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value as Json;
 use serde_norway::Value;
+use wildmatch::WildMatch;
 
 /// One request as IAM authorises it. A transaction is authorised item by item, each as the
 /// Put/Update/Delete/ConditionCheck it holds, so it makes one access per item.
@@ -79,9 +80,10 @@ struct Statement {
 
 /// `ForAllValues:StringEquals` or `ForAllValues:StringLike` on `dynamodb:LeadingKeys`.
 #[derive(Debug)]
-struct Patterns {
-    like: bool,
-    values: Vec<String>,
+enum Patterns {
+    Equals(Vec<String>),
+    /// IAM's `StringLike`: `*` matches any run of characters, `?` any one.
+    Like(Vec<WildMatch>),
 }
 
 /// Every function's role in `template.yaml`, by resource name, with the binary it is built from;
@@ -159,41 +161,22 @@ impl Patterns {
         let condition = condition.as_mapping().expect("a condition is a mapping");
         assert_eq!(condition.len(), 1, "one condition operator: {condition:?}");
         let (operator, keys) = condition.iter().next().expect("one operator");
-        let like = match operator.as_str() {
-            Some("ForAllValues:StringEquals") => false,
-            Some("ForAllValues:StringLike") => true,
+        let patterns: fn(Vec<String>) -> Self = match operator.as_str() {
+            Some("ForAllValues:StringEquals") => Self::Equals,
+            Some("ForAllValues:StringLike") => |values| Self::Like(values.iter().map(|v| WildMatch::new(v)).collect()),
             other => panic!("the checker does not evaluate the condition operator {other:?}"),
         };
         let keys = keys.as_mapping().expect("condition keys");
         assert_eq!(keys.len(), 1, "only dynamodb:LeadingKeys: {keys:?}");
-        let values = keys.get("dynamodb:LeadingKeys").expect("only dynamodb:LeadingKeys");
-        Self { like, values: strings(values) }
+        patterns(strings(keys.get("dynamodb:LeadingKeys").expect("only dynamodb:LeadingKeys")))
     }
 
     fn matches(&self, key: &str) -> bool {
-        self.values.iter().any(|value| if self.like { like(value, key) } else { value == key })
-    }
-}
-
-/// IAM's `StringLike`: `*` matches any run of characters, `?` any one.
-fn like(pattern: &str, text: &str) -> bool {
-    let (pattern, text): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    // Whether pattern[..i] matches text[..j], row by row.
-    let mut row = vec![false; text.len() + 1];
-    row[0] = true;
-    for p in &pattern {
-        let mut next = vec![false; text.len() + 1];
-        next[0] = row[0] && *p == '*';
-        for j in 1..=text.len() {
-            next[j] = match p {
-                '*' => next[j - 1] || row[j],
-                '?' => row[j - 1],
-                c => row[j - 1] && *c == text[j - 1],
-            };
+        match self {
+            Self::Equals(values) => values.iter().any(|value| value == key),
+            Self::Like(patterns) => patterns.iter().any(|pattern| pattern.matches(key)),
         }
-        row = next;
     }
-    row[text.len()]
 }
 
 #[cfg(test)]
@@ -292,7 +275,8 @@ mod tests {
             ("a*b*c", "aXXbYY", false),
             ("", "", true),
         ] {
-            assert_eq!(like(pattern, text), matches, "{pattern} ~ {text}");
+            let patterns = Patterns::Like(vec![WildMatch::new(pattern)]);
+            assert_eq!(patterns.matches(text), matches, "{pattern} ~ {text}");
         }
     }
 
