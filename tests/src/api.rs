@@ -141,7 +141,7 @@ impl LocalApi {
                     None => aws().await,
                 };
                 let table = TestTable::new().await;
-                let key = kms_key(&aws_sdk_kms::Client::new(&aws)).await;
+                let key = kms_key(&aws).await;
                 // In aws mode the endpoint secrets live in Secrets Manager, both while one is rolled.
                 let secrets = aws_sdk_secretsmanager::Client::new(&crate::setup_config(&aws));
                 let created = secrets

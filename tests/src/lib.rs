@@ -72,27 +72,22 @@ fn hex(bytes: [u8; 6]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A test's own setup calls (its table, key, secret) make one attempt and wait as long as moto
-/// takes. With keyward's settings (2-second attempts, retried), a create queued behind other tests'
-/// requests on a loaded host timed out, and its retry failed on what the first attempt had made.
-fn setup_timeouts() -> TimeoutConfig {
-    TimeoutConfig::builder()
+/// `aws` for a test's own setup calls (its table, key, secret): one attempt that waits as long as
+/// moto takes. With keyward's settings (2-second attempts, retried), a create queued behind other
+/// tests' requests on a loaded host timed out, and its retry failed on what the first attempt made.
+pub fn setup_config(aws: &SdkConfig) -> SdkConfig {
+    let patient = TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(10))
         .disable_operation_attempt_timeout()
         .disable_operation_timeout()
-        .build()
+        .build();
+    aws.to_builder().timeout_config(patient).retry_config(RetryConfig::disabled()).build()
 }
 
-/// `aws` for a test's setup calls: see [`setup_timeouts`].
-pub fn setup_config(aws: &SdkConfig) -> SdkConfig {
-    aws.to_builder().timeout_config(setup_timeouts()).retry_config(RetryConfig::disabled()).build()
-}
-
-/// Creates table `name` on moto with `client`'s settings but [`setup_timeouts`].
-pub async fn create_test_table(client: &aws_sdk_dynamodb::Client, name: &str) {
-    let once =
-        client.config().to_builder().timeout_config(setup_timeouts()).retry_config(RetryConfig::disabled()).build();
-    create_table(&aws_sdk_dynamodb::Client::from_conf(once), name).await.expect("create table on moto");
+/// Creates table `name` on the moto `aws` points at, with [`setup_config`].
+pub async fn create_test_table(aws: &SdkConfig, name: &str) {
+    let client = aws_sdk_dynamodb::Client::new(&setup_config(aws));
+    create_table(&client, name).await.expect("create table on moto");
 }
 
 /// A fresh DynamoDB table on moto, deleted when dropped.
@@ -103,10 +98,10 @@ pub struct TestTable {
 
 impl TestTable {
     pub async fn new() -> Self {
-        let client = aws_sdk_dynamodb::Client::new(&aws().await);
+        let aws = aws().await;
         let name = unique_name("keyward-test");
-        create_test_table(&client, &name).await;
-        Self { name, client }
+        create_test_table(&aws, &name).await;
+        Self { name, client: aws_sdk_dynamodb::Client::new(&aws) }
     }
 
     pub fn store(&self) -> Store {
@@ -157,16 +152,10 @@ impl TestStore {
     }
 }
 
-/// Creates a symmetric KMS key on moto and returns its id.
-pub async fn kms_key(client: &aws_sdk_kms::Client) -> String {
-    let once =
-        client.config().to_builder().timeout_config(setup_timeouts()).retry_config(RetryConfig::disabled()).build();
-    let out = aws_sdk_kms::Client::from_conf(once)
-        .create_key()
-        .description("keyward test key")
-        .send()
-        .await
-        .expect("create KMS key on moto");
+/// Creates a symmetric KMS key on the moto `aws` points at, with [`setup_config`]; returns its id.
+pub async fn kms_key(aws: &SdkConfig) -> String {
+    let client = aws_sdk_kms::Client::new(&setup_config(aws));
+    let out = client.create_key().description("keyward test key").send().await.expect("create KMS key on moto");
     out.key_metadata().map(|m| m.key_id().to_owned()).expect("key id")
 }
 

@@ -95,7 +95,7 @@ fn lookup(vars: &[(&'static str, String)]) -> impl Fn(&str) -> Option<String> {
 async fn every_function_serves_liveness_in_aws_mode_on_moto() {
     let table = keyward_tests::TestTable::new().await;
     let sdk = keyward_tests::aws().await;
-    let key = keyward_tests::kms_key(&aws_sdk_kms::Client::new(&sdk)).await;
+    let key = keyward_tests::kms_key(&sdk).await;
     let config = Config::from_lookup(lookup(&aws_settings(&table.name, &key))).unwrap();
     let state = Arc::new(AppState::with_aws(config, Some(AwsClients::new(&sdk))).unwrap());
     check_all(state, "dynamodb").await;
@@ -106,7 +106,7 @@ async fn every_function_serves_liveness_in_aws_mode_on_moto() {
 #[tokio::test]
 async fn a_cold_start_on_lambdas_variables_reaches_dynamodb_and_kms() {
     let table = keyward_tests::TestTable::new().await;
-    let key = keyward_tests::kms_key(&aws_sdk_kms::Client::new(&keyward_tests::aws().await)).await;
+    let key = keyward_tests::kms_key(&keyward_tests::aws().await).await;
     let mut vars = aws_settings(&table.name, &key);
     vars.extend([
         ("AWS_LAMBDA_FUNCTION_NAME", "internal-keys".to_owned()),
@@ -150,7 +150,7 @@ async fn a_forged_direct_invoke_of_internal_keys_reads_and_audits_nothing() {
     use lambda_http::Service;
     let table = keyward_tests::TestTable::new().await;
     let sdk = keyward_tests::aws().await;
-    let key = keyward_tests::kms_key(&aws_sdk_kms::Client::new(&sdk)).await;
+    let key = keyward_tests::kms_key(&sdk).await;
     let mut vars = aws_settings(&table.name, &key);
     let principal = "arn:aws:iam::111122223333:role/notes-service";
     vars.push(("KEYWARD_INTERNAL_PRINCIPALS", format!(r#"{{"{principal}": ["openai"]}}"#)));
@@ -327,7 +327,7 @@ async fn function_binaries_at_trace_write_no_planted_secret() {
     let sandbox = keyward_sandbox::Sandbox::start(([127, 0, 0, 1], 0).into()).await.expect("start the sandbox");
     let sdk = keyward_tests::aws().await;
     let table = keyward_tests::TestTable::new().await;
-    let key_id = keyward_tests::kms_key(&aws_sdk_kms::Client::new(&sdk)).await;
+    let key_id = keyward_tests::kms_key(&sdk).await;
     let env: Vec<(&str, String)> = vec![
         ("KEYWARD_MODE", "aws".into()),
         ("KEYWARD_TABLE_NAME", table.name.clone()),

@@ -75,7 +75,7 @@ async fn rotate_rewrap_retire_and_move_kms_keys_from_the_admin_command() {
     let kms = aws_sdk_kms::Client::new(&sdk);
     let table = TestTable::new().await;
     let store = table.store();
-    let key_a = kms_key(&kms).await;
+    let key_a = kms_key(&sdk).await;
     let instance = |key: &str, previous: &[&str]| {
         let provider = KmsKeyProvider::new(kms.clone(), key).accepting(previous.iter().map(|p| (*p).to_owned()));
         Envelope::new(Arc::new(provider), Arc::new(store.clone()), Duration::from_secs(300), Arc::new(SystemClock))
@@ -157,7 +157,7 @@ async fn rotate_rewrap_retire_and_move_kms_keys_from_the_admin_command() {
     assert!(!status.contains(&first), "{status}");
 
     // A move to key B: the branch keys only, inside KMS; then key A is disabled and all still opens.
-    let key_b = kms_key(&kms).await;
+    let key_b = kms_key(&sdk).await;
     admin.proxy.take_counts();
     let moved = admin.run(&key_b, &[&key_a], &["move-kms"]).await;
     assert!(moved.ok, "{}", moved.stderr);

@@ -37,7 +37,7 @@ async fn planted_secrets_never_reach_logs_errors_or_panics() {
     async {
         let sdk = aws().await;
         let kms = aws_sdk_kms::Client::new(&sdk);
-        let key_id = kms_key(&kms).await;
+        let key_id = kms_key(&sdk).await;
         let provider = Arc::new(KmsKeyProvider::new(kms, &key_id));
         let user = UserId::parse("auth0|alice").unwrap();
         let context = EncryptionContext::new(&user, Purpose::LlmKey, "openai");

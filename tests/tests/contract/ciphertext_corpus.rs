@@ -49,8 +49,9 @@ impl Keys {
     }
 
     async fn kms() -> Self {
-        let client = aws_sdk_kms::Client::new(&aws().await);
-        let key = kms_key(&client).await;
+        let aws = aws().await;
+        let client = aws_sdk_kms::Client::new(&aws);
+        let key = kms_key(&aws).await;
         Self::on(Arc::new(KmsKeyProvider::new(client, key)))
     }
 

@@ -35,8 +35,8 @@ impl Deployment {
             aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(counter.clone()).build(),
         );
         let name = unique_name("keyward-crypto");
-        create_test_table(&dynamodb, &name).await;
-        let key = kms_key(&kms).await;
+        create_test_table(&sdk, &name).await;
+        let key = kms_key(&sdk).await;
         counter.reset();
         Self {
             counter,
@@ -173,7 +173,7 @@ async fn a_tampered_or_foreign_branch_key_is_refused() {
     assert_eq!(&deployment.warm().open(&sealed, &alice).await.unwrap()[..], SECRET);
 
     // A branch key wrapped under a KMS key this deployment does not accept: refused before any KMS call.
-    let other_key = kms_key(&deployment.kms).await;
+    let other_key = kms_key(&aws().await).await;
     let other = Envelope::new(
         Arc::new(KmsKeyProvider::new(deployment.kms.clone(), &other_key)),
         Arc::new(deployment.store()),

@@ -684,8 +684,8 @@ async fn a_tests_table_and_key_are_made_once_however_late_moto_answers() {
     let aws = keyward_tests::aws_at(&proxy.url()).await;
     let client = aws_sdk_dynamodb::Client::new(&aws);
     let name = keyward_tests::unique_name("keyward-late");
-    keyward_tests::create_test_table(&client, &name).await;
-    assert!(!keyward_tests::kms_key(&aws_sdk_kms::Client::new(&aws)).await.is_empty());
+    keyward_tests::create_test_table(&aws, &name).await;
+    assert!(!keyward_tests::kms_key(&aws).await.is_empty());
     let counts = proxy.take_counts();
     assert_eq!((counts["DynamoDB.CreateTable"], counts["KMS.CreateKey"]), (1, 1), "one attempt each");
     let table = keyward::store::DynamoTable::new(client.clone(), &name);
