@@ -1,9 +1,11 @@
 //! Files local mode keeps secrets in (the master key, the gateway's credentials): created once,
 //! owner-only, never half-written.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
+
+use zeroize::Zeroizing;
 
 /// Writes `bytes` to a temporary file (mode 0600) and links it into place at `path`, so a concurrent
 /// first run never reads a half-written file and never replaces one that already exists (which then
@@ -40,6 +42,36 @@ pub fn ensure_private(path: &Path) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Reads a secret file through one descriptor opened without following a symbolic link, checked
+/// on that descriptor (a regular file of ours that only we can read): nothing can swap the file
+/// between the checks and the read.
+pub fn read_private(path: &Path) -> Result<Zeroizing<Vec<u8>>, String> {
+    use rustix::fs::{FileType, Mode, OFlags};
+    let shown = path.display();
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    let fd = rustix::fs::open(path, flags, Mode::empty()).map_err(|e| match e {
+        rustix::io::Errno::LOOP => format!("{shown} is a symbolic link; keyward keeps its secrets only in real files"),
+        e => format!("{shown}: {e}"),
+    })?;
+    let stat = rustix::fs::fstat(&fd).map_err(|e| format!("{shown}: {e}"))?;
+    if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+        return Err(format!("{shown} is not a regular file"));
+    }
+    let me = rustix::process::getuid().as_raw();
+    if stat.st_uid != me {
+        return Err(format!("{shown} belongs to user {}, not to the user running keyward ({me})", stat.st_uid));
+    }
+    if stat.st_mode & 0o077 != 0 {
+        return Err(format!(
+            "{shown} is readable by other users (mode {:o}); run chmod 600 on it",
+            stat.st_mode & 0o777
+        ));
+    }
+    let mut bytes = Zeroizing::new(Vec::new());
+    std::fs::File::from(fd).read_to_end(&mut bytes).map_err(|e| format!("{shown}: {e}"))?;
+    Ok(bytes)
 }
 
 /// Refuses a secret file or folder that is a symbolic link (it could point anywhere, and be
@@ -81,5 +113,21 @@ mod tests {
         if rustix::process::getuid().as_raw() != 0 {
             assert!(ensure_own(Path::new("/")).unwrap_err().contains("belongs to user 0"));
         }
+    }
+
+    #[test]
+    fn a_secret_is_read_only_from_a_private_real_file_through_one_descriptor() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("master.key");
+        create_private(&real, b"0123456789abcdef0123456789abcdef").unwrap();
+        assert_eq!(&read_private(&real).unwrap()[..], b"0123456789abcdef0123456789abcdef");
+        let link = dir.path().join("linked.key");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert!(read_private(&link).unwrap_err().contains("symbolic link"), "refused when opened, not before");
+        let fifo = dir.path().join("fifo.key");
+        rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, rustix::fs::Mode::RUSR, 0).unwrap();
+        assert!(read_private(&fifo).unwrap_err().contains("not a regular file"));
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(read_private(&real).unwrap_err().contains("readable by other users"));
     }
 }

@@ -1,7 +1,7 @@
 //! `internal-keys`: decrypted LLM keys for internal services signing with IAM, adapted from HTTP
 //! to the keys use case.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use keyward::app::routes::Answer;
 use keyward::app::{AppState, Need, Routes};
@@ -13,7 +13,7 @@ use keyward::model::Provider;
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
 use secrecy::ExposeSecret;
-use serde_json::{Map, Value};
+use serde::Serialize;
 
 /// This function's name, as in `template.yaml`.
 pub const FUNCTION: &str = "internal-keys";
@@ -30,18 +30,21 @@ pub fn routes() -> Routes {
 async fn fetch_llm_keys(state: &AppState, req: &Request, caller: &ServiceCaller) -> Answer {
     let user = path_user(req)?;
     let fetched = state.keys().fetch_for(caller, &user, requested_providers(req)?).await?;
-    let keys: Map<String, Value> =
-        fetched.iter().map(|k| (k.provider.slug().to_owned(), Value::from(k.key.expose_secret()))).collect();
-    let regions: Map<String, Value> = fetched
-        .iter()
-        .filter_map(|k| k.region.map(|r| (k.provider.slug().to_owned(), Value::from(r.slug()))))
-        .collect();
-    let mut body = Map::from_iter([("keys".to_owned(), Value::Object(keys))]);
-    if !regions.is_empty() {
-        body.insert("regions".to_owned(), Value::Object(regions));
-    }
+    // Borrowed from the fetched keys (zeroized when dropped): the serialized body is the one
+    // plaintext copy keyward makes, and it goes to the runtime.
+    let body = FetchedKeys {
+        keys: fetched.iter().map(|k| (k.provider.slug(), k.key.expose_secret())).collect(),
+        regions: fetched.iter().filter_map(|k| Some((k.provider.slug(), k.region?.slug()))).collect(),
+    };
     // `json_response` marks it `Cache-Control: no-store`, as a response carrying keys must be.
     Ok(json_response(StatusCode::OK, &body))
+}
+
+#[derive(Serialize)]
+struct FetchedKeys<'a> {
+    keys: BTreeMap<&'static str, &'a str>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    regions: BTreeMap<&'static str, &'static str>,
 }
 
 /// The `providers` query parameter: a comma-separated list of provider slugs, every one known.

@@ -31,9 +31,7 @@ impl LocalKeyProvider {
             let key = Zeroizing::new(rand::random::<[u8; 32]>());
             crate::files::create_private(&path, &key[..]).map_err(|e| io("cannot write master key in", e))?;
         }
-        crate::files::ensure_own(&path).map_err(CryptoError::KeyProvider)?;
-        crate::files::ensure_private(&path).map_err(CryptoError::KeyProvider)?;
-        let mut bytes = Zeroizing::new(std::fs::read(&path).map_err(|e| io("cannot read master key in", e))?);
+        let mut bytes = crate::files::read_private(&path).map_err(CryptoError::KeyProvider)?;
         let master = DataKey::from_slice(&mut bytes)
             .ok_or_else(|| CryptoError::KeyProvider(format!("{} is not a 32-byte key", path.display())))?;
         Ok(Self::from_master(master))

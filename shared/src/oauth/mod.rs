@@ -43,15 +43,16 @@ pub enum OAuthFailure {
     Unavailable(String),
 }
 
-/// A PKCE pair (RFC 7636, S256): the verifier stays with keyward, the challenge goes in the URL.
+/// A PKCE pair (RFC 7636, S256): the verifier stays with keyward (sealed at once, and zeroized
+/// when the pair is dropped), the challenge goes in the URL.
 pub struct Pkce {
-    pub verifier: String,
+    pub verifier: Zeroizing<String>,
     pub challenge: String,
 }
 
 impl Pkce {
     pub fn new() -> Self {
-        let verifier = random_secret();
+        let verifier = Zeroizing::new(random_secret());
         Self { challenge: challenge_of(&verifier), verifier }
     }
 }
