@@ -38,6 +38,9 @@ pub struct TokenSettings {
     pub jwks_url: Url,
     /// A scope every user token must carry (Auth0's `scope` claim), when set.
     pub required_scope: Option<String>,
+    /// The Auth0 applications whose tokens act for users here (`azp`, or `client_id`): any other
+    /// application of the tenant that may ask for keyward's audience is refused.
+    pub allowed_clients: Vec<String>,
     /// The claim an Auth0 Action puts `email_verified` in (`https://keyward.dev/email_verified`),
     /// when not the plain one.
     pub email_verified_claim: Option<String>,
@@ -89,6 +92,12 @@ struct RawClaims {
     /// `client-credentials` on Auth0's machine-to-machine tokens.
     #[serde(default)]
     gty: Option<GrantTypes>,
+    /// The application the token was issued to (OpenID Connect's authorized party; Auth0 sets it
+    /// on every access token), or RFC 9068's `client_id`.
+    #[serde(default)]
+    azp: Option<String>,
+    #[serde(default)]
+    client_id: Option<String>,
     /// Every other claim (a namespaced `email_verified` among them).
     #[serde(flatten)]
     other: HashMap<String, serde_json::Value>,
@@ -154,6 +163,11 @@ impl TokenVerifier {
         let sub = claims.sub.as_deref().ok_or(AuthError::MissingClaim)?;
         if claims.gty.as_ref().is_some_and(|g| g.contains("client-credentials")) || sub.ends_with("@clients") {
             return Err(AuthError::NotAUserToken);
+        }
+        // Exact comparison, case and all; a token naming no application is Auth0's never.
+        let named = [&claims.azp, &claims.client_id].into_iter().flatten();
+        if named.into_iter().any(|client| !self.settings.allowed_clients.contains(client)) {
+            return Err(AuthError::WrongClient);
         }
         if let Some(required) = &self.settings.required_scope {
             let granted = claims.scope.as_deref().unwrap_or("");

@@ -35,6 +35,8 @@ pub enum AuthError {
     CriticalExtension,
     #[error("This access token stands for an application, not a user; user routes need a user's token.")]
     NotAUserToken,
+    #[error("The access token was issued to an application this API does not accept.")]
+    WrongClient,
     #[error("The access token lacks the scope this API requires.")]
     InsufficientScope,
     #[error("The identity provider's signing keys are unavailable; retry shortly.")]
@@ -63,6 +65,7 @@ impl AuthError {
             Self::MissingClaim => "missing_claim",
             Self::CriticalExtension => "unsupported_critical_header",
             Self::NotAUserToken => "not_a_user_token",
+            Self::WrongClient => "wrong_client",
             Self::InsufficientScope => "insufficient_scope",
             Self::KeysUnavailable => "identity_provider_unavailable",
             Self::NoServiceIdentity => "service_identity_required",

@@ -36,6 +36,8 @@ pub const LOCAL_ACCOUNT_ID: &str = "000000000000";
 pub const DEFAULT_STAGE: &str = "$default";
 /// The client secret of the sandbox tenant's web application (public by design: loopback only).
 const SANDBOX_CLIENT_SECRET: &str = "sandbox-client-secret";
+/// The client the sandbox's Auth0 password grant issues tokens to when none is named.
+pub const SANDBOX_PASSWORD_CLIENT: &str = "keyward-sandbox";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{var}: {problem}")]
@@ -194,6 +196,7 @@ impl Config {
             .filter_map(Result::transpose)
             .collect::<Result<_, _>>()?;
         let stripe = stripe_settings(&get, local)?;
+        let allowed_clients = allowed_clients(&get, &auth0, sandbox);
 
         Ok(Self {
             mode,
@@ -205,6 +208,7 @@ impl Config {
                 audience,
                 jwks_url,
                 required_scope: get("KEYWARD_AUTH0_REQUIRED_SCOPE"),
+                allowed_clients,
                 email_verified_claim: get("KEYWARD_AUTH0_EMAIL_VERIFIED_CLAIM"),
             },
             internal_principals,
@@ -242,6 +246,19 @@ impl Config {
             .filter(|(_, url)| is_loopback(url))
             .map(|(name, _)| name)
             .collect()
+    }
+}
+
+/// The Auth0 applications whose access tokens act for users: `KEYWARD_AUTH0_ALLOWED_CLIENTS`
+/// (comma-separated) when set; else keyward's web and device clients, and against the sandbox
+/// tenant also its own password-grant client (what `curl` and the tests sign in with).
+fn allowed_clients(get: &impl Fn(&str) -> Option<String>, auth0: &Auth0Settings, sandbox: bool) -> Vec<String> {
+    match get("KEYWARD_AUTH0_ALLOWED_CLIENTS") {
+        Some(list) => list.split(',').map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned).collect(),
+        None => {
+            let own = [&auth0.web_client_id, &auth0.device_client_id].map(String::clone);
+            own.into_iter().chain(sandbox.then(|| SANDBOX_PASSWORD_CLIENT.to_owned())).collect()
+        }
     }
 }
 
@@ -368,17 +385,22 @@ fn stripe_settings(get: &impl Fn(&str) -> Option<String>, local: bool) -> Result
         }
         (Some(_), _) => return Err(ConfigError::new("KEYWARD_STRIPE_MODE", "must be `live` or `test`")),
     };
-    let grant_free_invoices = match get("KEYWARD_STRIPE_GRANT_FREE_INVOICES").as_deref() {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(_) => return Err(ConfigError::new("KEYWARD_STRIPE_GRANT_FREE_INVOICES", "must be `true` or `false`")),
+    // The setting's first name spoke of invoices only; it still works.
+    let grant_free_payments = ["KEYWARD_STRIPE_GRANT_FREE_PAYMENTS", "KEYWARD_STRIPE_GRANT_FREE_INVOICES"]
+        .into_iter()
+        .find_map(|var| Some((var, get(var)?)));
+    let grant_free_payments = match grant_free_payments {
+        None => false,
+        Some((_, value)) if value == "false" => false,
+        Some((_, value)) if value == "true" => true,
+        Some((var, _)) => return Err(ConfigError::new(var, "must be `true` or `false`")),
     };
     Ok(Some(StripeSettings {
         webhook_secret,
         mode,
         price_tiers,
         monthly_allowances,
-        grant_free_invoices,
+        grant_free_payments,
         max_purchase_credits: bounded(get, "KEYWARD_STRIPE_MAX_PURCHASE_CREDITS", 1..=1_000_000_000, 1_000_000)?,
     }))
 }

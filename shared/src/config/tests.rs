@@ -193,7 +193,7 @@ fn stripe_is_optional_in_aws_mode_and_its_secret_never_in_the_environment() {
     assert!(matches!(stripe.webhook_secret, SecretSetting::SecretsManager { .. }));
     assert!(stripe.price_tiers.is_empty());
     assert_eq!(
-        (stripe.mode, stripe.grant_free_invoices, stripe.max_purchase_credits),
+        (stripe.mode, stripe.grant_free_payments, stripe.max_purchase_credits),
         (StripeMode::Live, false, 1_000_000)
     );
     let local = config(&[]).unwrap().stripe.unwrap();
@@ -206,8 +206,15 @@ fn stripe_is_optional_in_aws_mode_and_its_secret_never_in_the_environment() {
         "KEYWARD_STRIPE_MODE",
         "local is test only"
     );
-    for (var, bad) in [("KEYWARD_STRIPE_MAX_PURCHASE_CREDITS", "0"), ("KEYWARD_STRIPE_GRANT_FREE_INVOICES", "yes")] {
+    for (var, bad) in [
+        ("KEYWARD_STRIPE_MAX_PURCHASE_CREDITS", "0"),
+        ("KEYWARD_STRIPE_GRANT_FREE_PAYMENTS", "yes"),
+        ("KEYWARD_STRIPE_GRANT_FREE_INVOICES", "yes"),
+    ] {
         assert_eq!(config(&[(var, bad)]).unwrap_err().var, var);
+    }
+    for var in ["KEYWARD_STRIPE_GRANT_FREE_PAYMENTS", "KEYWARD_STRIPE_GRANT_FREE_INVOICES"] {
+        assert!(config(&[(var, "true")]).unwrap().stripe.unwrap().grant_free_payments, "{var}, and its old name");
     }
 }
 

@@ -13,6 +13,9 @@ use crate::secret::ApiKey;
 
 const MODEL: &str = "gemini-2.5-flash-lite";
 
+/// What ran out when a prepaid project has no money left.
+const PREPAID: &str = "prepaid credit";
+
 pub struct Gemini;
 
 impl LlmProvider for Gemini {
@@ -127,6 +130,10 @@ impl LlmProvider for Gemini {
                 });
             }
             FailureKind::QuotaExhausted => failure.quota = Some("daily request".into()),
+            // Prepaid projects run out of money, whatever status says so (402, or 429).
+            FailureKind::NoCredits if answer.status == 402 || message.contains("prepayment credits are depleted") => {
+                failure.quota = Some(PREPAID.into());
+            }
             FailureKind::ContextTooLong => {
                 failure.tokens = number_after(message, "count (").zip(number_after(message, "allowed ("));
             }
@@ -136,15 +143,15 @@ impl LlmProvider for Gemini {
     }
 
     fn sentence(&self, failure: &Failure) -> Option<String> {
-        match (failure.kind, failure.status) {
-            (FailureKind::NoCredits, Some(402)) => Some(
-                "Gemini refused for billing reasons: the project's prepaid credits are used up — add credits or \
-                 switch the project to postpaid billing in Google AI Studio."
+        match (failure.kind, failure.quota.as_deref()) {
+            (FailureKind::NoCredits, Some(PREPAID)) => Some(
+                "Gemini refused for billing reasons: the project's prepaid credits are used up — add credits at \
+                 aistudio.google.com/projects (the project's Billing), or switch it to postpaid billing there."
                     .into(),
             ),
             (FailureKind::NoCredits, _) => Some(
                 "Gemini refused for billing reasons: this model or region is not covered by the key's free tier — \
-                 enable billing for the project in Google AI Studio."
+                 enable billing for the project at aistudio.google.com/projects."
                     .into(),
             ),
             (FailureKind::KeyBlocked, _) => Some(

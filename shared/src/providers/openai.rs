@@ -124,9 +124,11 @@ impl LlmProvider for OpenAi {
                  platform.openai.com (Settings → Billing)."
                     .into(),
             ),
-            (FailureKind::NoCredits, _) => {
-                Some("OpenAI API quota exceeded — check your plan and billing details at platform.openai.com.".into())
-            }
+            (FailureKind::NoCredits, _) => Some(
+                "OpenAI API quota exceeded — add funds or raise the spend limits at \
+                     platform.openai.com/settings/organization/billing."
+                    .into(),
+            ),
             (FailureKind::KeyBlocked, _) => Some(
                 "OpenAI deactivated the account this key belongs to — check the account's email from OpenAI, or \
                  use a key of another account."
@@ -137,9 +139,10 @@ impl LlmProvider for OpenAi {
     }
 }
 
-/// The numbers of OpenAI's rate-limit messages, in both wordings: `… on tokens per min (TPM): Limit
-/// 90000, Used 85000, Requested 10000.` (no `Used` when one request alone is too large) and the
-/// older `… on requests per min. Limit: 3 / min.`
+/// The numbers of OpenAI's rate-limit messages, in every wording: `… on tokens per min (TPM): Limit
+/// 90000, Used 85000, Requested 10000.` (no `Used` when one request alone is too large), the older
+/// `… on requests per min. Limit: 3 / min.`, and the oldest, which says what was used as `Current`
+/// (`Limit: 10000.000000 / min. Current: 10020.000000 / min.`).
 fn rate_limit(message: &str) -> Option<RateLimit> {
     let at = message.find("Limit")?;
     let head = &message[..at];
@@ -151,7 +154,7 @@ fn rate_limit(message: &str) -> Option<RateLimit> {
     Some(RateLimit {
         metric: metric.to_owned(),
         limit,
-        used: number_after(message, "Used "),
+        used: number_after(message, "Used ").or_else(|| number_after(message, "Current: ")),
         requested: number_after(message, "Requested "),
     })
 }
@@ -179,6 +182,15 @@ mod tests {
         assert_eq!(
             legacy,
             Some(RateLimit { metric: "requests per min".into(), limit: 3, used: None, requested: None })
+        );
+        let per_minute = rate_limit(
+            "Rate limit reached for default-text-davinci-002 in organization org-x on tokens per min. Limit: \
+             10000.000000 / min. Current: 10020.000000 / min. Contact us through our help center at \
+             help.openai.com if you continue to have issues.",
+        );
+        assert_eq!(
+            per_minute,
+            Some(RateLimit { metric: "tokens per min".into(), limit: 10_000, used: Some(10_020), requested: None })
         );
         assert_eq!(rate_limit("no numbers here"), None);
     }

@@ -86,9 +86,9 @@ impl LlmProvider for Perplexity {
                  both in Perplexity's API settings."
                     .into(),
             ),
-            FailureKind::NoCredits => {
-                Some("Perplexity account is out of API credits — add credits in Perplexity's API settings.".into())
-            }
+            FailureKind::NoCredits => Some(
+                "Perplexity account is out of API credits — add credits at perplexity.ai/account/api/billing.".into(),
+            ),
             _ => None,
         }
     }

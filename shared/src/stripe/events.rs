@@ -280,10 +280,6 @@ fn invoice(object: &Value) -> Result<Effect, EventShapeError> {
         .or_else(|| object.get("subscription_details").and_then(|d| d.get("metadata")));
     let lines: &[Value] =
         object.get("lines").and_then(|l| l.get("data")).and_then(Value::as_array).map_or(&[], Vec::as_slice);
-    let price_ids = lines
-        .iter()
-        .filter_map(|line| text(line, &["pricing", "price_details", "price"]).or_else(|| text(line, &["price", "id"])))
-        .collect();
     // The period a subscription invoice bills is its subscription lines' (prorations bill parts of
     // other periods); the invoice's own `period_end` is the same instant for creates and cycles.
     let proration = |line: &Value| {
@@ -294,13 +290,21 @@ fn invoice(object: &Value) -> Result<Effect, EventShapeError> {
             .and_then(Value::as_bool)
             .unwrap_or(false)
     };
-    let period_start = lines
+    let start_of = |line: &Value| line.get("period")?.get("start")?.as_i64();
+    let billed: Vec<&Value> = lines.iter().filter(|line| !proration(line)).collect();
+    let period_start = billed
         .iter()
-        .filter(|line| !proration(line))
-        .filter_map(|line| line.get("period")?.get("start")?.as_i64())
+        .filter_map(|line| start_of(line))
         .min()
         .or_else(|| object.get("period_end").and_then(Value::as_i64))
         .unwrap_or(0);
+    // The plan paid for is that of the billed period's own lines: a proration line (an upgrade
+    // or downgrade just before renewal) prices another plan for part of another period.
+    let price_ids = billed
+        .iter()
+        .filter(|line| start_of(line).is_none_or(|start| start == period_start))
+        .filter_map(|line| text(line, &["pricing", "price_details", "price"]).or_else(|| text(line, &["price", "id"])))
+        .collect();
     let billing_reason = match text(object, &["billing_reason"]).as_deref() {
         Some("subscription_create") => BillingReason::SubscriptionCreate,
         Some("subscription_cycle") => BillingReason::SubscriptionCycle,
@@ -419,6 +423,25 @@ mod tests {
             (paid.billing_reason, paid.period_start, paid.payment),
             (BillingReason::SubscriptionCycle, 9_000, None)
         );
+    }
+
+    /// A downgrade from enterprise to pro just before renewal: the renewal invoice carries the
+    /// proration lines of both plans first, then the new period's pro line. The plan paid for is pro.
+    #[test]
+    fn a_renewal_is_priced_by_its_period_lines_never_by_prorations() {
+        let invoice = json!({
+            "id": "in_1", "billing_reason": "subscription_cycle", "amount_paid": 1_900, "subscription": "sub_1",
+            "lines": {"data": [
+                {"amount": -9_000, "period": {"start": 1_000}, "price": {"id": "price_enterprise"},
+                 "parent": {"subscription_item_details": {"proration": true}}},
+                {"amount": 400, "period": {"start": 1_000}, "price": {"id": "price_pro"},
+                 "parent": {"subscription_item_details": {"proration": true}}},
+                {"amount": 1_900, "period": {"start": 2_000}, "pricing": {"price_details": {"price": "price_pro"}},
+                 "parent": {"subscription_item_details": {"proration": false}}}
+            ]}
+        });
+        let Effect::Allowance(paid) = parse(&event("invoice.paid", invoice)).unwrap().effect else { panic!() };
+        assert_eq!((paid.period_start, paid.price_ids), (2_000, vec!["price_pro".to_owned()]));
     }
 
     #[test]

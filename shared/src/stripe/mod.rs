@@ -20,8 +20,9 @@ pub struct StripeSettings {
     pub price_tiers: HashMap<String, Tier>,
     /// Credits each paid invoice of a tier grants.
     pub monthly_allowances: HashMap<Tier, i64>,
-    /// Whether a `$0` subscription invoice (a trial) grants its period's allowance.
-    pub grant_free_invoices: bool,
+    /// Whether a `$0` payment grants credits: a subscription invoice's (a trial) its period's
+    /// allowance, a checkout's (a 100% promotion code) its `metadata.credits`.
+    pub grant_free_payments: bool,
     /// The most credits one checkout's `metadata.credits` may grant.
     pub max_purchase_credits: i64,
 }

@@ -48,15 +48,15 @@ impl Accounts<'_> {
         self.store.users().upsert(&update, self.clock.now()).await
     }
 
-    /// `Ok` when the user's email address is verified, by the token or by the stored profile.
+    /// `Ok` when the user's email address is verified. The token decides when it says either way
+    /// (it is newer than any profile: an address changed at Auth0 is unverified again); only a
+    /// token that says nothing falls back on the profile recorded at sign-in.
     pub async fn require_verified_email(&self, claims: &Claims) -> Result<(), AccountError> {
-        if claims.email_verified == Some(true) {
-            return Ok(());
-        }
-        match self.store.users().get(&claims.user).await? {
-            Some(profile) if profile.email_verified => Ok(()),
-            _ => Err(AccountError::EmailUnverified),
-        }
+        let verified = match claims.email_verified {
+            Some(said) => said,
+            None => self.store.users().get(&claims.user).await?.is_some_and(|p| p.email_verified),
+        };
+        if verified { Ok(()) } else { Err(AccountError::EmailUnverified) }
     }
 }
 
@@ -93,6 +93,8 @@ mod tests {
         };
         accounts.record_sign_in(&identity).await.unwrap();
         assert!(accounts.require_verified_email(&claims(None)).await.is_ok(), "the profile says so");
+        let refused = accounts.require_verified_email(&claims(Some(false))).await;
+        assert!(matches!(refused, Err(AccountError::EmailUnverified)), "a token saying false beats a stale profile");
     }
 
     #[tokio::test]

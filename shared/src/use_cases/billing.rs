@@ -263,6 +263,12 @@ async fn purchase(
         // A subscription checkout: the plan comes with the subscription's and invoices' events.
         return mark(store, event, EventOutcome::Ignored).await;
     };
+    if checkout.amount_total <= 0 && !settings.grant_free_payments {
+        // A 100% promotion code (`no_payment_required`): credits are sold, not given away, unless
+        // the operator says free checkouts grant them, as for `$0` invoices.
+        tracing::info!(event = %event.id, "a checkout that took no payment; no credits granted");
+        return mark(store, event, EventOutcome::Ignored).await;
+    }
     let records: Vec<_> = checkout
         .payment
         .iter()
@@ -314,7 +320,7 @@ async fn subscription(
 /// subscription and each new period's, when something was paid (or `$0` invoices are allowed).
 fn allowance_of(settings: &StripeSettings, invoice: &PaidInvoice) -> i64 {
     let reason = matches!(invoice.billing_reason, BillingReason::SubscriptionCreate | BillingReason::SubscriptionCycle);
-    let paid = invoice.amount_paid > 0 || (invoice.amount_paid == 0 && settings.grant_free_invoices);
+    let paid = invoice.amount_paid > 0 || (invoice.amount_paid == 0 && settings.grant_free_payments);
     if !(reason && paid && invoice.subscription_id.is_some()) {
         return 0;
     }

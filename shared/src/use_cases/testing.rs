@@ -120,6 +120,9 @@ impl Fixture {
                 audience,
                 jwks_url: issuer.join(".well-known/jwks.json").unwrap(),
                 required_scope: None,
+                allowed_clients: ["keyward-web", "keyward-cli", crate::config::SANDBOX_PASSWORD_CLIENT]
+                    .map(String::from)
+                    .into(),
                 email_verified_claim: None,
             },
             http.clone(),

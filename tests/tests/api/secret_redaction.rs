@@ -107,6 +107,7 @@ async fn planted_secrets_never_reach_logs_errors_or_panics() {
             audience: "https://api.keyward.dev".into(),
             jwks_url: "http://127.0.0.1:9/.well-known/jwks.json".parse().unwrap(),
             required_scope: None,
+            allowed_clients: Vec::new(),
             email_verified_claim: None,
         };
         let verifier = keyward::auth::TokenVerifier::new(settings, keyward::outbound::Outbound::new());

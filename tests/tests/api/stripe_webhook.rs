@@ -393,11 +393,33 @@ async fn allowances_are_granted_once_per_paid_period(backend: Backend) {
         "a proration, a manual or threshold invoice and a $0 one grant nothing"
     );
     // A deployment may let $0 invoices (trials) grant their period's allowance.
-    let trials = LocalApi::start_with(backend, &[("KEYWARD_STRIPE_GRANT_FREE_INVOICES", "true")]).await;
+    let trials = LocalApi::start_with(backend, &[("KEYWARD_STRIPE_GRANT_FREE_PAYMENTS", "true")]).await;
     let mut trial = paid("evt_t1", "in_t1", PERIOD);
     trial["data"]["object"]["amount_paid"] = json!(0);
     assert_eq!(deliver(&trials, &trial).await.1, "applied");
     assert_eq!(balance(&trials, &ada).await, 1000);
+}
+
+/// A checkout completed with a 100% promotion code (`no_payment_required`, `amount_total` 0) took
+/// no money: it grants its `metadata.credits` only where the deployment lets `$0` payments grant.
+async fn a_free_checkout_grants_credits_only_when_allowed(backend: Backend) {
+    let ada = user(ADA);
+    let free = |event: &str, session: &str| {
+        let mut event = checkout(event, session, &ada, 500, 0);
+        let object = &mut event["data"]["object"];
+        object["payment_status"] = json!("no_payment_required");
+        object["amount_subtotal"] = json!(2_000);
+        object["payment_intent"] = Value::Null;
+        event
+    };
+    let api = LocalApi::start(backend).await;
+    assert_eq!(deliver(&api, &free("evt_f1", "cs_free_1")).await, (200, "ignored".into()));
+    assert_eq!(balance(&api, &ada).await, 0, "no payment, no credits");
+    assert_eq!(deliver(&api, &checkout("evt_f2", "cs_paid_1", &ada, 500, 2_000)).await.1, "applied");
+    assert_eq!(balance(&api, &ada).await, 500);
+    let generous = LocalApi::start_with(backend, &[("KEYWARD_STRIPE_GRANT_FREE_PAYMENTS", "true")]).await;
+    assert_eq!(deliver(&generous, &free("evt_f3", "cs_free_2")).await.1, "applied");
+    assert_eq!(balance(&generous, &ada).await, 500);
 }
 
 /// Only server-set metadata (`metadata.user_id` on the session or the subscription) says whose a
@@ -591,6 +613,7 @@ async fn an_unknown_customer_waits_for_its_checkout(backend: Backend) {
 }
 
 keyward_tests::on_both_backends!(
+    a_free_checkout_grants_credits_only_when_allowed,
     signatures_are_checked_on_the_raw_body,
     one_event_delivered_100_times_at_once_credits_once,
     a_shuffled_stream_with_duplicates_adds_up,

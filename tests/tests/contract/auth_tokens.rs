@@ -30,6 +30,7 @@ fn claims() -> Value {
         "scope": "openid profile email",
         "email": "alice@example.com",
         "email_verified": true,
+        "azp": "keyward-web",
     })
 }
 
@@ -67,6 +68,7 @@ fn verifier_with(
         audience: AUDIENCE.into(),
         jwks_url: format!("{}/.well-known/jwks.json", server.uri()).parse().unwrap(),
         required_scope: required_scope.map(str::to_owned),
+        allowed_clients: vec!["keyward-web".into(), "keyward-cli".into()],
         email_verified_claim: email_verified_claim.map(str::to_owned),
     };
     TokenVerifier::new(settings, keyward::outbound::Outbound::new())
@@ -170,6 +172,10 @@ async fn every_forgery_is_refused_with_its_reason() {
         ("gty client-credentials", client_credentials, AuthError::NotAUserToken),
         ("gty as a list", client_grant_list, AuthError::NotAUserToken),
         ("a sub ending in @clients", clients_subject, AuthError::NotAUserToken),
+        // Another application of the tenant allowed to ask for keyward's audience.
+        ("azp of another application", with("azp", json!("zG4HxkOtherAppId")), AuthError::WrongClient),
+        ("azp differing in case", with("azp", json!("Keyward-Web")), AuthError::WrongClient),
+        ("client_id of another application", with("client_id", json!("zG4HxkOtherAppId")), AuthError::WrongClient),
     ];
     for (name, token, expected) in cases {
         let err = verifier.verify(&token).await.unwrap_err();
@@ -178,6 +184,23 @@ async fn every_forgery_is_refused_with_its_reason() {
         assert_eq!(response.status(), 401, "{name}");
         assert!(response.headers().contains_key("www-authenticate"), "{name}");
     }
+}
+
+#[tokio::test]
+async fn tokens_of_keywards_own_applications_act_as_users() {
+    let server = jwks_server().await;
+    let verifier = verifier(&server);
+    let mut device = claims();
+    device["azp"] = json!("keyward-cli");
+    device["client_id"] = json!("keyward-cli");
+    assert!(verifier.verify(&valid(&device)).await.is_ok(), "the device client");
+    device.as_object_mut().unwrap().remove("azp");
+    device.as_object_mut().unwrap().remove("client_id");
+    assert!(verifier.verify(&valid(&device)).await.is_ok(), "a token naming no application (Auth0 names one)");
+    let response = keyward::http::ApiError::from(AuthError::WrongClient).into_response();
+    assert_eq!(response.status(), 401);
+    let challenge = response.headers()["www-authenticate"].to_str().unwrap();
+    assert!(challenge.starts_with("Bearer ") && challenge.contains("wrong_client"), "{challenge}");
 }
 
 #[tokio::test]

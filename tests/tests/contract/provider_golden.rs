@@ -560,6 +560,14 @@ const CASES: &[Case] = &[
         &["OpenAI rate limit reached: at most 3 requests per minute. Try again in 20 s."],
     ),
     case(
+        "openai oldest per-minute wording",
+        OpenAi,
+        429,
+        r#"{"error":{"message":"Rate limit reached for default-text-davinci-002 in organization org-123 on tokens per min. Limit: 10000.000000 / min. Current: 10020.000000 / min. Contact us through our help center at help.openai.com if you continue to have issues.","type":"tokens","param":null,"code":null}}"#,
+        RateLimited,
+        &["OpenAI rate limit reached: tokens per minute 10020/10000 used."],
+    ),
+    case(
         "openai wait in minutes",
         OpenAi,
         429,
@@ -621,6 +629,14 @@ const CASES: &[Case] = &[
         r#"{"error":{"code":403,"message":"Permission denied: Consumer 'api_key:AIzaSyXXXX' has been suspended.","status":"PERMISSION_DENIED","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"CONSUMER_SUSPENDED","domain":"googleapis.com","metadata":{"service":"generativelanguage.googleapis.com","consumer":"projects/578829824020"}}]}}"#,
         KeyBlocked,
         &["suspended"],
+    ),
+    case(
+        "gemini prepayment depleted as a 429",
+        Gemini,
+        429,
+        r#"{"error":{"code":429,"message":"Your prepayment credits are depleted. Please go to AI Studio at https://ai.studio/projects to manage your project and billing.","status":"RESOURCE_EXHAUSTED"}}"#,
+        NoCredits,
+        &["prepaid credits are used up — add credits at aistudio.google.com/projects"],
     ),
     case(
         "gemini prepayment depleted",
@@ -762,6 +778,9 @@ fn every_golden_answer_is_classified_and_explained() {
                         failures.push(format!("{}: message {message:?} lacks {fragment:?}", case.name));
                     }
                 }
+                if case.kind == NoCredits && !names_a_place(&message) {
+                    failures.push(format!("{}: a billing refusal names no place to add funds: {message:?}", case.name));
+                }
                 if message.contains("sk-test") || message.contains("Incorrect API key") {
                     failures.push(format!("{}: message repeats provider text: {message:?}", case.name));
                 }
@@ -775,6 +794,18 @@ fn every_golden_answer_is_classified_and_explained() {
         }
     }
     assert!(failures.is_empty(), "{} of {} cases wrong:\n{}", failures.len(), CASES.len(), failures.join("\n"));
+}
+
+/// Whether a sentence names a web address (`console.anthropic.com`, `ai.studio/projects`, …).
+fn names_a_place(message: &str) -> bool {
+    message.split_whitespace().any(|word| {
+        let word = word.trim_end_matches(['.', ',', ')']).trim_start_matches('(').trim_start_matches("https://");
+        let host = word.split('/').next().unwrap_or_default();
+        let labels: Vec<&str> = host.split('.').collect();
+        labels.len() >= 2
+            && labels.iter().all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_lowercase() || c == '-'))
+            && labels.last().is_some_and(|tld| tld.len() >= 2)
+    })
 }
 
 /// What is wrong with a message's form, if anything.
