@@ -6,6 +6,7 @@ pub mod iam;
 pub mod leaks;
 pub mod sign_in;
 pub mod stripe;
+pub mod table_writer;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

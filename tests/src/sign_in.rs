@@ -128,6 +128,6 @@ pub async fn code_of(response: reqwest::Response) -> (u16, String) {
 pub async fn sealed_auth0_token(api: &LocalApi, handle: &str) -> String {
     let hash = keyward::secret::digest(handle);
     let family = api.state.store.sessions().find(&hash).await.unwrap().unwrap();
-    let context = refresh_token_context(&family.user, &family.id);
+    let context = refresh_token_context(&family.user, &family.id, &family.current_handle);
     api.state.envelope.open_text(&family.sealed_refresh, &context).await.unwrap().expose_secret().to_owned()
 }

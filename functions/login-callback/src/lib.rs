@@ -10,8 +10,9 @@ use keyward::model::{Cookie, rfc3339};
 use keyward::secret::SessionHandle;
 use keyward::store::UserProfile;
 use keyward::use_cases::redirects::browser_cookie_name;
-use keyward::use_cases::sessions::{LoginCallback, SESSION_COOKIE, session_cookie};
+use keyward::use_cases::sessions::{LoginCallback, Presented, SESSION_COOKIE, session_cookie};
 use lambda_http::http::StatusCode;
+use lambda_http::http::header::ORIGIN;
 use lambda_http::{Body, Request, Response};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -76,13 +77,15 @@ struct HandleBody {
     refresh_token: SecretString,
 }
 
-/// The session handle of a request: the cookie (browsers, `true`) or `{"refreshToken"}` (CLIs).
-fn presented_handle(req: &Request) -> Result<(SessionHandle, bool), keyward::http::ApiError> {
+/// The session handle of a request: the cookie (browsers, with their `Origin`) or
+/// `{"refreshToken"}` (CLIs).
+fn presented_handle(req: &Request) -> Result<Presented<'_>, keyward::http::ApiError> {
     if let Some(handle) = cookie(req, SESSION_COOKIE) {
-        return Ok((SessionHandle::new(handle), true));
+        let origin = req.headers().get(ORIGIN).and_then(|o| o.to_str().ok());
+        return Ok(Presented::Cookie { handle: SessionHandle::new(handle), origin });
     }
     let body: HandleBody = json_body(req)?;
-    Ok((SessionHandle::new(body.refresh_token.expose_secret()), false))
+    Ok(Presented::Body(SessionHandle::new(body.refresh_token.expose_secret())))
 }
 
 #[derive(Serialize)]
@@ -99,8 +102,9 @@ struct Refreshed<'a> {
 
 /// `POST /auth/refresh`: a new access token for a session handle, which rotates.
 async fn refresh(state: &AppState, req: &Request) -> Answer {
-    let (handle, via_cookie) = presented_handle(req)?;
-    let refreshed = state.sessions().refresh(&client_address(req), &handle).await?;
+    let presented = presented_handle(req)?;
+    let via_cookie = presented.via_cookie();
+    let refreshed = state.sessions().refresh(&client_address(req), &presented).await?;
     let body = Refreshed {
         access_token: refreshed.access_token.expose(),
         expires_in: refreshed.expires_in,
@@ -113,8 +117,7 @@ async fn refresh(state: &AppState, req: &Request) -> Answer {
 
 /// `POST /auth/logout` → 204: ends the session family and revokes its Auth0 refresh token.
 async fn logout(state: &AppState, req: &Request) -> Answer {
-    let (handle, _) = presented_handle(req)?;
-    state.sessions().logout(&handle).await?;
+    state.sessions().logout(&presented_handle(req)?).await?;
     Ok(with_cookies(no_content(), [&Cookie::cleared(SESSION_COOKIE)]))
 }
 

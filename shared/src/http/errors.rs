@@ -166,6 +166,10 @@ impl From<SessionError> for ApiError {
             SessionError::ReauthenticationRequired => {
                 refused("reauthentication_required", "Auth0 no longer accepts this session; sign in again.")
             }
+            SessionError::ForeignOrigin => Self::forbidden(
+                "origin_not_allowed",
+                "A session cookie is honoured only from a page of an allowed origin; nothing changed.",
+            ),
             SessionError::IncompleteAnswer(_) => Self::Internal(err.to_string()),
             SessionError::Auth0(e) => e.into(),
             SessionError::Token(e) => e.into(),

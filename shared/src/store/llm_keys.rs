@@ -1,7 +1,7 @@
 //! Users' LLM provider keys: sealed, with their masked preview and validation history.
 
 use super::table::{Attr, Changes, Condition, Index, Item, Key, Query, Table, Write};
-use super::{AuditEntry, StoreError, sealed_attr, sealed_from, user_pk};
+use super::{AuditEntry, StoreError, bound_to_key, refuse_tampered, sealed_attr, sealed_from, user_pk};
 use crate::crypto::Sealed;
 use crate::model::{Provider, UserId, ZaiRegion};
 
@@ -113,25 +113,44 @@ impl LlmKeys<'_> {
         let audit = Write::Put { item: super::audit::item(user, entry), when: None };
         self.0.transact(vec![store, audit]).await?;
         // A transaction returns no item; `created_at` may predate this write.
-        self.get(user, new.provider).await?.ok_or_else(|| StoreError::Corrupt("a key just stored is missing".into()))
+        let item = self.0.get(&key(user, new.provider)).await?;
+        parse(&item.ok_or_else(|| StoreError::Corrupt("a key just stored is missing".into()))?, new.provider)
     }
 
+    /// The user's key of `provider`; a tampered item is refused as absent.
     pub async fn get(&self, user: &UserId, provider: Provider) -> Result<Option<StoredLlmKey>, StoreError> {
-        self.0.get(&key(user, provider)).await?.as_ref().map(parse).transpose()
+        match self.0.get(&key(user, provider)).await? {
+            Some(item) => refuse_tampered(parse(&item, provider)),
+            None => Ok(None),
+        }
     }
 
-    /// The user's keys of `providers` (those stored), in one read; never loads another provider's.
+    /// The user's keys of `providers` (those stored), in one read; never loads another provider's,
+    /// and answers for each item only the provider its key names.
     pub async fn get_many(&self, user: &UserId, providers: &[Provider]) -> Result<Vec<StoredLlmKey>, StoreError> {
         let keys: Vec<Key> = providers.iter().map(|p| key(user, *p)).collect();
-        let mut found = self.0.get_many(&keys).await?.iter().map(parse).collect::<Result<Vec<_>, _>>()?;
+        let mut found = Vec::with_capacity(keys.len());
+        for item in self.0.get_many(&keys).await? {
+            let provider = provider_of(&item)?;
+            if providers.contains(&provider) {
+                found.extend(refuse_tampered(parse(&item, provider))?);
+            }
+        }
         found.sort_by_key(|k| k.provider);
         Ok(found)
     }
 
-    /// Every key of a user, in one query.
+    /// Every key of a user, in one query; tampered items are left out.
     pub async fn list(&self, user: &UserId) -> Result<Vec<StoredLlmKey>, StoreError> {
-        let page = self.0.query(&Query::partition(Index::Table, user_pk(user)).prefix(PREFIX).limit(100)).await?;
-        page.items.iter().map(parse).collect()
+        let mut keys = Vec::new();
+        for item in self.items(user).await? {
+            keys.extend(refuse_tampered(parse(&item, provider_of(&item)?))?);
+        }
+        Ok(keys)
+    }
+
+    async fn items(&self, user: &UserId) -> Result<Vec<Item>, StoreError> {
+        Ok(self.0.query(&Query::partition(Index::Table, user_pk(user)).prefix(PREFIX).limit(100)).await?.items)
     }
 
     /// Records a re-validation of the stored key; `None` when the key was deleted meanwhile.
@@ -147,7 +166,7 @@ impl LlmKeys<'_> {
             changes = changes.set("last_validated_at", Attr::N(test.at));
         }
         match self.0.update(&key(user, provider), test_changes(changes, Some(test)), Some(Condition::Present)).await {
-            Ok(item) => parse(&item).map(Some),
+            Ok(item) => refuse_tampered(parse(&item, provider)),
             Err(StoreError::ConditionFailed { .. }) => Ok(None),
             Err(e) => Err(e),
         }
@@ -177,18 +196,27 @@ impl LlmKeys<'_> {
         Ok(self.0.delete(&key(user, provider), None).await?.is_some())
     }
 
-    /// Deletes every key of a user at once; returns the providers whose keys were deleted.
+    /// Deletes every key of a user at once, each item by its own key whatever its attributes say;
+    /// returns the providers whose keys were deleted.
     pub async fn delete_all(&self, user: &UserId) -> Result<Vec<Provider>, StoreError> {
-        let keys = self.list(user).await?;
-        let writes: Vec<Write> =
-            keys.iter().map(|k| Write::Delete { key: key(user, k.provider), when: None }).collect();
+        let items = self.items(user).await?;
+        let providers = items.iter().map(provider_of).collect::<Result<Vec<_>, _>>()?;
+        let writes = providers.iter().map(|p| Write::Delete { key: key(user, *p), when: None }).collect();
         self.0.transact(writes).await?;
-        Ok(keys.iter().map(|k| k.provider).collect())
+        Ok(providers)
     }
 }
 
-fn parse(item: &Item) -> Result<StoredLlmKey, StoreError> {
-    let provider = item.s("provider")?.parse().map_err(|_| StoreError::Corrupt("unknown provider".into()))?;
+/// The provider an item's key names.
+fn provider_of(item: &Item) -> Result<Provider, StoreError> {
+    let key = item.key()?;
+    let slug = key.sk.strip_prefix(PREFIX).ok_or_else(|| StoreError::Corrupt(format!("`{}` is no key's", key.sk)))?;
+    slug.parse().map_err(|_| StoreError::Corrupt(format!("unknown provider `{slug}`")))
+}
+
+/// An item read as `provider`'s key (what its key names); its `provider` attribute must agree.
+fn parse(item: &Item, provider: Provider) -> Result<StoredLlmKey, StoreError> {
+    bound_to_key(item, "provider", provider.slug())?;
     let last_test = match item.get("test_ok") {
         None => None,
         Some(_) => Some(TestResult {

@@ -54,6 +54,7 @@ pub use users::{ProfileUpdate, UserProfile, Users};
 
 use crate::crypto::Sealed;
 use crate::model::{OAuthProvider, UserId};
+use table::Key;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -75,6 +76,10 @@ pub enum StoreError {
     /// A client's paging cursor that does not continue the listing it was given for.
     #[error("the paging cursor does not belong to this listing")]
     InvalidCursor,
+    /// An item whose attribute disagrees with what its key says: keyward never writes one, so
+    /// someone with table access did. Its content is never trusted.
+    #[error("item {key} was tampered with: its `{attribute}` disagrees with its key")]
+    Tampered { key: String, attribute: &'static str },
 }
 
 /// A page of domain records and the opaque cursor of the next page.
@@ -144,6 +149,11 @@ impl Store {
         Keyring(self.table.as_ref())
     }
 
+    /// The table itself, for maintenance and for tests that play someone editing items directly.
+    pub fn table(&self) -> &dyn Table {
+        self.table.as_ref()
+    }
+
     /// Every sealed value in the table, for the keyring's rewrap job.
     pub fn sealed_values(&self) -> SealedValues<'_> {
         SealedValues(self.table.as_ref())
@@ -179,6 +189,37 @@ async fn newest_first<T>(
     let query = query.after(after);
     let page = table.query(&query).await?;
     Ok(Listing { items: page.items.iter().map(parse).collect::<Result<_, _>>()?, next: page.next.map(|c| c.encode()) })
+}
+
+/// Checks that an item's `attribute` says what its key says (`expected`), or refuses the item.
+fn bound_to_key(item: &table::Item, attribute: &'static str, expected: &str) -> Result<(), StoreError> {
+    if item.opt_s(attribute)? == Some(expected) {
+        return Ok(());
+    }
+    let key = item.key().map_or_else(|_| "?".to_owned(), |k| loggable_key(&k));
+    Err(StoreError::Tampered { key, attribute })
+}
+
+/// A key as logs may show it: a user's partition names the user (an identifier); any other
+/// partition only its kind, since some (`HANDLE#`, `STATE#`) are digests of credentials.
+fn loggable_key(key: &Key) -> String {
+    match key.pk.strip_prefix("USER#") {
+        Some(_) => format!("{}/{}", key.pk, key.sk),
+        None => format!("{}#…/{}", key.pk.split('#').next().unwrap_or_default(), key.sk),
+    }
+}
+
+/// A read whose item was tampered with, refused as if it were absent (and logged at WARN); other
+/// errors stay errors.
+fn refuse_tampered<T>(parsed: Result<T, StoreError>) -> Result<Option<T>, StoreError> {
+    match parsed {
+        Ok(value) => Ok(Some(value)),
+        Err(StoreError::Tampered { key, attribute }) => {
+            tracing::warn!(item = %key, attribute, "refused an item whose attributes disagree with its key");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn user_from(raw: &str) -> Result<UserId, StoreError> {

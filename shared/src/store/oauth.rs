@@ -6,7 +6,7 @@
 //! takes it and calls the provider, the others wait for the version to move.
 
 use super::table::{Attr, Changes, Condition, Item, Key, Table};
-use super::{StoreError, sealed_attr, sealed_from, user_from, user_pk};
+use super::{StoreError, bound_to_key, refuse_tampered, sealed_attr, sealed_from, user_pk};
 use crate::crypto::Sealed;
 use crate::model::{OAuthProvider, UserId};
 
@@ -61,8 +61,12 @@ fn key(user: &UserId, provider: OAuthProvider) -> Key {
 }
 
 impl OAuthConnections<'_> {
+    /// The user's connection; a tampered item is refused as absent.
     pub async fn get(&self, user: &UserId) -> Result<Option<OAuthConnection>, StoreError> {
-        self.0.get(&key(user, self.1)).await?.as_ref().map(|item| parse(item, self.1)).transpose()
+        match self.0.get(&key(user, self.1)).await? {
+            Some(item) => refuse_tampered(parse(&item, user, self.1)),
+            None => Ok(None),
+        }
     }
 
     /// Saves `connection` as version `read_version + 1` if the stored one is still `read_version`
@@ -89,7 +93,7 @@ impl OAuthConnections<'_> {
             .remove(LEASE);
         let when = read_version.map(|v| Condition::Equals("version", Attr::N(v)));
         match self.0.update(&key(&connection.user, self.1), changes, when).await {
-            Ok(item) => parse(&item, self.1).map(Some),
+            Ok(item) => parse(&item, &connection.user, self.1).map(Some),
             Err(StoreError::ConditionFailed { .. }) => Ok(None),
             Err(e) => Err(e),
         }
@@ -131,7 +135,9 @@ impl OAuthConnections<'_> {
     }
 }
 
-fn parse(item: &Item, provider: OAuthProvider) -> Result<OAuthConnection, StoreError> {
+/// An item read as `user`'s connection at `provider` (what its key names); its `user_id` must agree.
+fn parse(item: &Item, user: &UserId, provider: OAuthProvider) -> Result<OAuthConnection, StoreError> {
+    bound_to_key(item, "user_id", user.as_str())?;
     let status = match item.s("status")? {
         "connected" => ConnectionStatus::Connected,
         "reconnect_required" => ConnectionStatus::ReconnectRequired,
@@ -140,7 +146,7 @@ fn parse(item: &Item, provider: OAuthProvider) -> Result<OAuthConnection, StoreE
         }
     };
     Ok(OAuthConnection {
-        user: user_from(item.s("user_id")?)?,
+        user: user.clone(),
         provider,
         email: item.s("email")?.to_owned(),
         scopes: item.list("scopes")?.to_vec(),

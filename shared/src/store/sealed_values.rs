@@ -12,9 +12,11 @@ pub fn llm_key_context(user: &UserId, provider: Provider) -> EncryptionContext {
     EncryptionContext::new(user, Purpose::LlmKey, provider.slug())
 }
 
-/// The Auth0 refresh token of one session family.
-pub fn refresh_token_context(user: &UserId, family: &str) -> EncryptionContext {
-    EncryptionContext::new(user, Purpose::Auth0Refresh, family)
+/// The Auth0 refresh token of one session family while `handle_hash` is its current handle: every
+/// rotation re-seals it, so it opens only for the handle it was sealed with, and a handle item or a
+/// `current` planted in the table by someone without the key opens nothing.
+pub fn refresh_token_context(user: &UserId, family: &str, handle_hash: &str) -> EncryptionContext {
+    EncryptionContext::new(user, Purpose::Auth0Refresh, format!("{family}/{handle_hash}"))
 }
 
 /// Which token of a connected account.
@@ -96,16 +98,18 @@ fn sealed_in(item: &Item) -> Result<Vec<SealedValue>, StoreError> {
     let found: Vec<(&'static str, EncryptionContext)> = match entity {
         "llm-key" => {
             let user = user_from(key.pk.strip_prefix("USER#").unwrap_or_default())?;
-            let provider = item.s("provider")?.parse().map_err(|_| StoreError::Corrupt("unknown provider".into()))?;
+            let raw = key.sk.strip_prefix("LLMKEY#").unwrap_or_default();
+            let provider = raw.parse().map_err(|_| StoreError::Corrupt(format!("unknown provider `{raw}`")))?;
             vec![("sealed", llm_key_context(&user, provider))]
         }
         "session" => {
+            // The user is in no key of a family: an edited `user_id` (or `current`) opens nothing.
             let user = user_from(item.s("user_id")?)?;
             let family = key.pk.strip_prefix("SESSION#").unwrap_or_default();
-            vec![("sealed", refresh_token_context(&user, family))]
+            vec![("sealed", refresh_token_context(&user, family, item.s("current")?))]
         }
         "oauth-connection" => {
-            let user = user_from(item.s("user_id")?)?;
+            let user = user_from(key.pk.strip_prefix("USER#").unwrap_or_default())?;
             let raw = key.sk.strip_prefix("OAUTH#").unwrap_or_default();
             let provider: OAuthProvider =
                 raw.parse().map_err(|_| StoreError::Corrupt(format!("unknown connection provider `{raw}`")))?;

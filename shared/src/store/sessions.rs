@@ -4,7 +4,7 @@
 //! only as SHA-256 hashes.
 
 use super::table::{Attr, Changes, Condition, EXPIRES_AT, Item, Key, Table, Write};
-use super::{StoreError, sealed_attr, sealed_from, user_from};
+use super::{StoreError, bound_to_key, refuse_tampered, sealed_attr, sealed_from, user_from};
 use crate::crypto::Sealed;
 use crate::model::{ClientKind, UserId};
 
@@ -69,8 +69,15 @@ impl Sessions<'_> {
         let Some(handle) = self.0.get(&handle_key(handle_hash)).await? else { return Ok(None) };
         let id = handle.s("family")?.to_owned();
         let Some(item) = self.0.get(&family_key(&id)).await? else { return Ok(None) };
+        let user = user_from(item.s("user_id")?)?;
+        // A handle of another user's family was planted: refused before anything trusts it. (A
+        // family's own items name it only by attribute; the sealed refresh token, bound to the
+        // current handle, is what proves a handle belongs to it.)
+        if refuse_tampered(bound_to_key(&handle, "user_id", user.as_str()))?.is_none() {
+            return Ok(None);
+        }
         Ok(Some(SessionFamily {
-            user: user_from(item.s("user_id")?)?,
+            user,
             client: ClientKind::parse(item.s("client")?)
                 .ok_or_else(|| StoreError::Corrupt("unknown session client".into()))?,
             sealed_refresh: sealed_from(item.b("sealed")?)?,

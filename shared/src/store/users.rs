@@ -1,7 +1,7 @@
 //! User profiles, created on first sign-in or first sight of a valid token.
 
 use super::table::{Attr, Changes, Item, Key, Table};
-use super::{StoreError, user_from, user_pk};
+use super::{StoreError, bound_to_key, refuse_tampered, user_pk};
 use crate::model::UserId;
 
 const PROFILE: &str = "PROFILE";
@@ -42,17 +42,23 @@ impl Users<'_> {
             .set("last_login_at", Attr::N(now))
             .set_if_missing("created_at", Attr::N(now));
         let item = self.0.update(&Key::new(user_pk(&update.id), PROFILE), changes, None).await?;
-        parse(&item)
+        parse(&item, &update.id)
     }
 
+    /// The user's profile; a tampered item is refused as absent.
     pub async fn get(&self, id: &UserId) -> Result<Option<UserProfile>, StoreError> {
-        self.0.get(&Key::new(user_pk(id), PROFILE)).await?.as_ref().map(parse).transpose()
+        match self.0.get(&Key::new(user_pk(id), PROFILE)).await? {
+            Some(item) => refuse_tampered(parse(&item, id)),
+            None => Ok(None),
+        }
     }
 }
 
-fn parse(item: &Item) -> Result<UserProfile, StoreError> {
+/// An item read as `id`'s profile (what its key names); its `user_id` must agree.
+fn parse(item: &Item, id: &UserId) -> Result<UserProfile, StoreError> {
+    bound_to_key(item, "user_id", id.as_str())?;
     Ok(UserProfile {
-        id: user_from(item.s("user_id")?)?,
+        id: id.clone(),
         email: item.opt_s("email")?.map(str::to_owned),
         email_verified: item.bool("email_verified")?,
         name: item.opt_s("name")?.map(str::to_owned),

@@ -24,7 +24,6 @@ pub fn session_cookie(handle: &SessionHandle) -> Cookie {
     Cookie::new(SESSION_COOKIE, handle.expose(), SESSION_IDLE_SECS)
 }
 
-/// The encryption context of a session family's Auth0 refresh token.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
     #[error(transparent)]
@@ -50,6 +49,9 @@ pub enum SessionError {
     ReusedConcurrently,
     #[error("Auth0 no longer accepts this session")]
     ReauthenticationRequired,
+    /// A session cookie sent by a page of another origin (or of none): cross-site request forgery.
+    #[error("the session cookie came with a foreign or missing Origin")]
+    ForeignOrigin,
     #[error("Auth0 sent no {0}")]
     IncompleteAnswer(&'static str),
     #[error(transparent)]
@@ -85,6 +87,22 @@ pub struct SignedIn {
     /// The session cookie, and the one clearing the sign-in's browser binding.
     pub cookies: [Cookie; 2],
     pub return_to: Option<String>,
+}
+
+/// How a client presented its session handle.
+pub enum Presented<'a> {
+    /// In the session cookie, which a browser sends with any site's request: honoured only with
+    /// an `Origin` among the return origins.
+    Cookie { handle: SessionHandle, origin: Option<&'a str> },
+    /// In the body (a CLI), which no other site can make a browser send.
+    Body(SessionHandle),
+}
+
+impl Presented<'_> {
+    /// Whether the next handle goes back in the cookie (out of any script's reach).
+    pub fn via_cookie(&self) -> bool {
+        matches!(self, Self::Cookie { .. })
+    }
 }
 
 /// A refreshed session: a fresh Auth0 access token and the handle that replaces the presented one.
@@ -200,22 +218,39 @@ impl Sessions<'_> {
     ) -> Result<SessionHandle, SessionError> {
         let family = random_secret();
         let handle = SessionHandle::new(random_secret());
-        let sealed = self.envelope.seal(refresh.expose().as_bytes(), &refresh_token_context(user, &family)).await?;
+        let current_handle = digest(handle.expose());
+        let context = refresh_token_context(user, &family, &current_handle);
+        let sealed = self.envelope.seal(refresh.expose().as_bytes(), &context).await?;
         let record = SessionFamily {
             id: family,
             user: user.clone(),
             client,
             sealed_refresh: sealed,
-            current_handle: digest(handle.expose()),
+            current_handle,
             active: true,
         };
         self.store.sessions().create(&record, self.clock.now()).await?;
         Ok(handle)
     }
 
-    /// A new access token for a session handle, which rotates. A handle that was rotated before
-    /// ends its family; so does Auth0 refusing the refresh token.
-    pub async fn refresh(&self, client: &ClientAddress, handle: &SessionHandle) -> Result<Refreshed, SessionError> {
+    /// The handle of a presentation; a cookie only from a page of one of the return origins.
+    fn handle_of<'p>(&self, presented: &'p Presented<'_>) -> Result<&'p SessionHandle, SessionError> {
+        match presented {
+            Presented::Body(handle) => Ok(handle),
+            Presented::Cookie { handle, origin } => {
+                let origins = &self.auth0.settings().return_origins;
+                match origin {
+                    Some(origin) if origins.iter().any(|allowed| allowed == origin) => Ok(handle),
+                    _ => Err(SessionError::ForeignOrigin),
+                }
+            }
+        }
+    }
+
+    /// A new access token for a presented session handle, which rotates. A handle that was
+    /// rotated before ends its family; so does Auth0 refusing the refresh token.
+    pub async fn refresh(&self, client: &ClientAddress, presented: &Presented<'_>) -> Result<Refreshed, SessionError> {
+        let handle = self.handle_of(presented)?;
         self.throttle().admit(client, AnonymousAction::Refresh).await?;
         let presented = digest(handle.expose());
         let family = self.store.sessions().find(&presented).await?.ok_or(SessionError::UnknownSession)?;
@@ -227,9 +262,7 @@ impl Sessions<'_> {
             tracing::warn!(user = %family.user, "a rotated session handle was reused; session family revoked");
             return Err(SessionError::Reused);
         }
-        let context = refresh_token_context(&family.user, &family.id);
-        let current =
-            RefreshToken::new(self.envelope.open_text(&family.sealed_refresh, &context).await?.expose_secret());
+        let current = self.refresh_token(&family).await?.ok_or(SessionError::UnknownSession)?;
         let tokens = match self.auth0.refresh(&current, family.client).await {
             Ok(tokens) => tokens,
             Err(Auth0Error::Refused { error }) => {
@@ -241,13 +274,11 @@ impl Sessions<'_> {
         };
         // Auth0 rotates refresh tokens; without rotation the old one stays valid and is kept.
         let next_refresh = tokens.refresh_token.as_ref().unwrap_or(&current);
-        let sealed = self.envelope.seal(next_refresh.expose().as_bytes(), &context).await?;
         let next = SessionHandle::new(random_secret());
-        let rotated = self
-            .store
-            .sessions()
-            .rotate(&family, &presented, &digest(next.expose()), &sealed, self.clock.now())
-            .await?;
+        let next_hash = digest(next.expose());
+        let context = refresh_token_context(&family.user, &family.id, &next_hash);
+        let sealed = self.envelope.seal(next_refresh.expose().as_bytes(), &context).await?;
+        let rotated = self.store.sessions().rotate(&family, &presented, &next_hash, &sealed, self.clock.now()).await?;
         if !rotated {
             self.end_family(&family).await?;
             return Err(SessionError::ReusedConcurrently);
@@ -260,8 +291,9 @@ impl Sessions<'_> {
         })
     }
 
-    /// Ends the session of `handle`, here and at Auth0. Idempotent.
-    pub async fn logout(&self, handle: &SessionHandle) -> Result<(), SessionError> {
+    /// Ends the session of a presented handle, here and at Auth0. Idempotent.
+    pub async fn logout(&self, presented: &Presented<'_>) -> Result<(), SessionError> {
+        let handle = self.handle_of(presented)?;
         if let Some(family) = self.store.sessions().find(&digest(handle.expose())).await?.filter(|f| f.active) {
             self.end_family(&family).await?;
             tracing::info!(user = %family.user, "signed out");
@@ -269,18 +301,36 @@ impl Sessions<'_> {
         Ok(())
     }
 
-    /// The user whose live, current session `handle` is: who a browser is signed in as.
-    pub async fn holder(&self, handle: &SessionHandle) -> Result<Option<UserId>, StoreError> {
+    /// The user whose live, current session `handle` is: who a browser is signed in as. The
+    /// family's refresh token must open for the handle, so a handle planted in the table signs
+    /// nobody in.
+    pub async fn holder(&self, handle: &SessionHandle) -> Result<Option<UserId>, SessionError> {
         let hash = digest(handle.expose());
-        let family = self.store.sessions().find(&hash).await?;
-        Ok(family.filter(|f| f.active && f.current_handle == hash).map(|f| f.user))
+        let Some(family) = self.store.sessions().find(&hash).await? else { return Ok(None) };
+        if !family.active || family.current_handle != hash || self.refresh_token(&family).await?.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(family.user))
+    }
+
+    /// The family's Auth0 refresh token, which opens only under its current handle; `None` when it
+    /// does not (the family's items were edited in the table: refused, and logged).
+    async fn refresh_token(&self, family: &SessionFamily) -> Result<Option<RefreshToken>, SessionError> {
+        let context = refresh_token_context(&family.user, &family.id, &family.current_handle);
+        match self.envelope.open_text(&family.sealed_refresh, &context).await {
+            Ok(token) => Ok(Some(RefreshToken::new(token.expose_secret()))),
+            Err(CryptoError::Refused) => {
+                tracing::warn!(user = %family.user, "a session's refresh token was not sealed for its current handle; refused");
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Ends a session family here and at Auth0 (revoking its refresh token, and so its Auth0 family).
     async fn end_family(&self, family: &SessionFamily) -> Result<(), SessionError> {
         self.store.sessions().revoke(&family.id, self.clock.now()).await?;
-        let context = refresh_token_context(&family.user, &family.id);
-        let token = RefreshToken::new(self.envelope.open_text(&family.sealed_refresh, &context).await?.expose_secret());
+        let Some(token) = self.refresh_token(family).await? else { return Ok(()) };
         if let Err(e) = self.auth0.revoke(&token, family.client).await {
             // The session is already dead here; Auth0's token expires on its own schedule.
             tracing::warn!(error = %e, "Auth0 revocation failed");
@@ -296,6 +346,10 @@ mod tests {
 
     fn client() -> ClientAddress {
         ClientAddress::from_source_ip(Some("203.0.113.7"))
+    }
+
+    fn body(handle: &SessionHandle) -> Presented<'static> {
+        Presented::Body(handle.clone())
     }
 
     #[tokio::test]
@@ -329,14 +383,14 @@ mod tests {
         let fixture = Fixture::with_sandbox().await;
         let sessions = fixture.sessions();
         let first = fixture.signed_in("ada@example.com").await;
-        let refreshed = sessions.refresh(&client(), &first).await.unwrap();
+        let refreshed = sessions.refresh(&client(), &body(&first)).await.unwrap();
         assert!(!refreshed.access_token.expose().is_empty());
         assert_eq!(sessions.holder(&first).await.unwrap(), None, "the presented handle is spent");
-        let reused = sessions.refresh(&client(), &first).await;
+        let reused = sessions.refresh(&client(), &body(&first)).await;
         assert!(matches!(reused, Err(SessionError::Reused)));
-        let after = sessions.refresh(&client(), &refreshed.next).await;
+        let after = sessions.refresh(&client(), &body(&refreshed.next)).await;
         assert!(matches!(after, Err(SessionError::Revoked)), "the whole family ended");
-        let unknown = sessions.refresh(&client(), &SessionHandle::new("never-issued")).await;
+        let unknown = sessions.refresh(&client(), &body(&SessionHandle::new("never-issued"))).await;
         assert!(matches!(unknown, Err(SessionError::UnknownSession)));
     }
 
@@ -346,12 +400,13 @@ mod tests {
         let sessions = fixture.sessions();
         let handle = fixture.signed_in("ada@example.com").await;
         let address = client();
-        let (one, other) = tokio::join!(sessions.refresh(&address, &handle), sessions.refresh(&address, &handle));
+        let presented = body(&handle);
+        let (one, other) = tokio::join!(sessions.refresh(&address, &presented), sessions.refresh(&address, &presented));
         let outcomes = [one, other];
         let won: Vec<&Refreshed> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
         assert!(won.len() <= 1, "at most one rotation wins");
         for next in won {
-            assert!(sessions.refresh(&client(), &next.next).await.is_err(), "the family ended for both");
+            assert!(sessions.refresh(&client(), &body(&next.next)).await.is_err(), "the family ended for both");
         }
     }
 
@@ -360,8 +415,29 @@ mod tests {
         let fixture = Fixture::with_sandbox().await;
         let sessions = fixture.sessions();
         let handle = fixture.signed_in("ada@example.com").await;
-        sessions.logout(&handle).await.unwrap();
-        sessions.logout(&handle).await.unwrap();
-        assert!(matches!(sessions.refresh(&client(), &handle).await, Err(SessionError::Revoked)));
+        sessions.logout(&body(&handle)).await.unwrap();
+        sessions.logout(&body(&handle)).await.unwrap();
+        assert!(matches!(sessions.refresh(&client(), &body(&handle)).await, Err(SessionError::Revoked)));
+    }
+
+    /// A session cookie rides along with any site's request: a page of another origin (or a
+    /// request naming none, or `null`) neither refreshes nor ends the session.
+    #[tokio::test]
+    async fn a_cookie_counts_only_from_a_return_origin() {
+        let fixture = Fixture::with_sandbox().await;
+        let sessions = fixture.sessions();
+        let handle = fixture.signed_in("ada@example.com").await;
+        let cookie = |origin| Presented::Cookie { handle: handle.clone(), origin };
+        for origin in [None, Some("null"), Some("https://evil.example"), Some("http://127.0.0.1:8700/")] {
+            assert!(matches!(sessions.logout(&cookie(origin)).await, Err(SessionError::ForeignOrigin)), "{origin:?}");
+            let refused = sessions.refresh(&client(), &cookie(origin)).await;
+            assert!(matches!(refused, Err(SessionError::ForeignOrigin)), "{origin:?}");
+        }
+        assert!(sessions.holder(&handle).await.unwrap().is_some(), "the session is untouched");
+        let refreshed = sessions.refresh(&client(), &cookie(Some("http://127.0.0.1:8700"))).await.unwrap();
+        sessions
+            .logout(&Presented::Cookie { handle: refreshed.next, origin: Some("http://127.0.0.1:8700") })
+            .await
+            .unwrap();
     }
 }

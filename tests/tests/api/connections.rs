@@ -8,9 +8,11 @@ use std::time::{Duration, SystemTime};
 
 use keyward::crypto::{EncryptionContext, Purpose};
 use keyward::model::{OAuthProvider, UserId};
+use keyward::store::table::{Attr, Key};
 use keyward_sandbox::auth0::sandbox_subject;
 use keyward_tests::api::{APP_ORIGIN, Backend, CALENDAR_SERVICE, LocalApi, NOTES_SERVICE, STRANGER, in_path, json};
 use keyward_tests::sign_in::{ADA, authorize_at_auth0, code_of, location, session_cookie, sign_in, state_cookie};
+use keyward_tests::table_writer::TableWriter;
 use secrecy::ExposeSecret;
 use serde_json::Value;
 use url::Url;
@@ -477,7 +479,27 @@ async fn google_down_leaves_the_connection_untouched(backend: Backend) {
     assert!(trail.contains(&("google.refresh".into(), Some("google".into()), "provider_unavailable".into())));
 }
 
+/// The table writer copies Ada's Google connection under Bob's key, `user_id` left as Ada's and the
+/// access token expired: the internal token route for Bob refuses the row instead of refreshing
+/// Ada's grant and answering with her fresh token, and Ada's own connection still works.
+async fn a_connection_copied_to_another_user_is_refused(backend: Backend) {
+    let api = LocalApi::start(backend).await;
+    let ada = person(&api, ADA).await;
+    connected_to(&connect(&api, "google", &ada, ADA_GOOGLE).await, "google");
+    let bob = UserId::parse(&sandbox_subject(BOB)).unwrap();
+    let slot = |user: &UserId| Key::new(format!("USER#{user}"), "OAUTH#google");
+    TableWriter(&api.state.store).copy(&slot(&ada.user), &slot(&bob), &[("access_expires_at", Some(Attr::N(0)))]).await;
+    api.sandbox.google_calls().take();
+
+    let response = internal_token(&api, "google", &bob, CALENDAR_SERVICE).await;
+    assert_eq!(code_of(response).await, (404, "google_not_connected".into()), "the copied row is refused");
+    assert_eq!(api.sandbox.google_calls().take(), "", "Ada's refresh token is never used for Bob");
+    let adas = json(internal_token(&api, "google", &ada.user, CALENDAR_SERVICE).await).await;
+    assert!(adas["accessToken"].as_str().unwrap().starts_with("ya29.sandbox-"), "{adas}");
+}
+
 keyward_tests::on_both_backends!(
+    a_connection_copied_to_another_user_is_refused,
     connect_then_fetch_a_token,
     microsoft_connects_rotates_and_forgets,
     a_browser_signed_in_as_nobody_goes_through_auth0_first,

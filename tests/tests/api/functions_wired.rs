@@ -374,8 +374,9 @@ async fn function_binaries_at_trace_write_no_planted_secret() {
 
     let mut login = FunctionProcess::start("login-callback", &env).await;
     let cookie = format!("{}={cookie_handle}", keyward::use_cases::sessions::SESSION_COOKIE);
+    let from_page = serde_json::json!({"content-type": "application/json", "origin": keyward::config::LOCAL_BASE_URL});
     let (status, _) =
-        login.invoke(&http_event("POST /auth/refresh", "/auth/refresh", json.clone(), &[cookie], None)).await;
+        login.invoke(&http_event("POST /auth/refresh", "/auth/refresh", from_page, &[cookie], None)).await;
     assert_eq!(status, 401);
     let refresh_body = format!(r#"{{"refreshToken":"{body_handle}"}}"#);
     let (status, _) =

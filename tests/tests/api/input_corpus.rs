@@ -62,6 +62,7 @@ async fn hostile_inputs_get_a_4xx_problem_and_change_nothing() {
             "100 KB session cookie",
             api.client
                 .post(api.url("/auth/refresh"))
+                .header("origin", keyward_tests::api::APP_ORIGIN)
                 .header("cookie", format!("{SESSION_COOKIE}={}", "A".repeat(100_000))),
             401,
         ),

@@ -103,7 +103,7 @@ async fn rotate_rewrap_retire_and_move_kms_keys_from_the_admin_command() {
     }
     let session_user = UserId::parse("auth0|keyring-session").unwrap();
     let session_sealed =
-        new.seal(b"v1.PLANTED-refresh", &refresh_token_context(&session_user, "family-1")).await.unwrap();
+        new.seal(b"v1.PLANTED-refresh", &refresh_token_context(&session_user, "family-1", "handle-1")).await.unwrap();
 
     let admin = Admin { proxy: AwsProxy::start(&keyward_tests::moto_url()).await.unwrap(), table: table.name.clone() };
     let status = admin.run(&key_a, &[], &["status"]).await;
@@ -180,7 +180,8 @@ async fn rotate_rewrap_retire_and_move_kms_keys_from_the_admin_command() {
         let opened = on_b.open_text(&stored.sealed, &llm_key_context(user, Provider::OpenAi)).await.unwrap();
         assert_eq!(secrecy::ExposeSecret::expose_secret(&opened), secret.as_str());
     }
-    let session = on_b.open(&session_sealed, &refresh_token_context(&session_user, "family-1")).await.unwrap();
+    let session =
+        on_b.open(&session_sealed, &refresh_token_context(&session_user, "family-1", "handle-1")).await.unwrap();
     assert_eq!(&session[..], b"v1.PLANTED-refresh");
     assert!(store.keyring().active(Purpose::LlmKey).await.unwrap().is_some_and(|k| k.key_id == key_b));
 }

@@ -5,10 +5,12 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use keyward::model::{Provider, UserId};
+use keyward::store::table::{Attr, Key};
 use keyward::store::{KeyStatus, NewLlmKey};
 use keyward_sandbox::auth0::sandbox_subject;
 use keyward_sandbox::providers::{Provider as StandIn, Scenario, magic_key};
 use keyward_tests::api::{Backend, LocalApi, NOTES_SERVICE, in_path, json};
+use keyward_tests::table_writer::TableWriter;
 use serde_json::{Value, json};
 
 const ADA: &str = "ada@example.com";
@@ -298,6 +300,41 @@ async fn sensitive_routes_need_a_verified_email_and_a_users_token(backend: Backe
     }
 }
 
+/// A user's token that another application of the tenant asked for (the password grant with its
+/// own `client_id`, so `azp` names it) acts as nobody, unless the operator lists that application.
+async fn only_keywards_own_applications_act_for_users(backend: Backend) {
+    let token_of = |api: &LocalApi, client_id: &'static str| {
+        let request = api.client.post(format!("{}oauth/token", api.sandbox.auth0_issuer())).form(&[
+            ("grant_type", "password"),
+            ("username", ADA),
+            ("password", keyward_sandbox::auth0::SANDBOX_PASSWORD),
+            ("audience", keyward::config::LOCAL_AUDIENCE),
+            ("client_id", client_id),
+        ]);
+        async move { json(request.send().await.unwrap()).await["access_token"].as_str().unwrap().to_owned() }
+    };
+    let api = LocalApi::start(backend).await;
+    for (client, expected) in [("keyward-web", 200), ("keyward-cli", 200), ("notes-app", 401), ("Keyward-Web", 401)] {
+        let session = Session { api: &api, token: token_of(&api, client).await };
+        let response = session.send("GET", "/me", None).await;
+        assert_eq!(response.status(), expected, "{client}");
+        if expected == 401 {
+            assert!(response.headers()["www-authenticate"].to_str().unwrap().contains("wrong_client"), "{client}");
+            assert_eq!(problem(response).await.1, "wrong_client", "{client}");
+        }
+    }
+    drop(api);
+    let api = LocalApi::start_with(backend, &[("KEYWARD_AUTH0_ALLOWED_CLIENTS", "notes-app, keyward-cli")]).await;
+    for (client, expected) in [("notes-app", 200), ("keyward-cli", 200), ("keyward-web", 401)] {
+        let session = Session { api: &api, token: token_of(&api, client).await };
+        assert_eq!(
+            session.send("GET", "/me", None).await.status(),
+            expected,
+            "the list replaces the default: {client}"
+        );
+    }
+}
+
 async fn zai_keys_keep_their_region(backend: Backend) {
     let api = LocalApi::start(backend).await;
     let ada = Session::new(&api, ADA).await;
@@ -442,7 +479,46 @@ async fn a_record_copied_into_another_users_item_is_refused(backend: Backend) {
     assert_eq!(json(fetch(&api, &user(ADA), "openai").await).await["keys"]["openai"], key.as_str());
 }
 
+/// The table writer relabels Ada's Anthropic key as her OpenAI key (the item copied under
+/// `LLMKEY#openai`, its `provider` attribute left, or edited too): a service asking for OpenAI gets
+/// neither key, the row is refused, and deleting every key removes both items by their own keys.
+async fn a_key_relabelled_in_the_table_opens_for_nobody(backend: Backend) {
+    let api = LocalApi::start(backend).await;
+    let ada = Session::new(&api, ADA).await;
+    let anthropic_key = magic_key(StandIn::Anthropic, Scenario::Valid);
+    api.seed_llm_key(&user(ADA), Provider::OpenAi, &magic_key(StandIn::OpenAi, Scenario::Valid)).await;
+    api.seed_llm_key(&user(ADA), Provider::Anthropic, &anthropic_key).await;
+    let writer = TableWriter(&api.state.store);
+    let slot = |provider: &str| Key::new(format!("USER#{}", user(ADA)), format!("LLMKEY#{provider}"));
+
+    writer.copy(&slot("anthropic"), &slot("openai"), &[]).await;
+    let response = fetch(&api, &user(ADA), "openai").await;
+    let (status, code, body) = problem(response).await;
+    assert_eq!((status, code.as_str()), (404, "no_keys"), "the relabelled row is refused: {body}");
+    assert!(!body.to_string().contains(&anthropic_key));
+    let listing = ada.listing().await;
+    assert_eq!(listing.len(), 1, "the listing leaves the tampered row out: {listing:?}");
+    assert_eq!(listing[0]["provider"], "anthropic");
+
+    writer.edit(&slot("openai"), &[("provider", Some(Attr::S("openai".into())))]).await;
+    let response = fetch(&api, &user(ADA), "openai").await;
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    assert_eq!(status, 500, "sealed for the anthropic slot, it opens in no other: {text}");
+    assert!(!text.contains(&anthropic_key));
+
+    writer.edit(&slot("openai"), &[("provider", Some(Attr::S("anthropic".into())))]).await;
+    assert_eq!(ada.send("DELETE", "/me/llm-keys", None).await.status(), 204);
+    for provider in ["openai", "anthropic"] {
+        assert!(api.state.store.table().get(&slot(provider)).await.unwrap().is_none(), "{provider} deleted");
+    }
+    let trail = api.audit_trail(&user(ADA)).await;
+    assert_eq!(trail[0], ("llm_key.delete_all".to_owned(), Some("anthropic,openai".to_owned()), "ok".to_owned()));
+}
+
 keyward_tests::on_both_backends!(
+    only_keywards_own_applications_act_for_users,
+    a_key_relabelled_in_the_table_opens_for_nobody,
     a_valid_key_is_checked_sealed_stored_and_listed,
     refused_keys_are_never_stored,
     an_unreachable_provider_is_a_502_and_stores_nothing,

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use keyward::model::OAuthProvider;
 use keyward::model::UserId;
+use keyward::secret::digest;
+use keyward::store::table::{Attr, Key};
 use keyward::store::{StatePurpose, now_epoch};
 use keyward::use_cases::redirects::Redirects;
 use keyward_sandbox::auth0::sandbox_subject;
@@ -14,6 +16,7 @@ use keyward_tests::sign_in::{
     ADA, Callback, activate, authorize, authorize_at_auth0, code_of, location, poll, refresh, sealed_auth0_token,
     session_cookie, sign_in, start_device, state_cookie,
 };
+use keyward_tests::table_writer::TableWriter;
 use serde_json::json;
 use url::Url;
 
@@ -190,6 +193,7 @@ async fn sessions_rotate_and_reuse_ends_the_family(backend: Backend) {
         .client
         .post(api.url("/auth/refresh"))
         .header("cookie", format!("__Host-keyward-session={first}"))
+        .header("origin", APP_ORIGIN)
         .send()
         .await
         .unwrap();
@@ -373,7 +377,58 @@ async fn anonymous_routes_are_limited_per_client(backend: Backend) {
     assert_eq!(from_elsewhere.send().await.unwrap().status(), 200);
 }
 
+/// The table writer plants a handle of their own choosing into Ada's session family (a handle item
+/// naming her family, and her family's `current` edited to its hash): refreshing with it yields
+/// nothing, since her Auth0 refresh token was sealed for the handle keyward issued.
+async fn a_handle_planted_in_the_table_opens_no_session(backend: Backend) {
+    let api = LocalApi::start(backend).await;
+    let handle = sign_in(&api, ADA).await;
+    let family = api.state.store.sessions().find(&digest(&handle)).await.unwrap().unwrap();
+    let planted = "mallory-chose-this-handle-0123456789";
+    let writer = TableWriter(&api.state.store);
+    let handle_key = |hash: &str| Key::new(format!("HANDLE#{hash}"), "HANDLE");
+    writer.copy(&handle_key(&digest(&handle)), &handle_key(&digest(planted)), &[]).await;
+    let family_key = Key::new(format!("SESSION#{}", family.id), "FAMILY");
+    writer.edit(&family_key, &[("current", Some(Attr::S(digest(planted))))]).await;
+
+    let response = refresh(&api, planted).await;
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap();
+    assert_eq!(status, 401, "{body}");
+    assert!(!body.contains("accessToken"), "no Auth0 access token for a planted handle: {body}");
+    let cookie = format!("__Host-keyward-session={planted}");
+    let me = api.client.post(api.url("/auth/refresh")).header("cookie", cookie).header("origin", APP_ORIGIN);
+    assert_eq!(me.send().await.unwrap().status(), 401, "nor for one in a cookie");
+}
+
+/// Cross-site request forgery against the cookie: a page elsewhere (or a request with no `Origin`,
+/// or `null`) neither refreshes nor ends a browser's session; a CLI's handle in the body needs none.
+async fn a_session_cookie_needs_an_allowed_origin(backend: Backend) {
+    let api = LocalApi::start(backend).await;
+    let handle = sign_in(&api, ADA).await;
+    let with_cookie = |path: &str, origin: Option<&str>| {
+        let request = api.client.post(api.url(path)).header("cookie", format!("__Host-keyward-session={handle}"));
+        match origin {
+            Some(origin) => request.header("origin", origin),
+            None => request,
+        }
+    };
+    for origin in [None, Some("null"), Some("https://evil.example.com"), Some("https://app.example.com.evil.example")] {
+        for path in ["/auth/logout", "/auth/refresh"] {
+            let response = with_cookie(path, origin).send().await.unwrap();
+            assert!(response.headers().get("set-cookie").is_none(), "{path} from {origin:?} changes no cookie");
+            assert_eq!(code_of(response).await, (403, "origin_not_allowed".to_owned()), "{path} from {origin:?}");
+        }
+    }
+    let refreshed = with_cookie("/auth/refresh", Some(APP_ORIGIN)).send().await.unwrap();
+    assert_eq!(refreshed.status(), 200, "the session was untouched");
+    let next = session_cookie(&refreshed).unwrap();
+    assert_eq!(refresh(&api, &next).await.status(), 200, "a handle in the body needs no Origin");
+}
+
 keyward_tests::on_both_backends!(
+    a_session_cookie_needs_an_allowed_origin,
+    a_handle_planted_in_the_table_opens_no_session,
     anonymous_routes_are_limited_per_client,
     web_sign_in_stores_the_user_and_sets_a_host_cookie,
     a_callback_finishes_only_in_the_browser_that_started_it,
