@@ -18,16 +18,37 @@ pub struct Access {
     /// The partition keys the request names (empty for a Scan, which names none); `None` when the
     /// checker cannot name them (a query of an index), which no condition on them lets through.
     pub leading_keys: Option<BTreeSet<String>>,
+    /// The top-level attributes a write names (its key's, its item's, its expressions'); `None`
+    /// for a read, which a condition on them does not let through.
+    pub attributes: Option<BTreeSet<String>>,
+    /// `ReturnValues`, when the request sets it.
+    pub return_values: Option<String>,
 }
 
 /// The accesses of one DynamoDB request, from its operation and its awsJson body.
 pub fn accesses(operation: &str, body: &[u8]) -> Vec<Access> {
     let body: Json = serde_json::from_slice(body).unwrap_or(Json::Null);
-    let access = |operation: &str, leading_keys| Access { action: format!("dynamodb:{operation}"), leading_keys };
-    let one = |operation: &str, key: &Json| access(operation, partition_key(key).map(|pk| BTreeSet::from([pk])));
+    let access = |operation: &str, leading_keys| Access {
+        action: format!("dynamodb:{operation}"),
+        leading_keys,
+        attributes: None,
+        return_values: None,
+    };
+    // One item's request: `key` names it; a write names attributes.
+    let one = |operation: &str, key: &Json, request: &Json| {
+        let mut access = access(operation, partition_key(key).map(|pk| BTreeSet::from([pk])));
+        if operation != "GetItem" {
+            let named = request["ExpressionAttributeNames"].as_object().into_iter().flat_map(|n| n.values());
+            let mut attributes: BTreeSet<String> = named.filter_map(|n| n.as_str().map(str::to_owned)).collect();
+            attributes.extend(key.as_object().into_iter().flat_map(|k| k.keys().cloned()));
+            access.attributes = Some(attributes);
+        }
+        access.return_values = request["ReturnValues"].as_str().map(str::to_owned);
+        access
+    };
     match operation {
-        "GetItem" | "UpdateItem" | "DeleteItem" => vec![one(operation, &body["Key"])],
-        "PutItem" => vec![one(operation, &body["Item"])],
+        "GetItem" | "UpdateItem" | "DeleteItem" => vec![one(operation, &body["Key"], &body)],
+        "PutItem" => vec![one(operation, &body["Item"], &body)],
         "BatchGetItem" => {
             let keys = body["RequestItems"].as_object().into_iter().flat_map(|tables| tables.values());
             let keys = keys.flat_map(|table| table["Keys"].as_array().into_iter().flatten());
@@ -37,10 +58,10 @@ pub fn accesses(operation: &str, body: &[u8]) -> Vec<Access> {
             let items = body["TransactItems"].as_array().into_iter().flatten();
             items
                 .map(|item| match item.as_object().and_then(|o| o.iter().next()).map(|(kind, v)| (kind.as_str(), v)) {
-                    Some(("Put", put)) => one("PutItem", &put["Item"]),
-                    Some(("Update", update)) => one("UpdateItem", &update["Key"]),
-                    Some(("Delete", delete)) => one("DeleteItem", &delete["Key"]),
-                    Some(("ConditionCheck", check)) => one("ConditionCheckItem", &check["Key"]),
+                    Some(("Put", put)) => one("PutItem", &put["Item"], put),
+                    Some(("Update", update)) => one("UpdateItem", &update["Key"], update),
+                    Some(("Delete", delete)) => one("DeleteItem", &delete["Key"], delete),
+                    Some(("ConditionCheck", check)) => one("ConditionCheckItem", &check["Key"], check),
                     _ => access("TransactWriteItems", None),
                 })
                 .collect()
@@ -48,6 +69,54 @@ pub fn accesses(operation: &str, body: &[u8]) -> Vec<Access> {
         "Query" if body.get("IndexName").is_none() => vec![access(operation, queried_partition(&body))],
         "Scan" => vec![access(operation, Some(BTreeSet::new()))],
         _ => vec![access(operation, None)],
+    }
+}
+
+/// `(function, action, partition)` of every row of SECURITY.md's role table ("What each role may
+/// do in the table"): what each function's role allows, and what its code uses.
+pub fn documented_accesses() -> BTreeSet<(String, String, String)> {
+    let security =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../SECURITY.md")).expect("SECURITY.md");
+    let section = security.split("## What each role may do in the table").nth(1).expect("the role table");
+    let section = section.split("\n## ").next().unwrap_or_default();
+    let mut rows = BTreeSet::new();
+    for line in section.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let (function, partition) = (cells[1].trim_matches('`'), cells[2].trim_matches('`'));
+        for action in cells[3].split(',').map(str::trim) {
+            rows.insert((function.to_owned(), format!("dynamodb:{action}"), partition.to_owned()));
+        }
+    }
+    rows
+}
+
+/// The partition pattern of SECURITY.md's role table that a partition key falls under: a
+/// purpose's keyring partition by its name (`KEYRING#llm-key`), any other by its kind (`USER#*`).
+pub fn partition_pattern(pk: &str) -> String {
+    match pk.split_once('#') {
+        Some(("KEYRING", _)) => pk.to_owned(),
+        Some((kind, _)) => format!("{kind}#*"),
+        None => pk.to_owned(),
+    }
+}
+
+/// With the leak audit's capture on (`scripts/test`), appends what `function` did to the table
+/// (`function action pattern`, a line each) to `roles-<pid>.txt` there: the role audit, run after
+/// the suite, checks that each access SECURITY.md grants a role is one its code makes.
+pub fn record_use(function: &str, accesses: &[Access]) {
+    use std::io::Write;
+    let Some(dir) = std::env::var_os(crate::leaks::DIR_VAR).filter(|d| !d.is_empty()) else { return };
+    let lines: String = accesses
+        .iter()
+        .flat_map(|access| {
+            let keys = access.leading_keys.iter().flatten();
+            keys.map(move |pk| format!("{function} {} {}\n", access.action, partition_pattern(pk)))
+        })
+        .collect();
+    let path = std::path::Path::new(&dir).join(format!("roles-{}.txt", std::process::id()));
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(path);
+    if let Ok(mut file) = file {
+        let _ = file.write_all(lines.as_bytes());
     }
 }
 
@@ -72,10 +141,15 @@ fn queried_partition(body: &Json) -> Option<BTreeSet<String>> {
 #[derive(Debug)]
 pub struct Policy(Vec<Statement>);
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Statement {
     actions: BTreeSet<String>,
+    /// `dynamodb:LeadingKeys` (`ForAllValues:StringEquals` or `…StringLike`).
     leading_keys: Option<Patterns>,
+    /// `ForAllValues:StringEquals` on `dynamodb:Attributes`: the attributes a write may name.
+    attributes: Option<BTreeSet<String>>,
+    /// `StringEqualsIfExists` on `dynamodb:ReturnValues`.
+    return_values: Option<BTreeSet<String>>,
 }
 
 /// `ForAllValues:StringEquals` or `ForAllValues:StringLike` on `dynamodb:LeadingKeys`.
@@ -137,40 +211,71 @@ impl Policy {
                     let effect = s["Effect"].as_str();
                     assert_eq!(effect, Some("Allow"), "the checker evaluates Allow statements only: {s:?}");
                     let actions = strings(&s["Action"]).into_iter().collect();
-                    Statement { actions, leading_keys: s.get("Condition").map(Patterns::of_condition) }
+                    let statement = Statement { actions, ..Statement::default() };
+                    match s.get("Condition") {
+                        Some(condition) => statement.with_condition(condition),
+                        None => statement,
+                    }
                 })
                 .collect(),
         )
     }
 
     pub fn allows(&self, access: &Access) -> bool {
-        self.0.iter().any(|statement| {
-            statement.actions.contains(&access.action)
-                && match (&statement.leading_keys, &access.leading_keys) {
-                    (None, _) => true,
-                    (Some(_), None) => false,
-                    // ForAllValues: every key the request names matches a value (a Scan names none).
-                    (Some(patterns), Some(keys)) => keys.iter().all(|key| patterns.matches(key)),
+        self.0.iter().any(|statement| statement.allows(access))
+    }
+}
+
+impl Statement {
+    /// The statement under its condition block: each operator and key it evaluates, any other
+    /// failing the test.
+    fn with_condition(mut self, condition: &Value) -> Self {
+        let condition = condition.as_mapping().expect("a condition is a mapping");
+        for (operator, keys) in condition {
+            let keys = keys.as_mapping().expect("condition keys");
+            for (key, values) in keys {
+                let values = strings(values);
+                match (operator.as_str(), key.as_str()) {
+                    (Some("ForAllValues:StringEquals"), Some("dynamodb:LeadingKeys")) => {
+                        self.leading_keys = Some(Patterns::Equals(values));
+                    }
+                    (Some("ForAllValues:StringLike"), Some("dynamodb:LeadingKeys")) => {
+                        self.leading_keys = Some(Patterns::Like(values.iter().map(|v| WildMatch::new(v)).collect()));
+                    }
+                    (Some("ForAllValues:StringEquals"), Some("dynamodb:Attributes")) => {
+                        self.attributes = Some(values.into_iter().collect());
+                    }
+                    (Some("StringEqualsIfExists"), Some("dynamodb:ReturnValues")) => {
+                        self.return_values = Some(values.into_iter().collect());
+                    }
+                    other => panic!("the checker does not evaluate the condition {other:?}"),
                 }
-        })
+            }
+        }
+        self
+    }
+
+    fn allows(&self, access: &Access) -> bool {
+        let leading_keys = match (&self.leading_keys, &access.leading_keys) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            // ForAllValues: every key the request names matches a value (a Scan names none).
+            (Some(patterns), Some(keys)) => keys.iter().all(|key| patterns.matches(key)),
+        };
+        let attributes = match (&self.attributes, &access.attributes) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(allowed), Some(named)) => named.is_subset(allowed),
+        };
+        let return_values = match (&self.return_values, &access.return_values) {
+            (Some(allowed), Some(asked)) => allowed.contains(asked),
+            _ => true,
+        };
+        self.actions.contains(&access.action) && leading_keys && attributes && return_values
     }
 }
 
 impl Patterns {
-    fn of_condition(condition: &Value) -> Self {
-        let condition = condition.as_mapping().expect("a condition is a mapping");
-        assert_eq!(condition.len(), 1, "one condition operator: {condition:?}");
-        let (operator, keys) = condition.iter().next().expect("one operator");
-        let patterns: fn(Vec<String>) -> Self = match operator.as_str() {
-            Some("ForAllValues:StringEquals") => Self::Equals,
-            Some("ForAllValues:StringLike") => |values| Self::Like(values.iter().map(|v| WildMatch::new(v)).collect()),
-            other => panic!("the checker does not evaluate the condition operator {other:?}"),
-        };
-        let keys = keys.as_mapping().expect("condition keys");
-        assert_eq!(keys.len(), 1, "only dynamodb:LeadingKeys: {keys:?}");
-        patterns(strings(keys.get("dynamodb:LeadingKeys").expect("only dynamodb:LeadingKeys")))
-    }
-
     fn matches(&self, key: &str) -> bool {
         match self {
             Self::Equals(values) => values.iter().any(|value| value == key),
@@ -281,7 +386,7 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "does not evaluate the condition operator")]
+    #[should_panic(expected = "does not evaluate the condition")]
     fn a_condition_the_checker_cannot_evaluate_fails() {
         policy(
             r#"
@@ -291,5 +396,37 @@ mod tests {
   Condition: {"StringEquals": {"aws:SourceVpce": "vpce-1"}}
 "#,
         );
+    }
+
+    /// A role that may only mark keys used: an UpdateItem naming nothing but the key and
+    /// `last_used_at`, answering with no item; one that names another attribute, or asks for the
+    /// whole item back, is refused.
+    #[test]
+    fn attribute_and_return_value_conditions_bound_an_update() {
+        let policy = policy(
+            r#"
+- Effect: Allow
+  Action: [dynamodb:UpdateItem]
+  Resource: t
+  Condition:
+    ForAllValues:StringLike: {"dynamodb:LeadingKeys": ["USER#*"]}
+    ForAllValues:StringEquals: {"dynamodb:Attributes": [pk, sk, last_used_at]}
+    StringEqualsIfExists: {"dynamodb:ReturnValues": [NONE, UPDATED_OLD, UPDATED_NEW]}
+"#,
+        );
+        let update = |names: serde_json::Value, returning: &str| {
+            let body = json!({"TableName": "t", "Key": {"pk": {"S": "USER#a"}, "sk": {"S": "LLMKEY#openai"}},
+                "UpdateExpression": "SET #n0 = :v0", "ExpressionAttributeNames": names, "ReturnValues": returning});
+            accesses("UpdateItem", body.to_string().as_bytes())
+        };
+        let touch = update(json!({"#n0": "last_used_at", "#n1": "sk"}), "NONE");
+        assert!(touch.iter().all(|a| policy.allows(a)), "{touch:?}");
+        for refused in [
+            update(json!({"#n0": "sealed"}), "NONE"),
+            update(json!({"#n0": "last_used_at", "#n1": "expires_at"}), "NONE"),
+            update(json!({"#n0": "last_used_at"}), "ALL_NEW"),
+        ] {
+            assert!(!refused.iter().all(|a| policy.allows(a)), "{refused:?}");
+        }
     }
 }

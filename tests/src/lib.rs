@@ -256,6 +256,7 @@ impl Intercept for CallCounter {
                 match keyward_local::SERVING.try_with(|function| *function) {
                     Ok(function) => {
                         *calls.served.entry(function).or_default() += 1;
+                        iam::record_use(function, &accesses);
                         let role = iam::Policy::of_binary(function);
                         let refused = accesses.iter().filter(|access| !role.allows(access));
                         calls.refused.extend(refused.map(|access| format!("{function}: {access:?}")));

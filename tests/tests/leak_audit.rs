@@ -67,3 +67,35 @@ fn no_planted_secret_reached_a_log_line_error_body_or_panic_message() {
         panics.len()
     );
 }
+
+/// The role audit: every DynamoDB access SECURITY.md's role table grants a function (its keyring
+/// partitions aside, which follow the key policy's purposes) is one the function's code made in
+/// some moto-backed test of the suite, as `CallCounter` recorded it (`roles-<pid>.txt`). A row no
+/// test uses is a role broader than its code. (That the code makes no access beyond the table is
+/// checked as each request is made.)
+#[test]
+#[ignore = "reads what the whole suite captured; scripts/test runs it after the suite"]
+fn every_documented_access_is_one_the_code_makes() {
+    let dir = std::env::var_os(keyward_tests::leaks::DIR_VAR).expect("KEYWARD_TEST_LEAK_DIR names the capture");
+    let used: BTreeSet<(String, String, String)> = files(Path::new(&dir), "roles-")
+        .iter()
+        .flat_map(|text| text.lines().map(str::to_owned).collect::<Vec<_>>())
+        .filter_map(|line| {
+            let mut fields = line.split(' ').map(str::to_owned);
+            Some((fields.next()?, fields.next()?, fields.next()?))
+        })
+        .collect();
+    assert!(used.len() >= 30, "the capture saw {} kinds of access: did the moto suites run?", used.len());
+    let documented = keyward_tests::iam::documented_accesses();
+    let unused: Vec<_> = documented
+        .iter()
+        .filter(|(_, _, partition)| !partition.starts_with("KEYRING#"))
+        .filter(|row| !used.contains(row))
+        .collect();
+    assert!(unused.is_empty(), "SECURITY.md grants accesses no test's code made: {unused:?}");
+    println!(
+        "role audit: {} documented accesses, {} kinds used by the suite: none unused",
+        documented.len(),
+        used.len()
+    );
+}

@@ -136,6 +136,9 @@ struct TokenView<'a> {
     scopes: &'a [String],
     /// The connected account's address.
     email: &'a str,
+    /// Whether the provider vouched for the address: an unverified one (most Microsoft addresses)
+    /// says nothing about who owns the mailbox.
+    email_verified: bool,
 }
 
 /// `GET /internal/users/{uid}/oauth/{provider}/token` → an access token valid for at least the
@@ -150,6 +153,7 @@ async fn internal_token(state: &AppState, req: &Request, caller: &ServiceCaller)
             expires_at: rfc3339(token.expires_at),
             scopes: &token.scopes,
             email: &token.email,
+            email_verified: token.email_verified,
         },
     ))
 }

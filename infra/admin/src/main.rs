@@ -154,13 +154,40 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
                 envelope.key_id(),
                 moved.already_there
             );
+            if !moved.finished() {
+                return Err(format!(
+                    "move-kms: not finished: {}; keep those keys in PreviousKmsKeyArns, run `keyward-admin keyring \
+                     rewrap` (it re-seals such records under the branch keys), then move-kms again",
+                    left_behind(&moved.left_behind)
+                )
+                .into());
+            }
+            println!("move-kms: finished: nothing needs another KMS key");
         }
     }
     Ok(())
 }
 
+/// `N format-1 record(s) still need KEY`, for each key.
+fn left_behind(by_key: &std::collections::BTreeMap<String, u64>) -> String {
+    let each = by_key.iter().map(|(key, n)| format!("{n} format-1 record(s) still need {key}"));
+    each.collect::<Vec<_>>().join(", ")
+}
+
 async fn print_status(keyring: &Keyring<'_>, store: &Store) -> Result<(), KeyringError> {
-    for status in keyring.status().await? {
+    let statuses = keyring.status().await?;
+    let current = keyring.provider.key_id();
+    let elsewhere = statuses.iter().flat_map(|s| &s.versions).filter(|v| v.kms_key_id != current).count();
+    let records = keyring.left_behind().await?;
+    if elsewhere == 0 && records.is_empty() {
+        println!("kms: everything is under {current}");
+    } else {
+        // A move is finished only when neither branch keys nor records need an old key.
+        let mut unfinished = vec![format!("{elsewhere} branch key version(s) under other keys")];
+        unfinished.extend((!records.is_empty()).then(|| left_behind(&records)));
+        println!("kms: a move to {current} is unfinished: {}", unfinished.join(", "));
+    }
+    for status in statuses {
         println!(
             "{}: {} version(s), {} format-1 record(s)",
             status.purpose.name(),

@@ -157,7 +157,8 @@ pub struct ConnectionTokens {
     pub scopes: Option<Vec<String>>,
 }
 
-/// The claims of an account that keyward reads: its address, and its stable id.
+/// The claims of an account that keyward reads: its address, whether the provider verified it,
+/// and its stable id.
 #[derive(Debug, Deserialize)]
 pub struct Account {
     #[serde(default)]
@@ -165,12 +166,43 @@ pub struct Account {
     /// Microsoft's sign-in name, the address when `email` is absent.
     #[serde(default)]
     preferred_username: Option<String>,
+    /// Google's verdict on `email`.
+    #[serde(default)]
+    email_verified: Option<bool>,
+    /// Microsoft's optional claim: the address's domain is verified as the tenant's own.
+    #[serde(default)]
+    xms_edov: Option<bool>,
+    /// Google's stable subject (Microsoft's `sub` is pairwise per application, also stable).
+    #[serde(default)]
+    sub: Option<String>,
+    /// Microsoft's object id and tenant id: together the account, whatever its address becomes.
+    #[serde(default)]
+    oid: Option<String>,
+    #[serde(default)]
+    tid: Option<String>,
 }
 
 impl Account {
     /// The address the account goes by.
     pub fn address(&self) -> Option<&str> {
         self.email.as_deref().or(self.preferred_username.as_deref()).filter(|a| !a.is_empty())
+    }
+
+    /// Whether the provider vouches for the address: Google's `email_verified`, Microsoft's
+    /// `xms_edov`. Microsoft's `email` and `preferred_username` are otherwise whatever a tenant's
+    /// administrator (or the user) typed, and change.
+    pub fn address_verified(&self) -> bool {
+        self.email.is_some() && (self.email_verified == Some(true) || self.xms_edov == Some(true))
+    }
+
+    /// The account's stable identity: Microsoft's `tid`+`oid`, else the `sub`. Addresses change
+    /// and can be reassigned; this does not.
+    pub fn id(&self) -> Option<String> {
+        match (&self.tid, &self.oid, &self.sub) {
+            (Some(tid), Some(oid), _) if !tid.is_empty() && !oid.is_empty() => Some(format!("{tid}/{oid}")),
+            (_, _, Some(sub)) if !sub.is_empty() => Some(sub.clone()),
+            _ => None,
+        }
     }
 }
 
@@ -298,4 +330,38 @@ impl ConnectionClient {
 
 fn unexpected(what: &str) -> ConnectionError {
     ConnectionError::Unavailable(format!("the provider sent {what}"))
+}
+
+#[cfg(test)]
+mod account_tests {
+    use super::Account;
+
+    fn account(claims: serde_json::Value) -> Account {
+        serde_json::from_value(claims).unwrap()
+    }
+
+    /// An address changes and can be handed to someone else; the tenant and object ids (or
+    /// Google's subject) name the account for good.
+    #[test]
+    fn an_account_is_its_stable_id_and_only_a_vouched_for_address_is_verified() {
+        let microsoft = account(serde_json::json!({
+            "preferred_username": "ada@contoso.com", "email": "ada@contoso.com",
+            "oid": "00000000-0000-0000-66f3-3332eca7ea81", "tid": "9188040d-6c67-4c5b-b112-36a304b66dad",
+            "sub": "AAAAAAAAAAAAAAAAAAAAAIkzqFVrSaSaFHy782bbtaQ"
+        }));
+        assert_eq!(
+            microsoft.id().as_deref(),
+            Some("9188040d-6c67-4c5b-b112-36a304b66dad/00000000-0000-0000-66f3-3332eca7ea81")
+        );
+        assert!(!microsoft.address_verified(), "Microsoft's email claim is whatever was typed");
+        let edov = account(serde_json::json!({"email": "ada@contoso.com", "xms_edov": true, "oid": "o", "tid": "t"}));
+        assert!(edov.address_verified());
+        let google = account(
+            serde_json::json!({"sub": "104875632109876543210", "email": "ada@gmail.com", "email_verified": true}),
+        );
+        assert_eq!((google.id().as_deref(), google.address_verified()), (Some("104875632109876543210"), true));
+        let unverified = account(serde_json::json!({"sub": "1", "email": "ada@gmail.com", "email_verified": false}));
+        assert!(!unverified.address_verified());
+        assert_eq!(account(serde_json::json!({"email": "ada@gmail.com"})).id(), None, "no id, no connection");
+    }
 }

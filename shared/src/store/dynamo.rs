@@ -9,6 +9,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, Delete, GlobalSecondaryIndex, KeySchemaElement, KeyType,
@@ -39,6 +40,31 @@ pub struct DynamoTable {
 impl DynamoTable {
     pub fn new(client: impl Into<LazyClient<Client>>, table_name: impl Into<String>) -> Self {
         Self { client: client.into(), table_name: table_name.into() }
+    }
+
+    /// One `UpdateItem`, answering with what `returning` asks for.
+    async fn update_item(
+        &self,
+        key: &Key,
+        changes: &Changes,
+        when: Option<&Condition>,
+        returning: ReturnValue,
+    ) -> Result<UpdateItemOutput, StoreError> {
+        let mut expr = Expr::default();
+        let update = expr.update(changes);
+        let condition = when.map(|c| expr.condition(c, now_epoch()));
+        self.client
+            .update_item()
+            .table_name(&self.table_name)
+            .set_key(Some(key_map(key)))
+            .update_expression(update)
+            .set_condition_expression(condition)
+            .set_expression_attribute_names(expr.names())
+            .set_expression_attribute_values(expr.values())
+            .return_values(returning)
+            .send()
+            .await
+            .map_err(classify)
     }
 }
 
@@ -335,23 +361,12 @@ impl Table for DynamoTable {
     }
 
     async fn update(&self, key: &Key, changes: Changes, when: Option<Condition>) -> Result<Item, StoreError> {
-        let mut expr = Expr::default();
-        let update = expr.update(&changes);
-        let condition = when.map(|c| expr.condition(&c, now_epoch()));
-        let out = self
-            .client
-            .update_item()
-            .table_name(&self.table_name)
-            .set_key(Some(key_map(key)))
-            .update_expression(update)
-            .set_condition_expression(condition)
-            .set_expression_attribute_names(expr.names())
-            .set_expression_attribute_values(expr.values())
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await
-            .map_err(classify)?;
+        let out = self.update_item(key, &changes, when.as_ref(), ReturnValue::AllNew).await?;
         from_map(out.attributes.as_ref().ok_or_else(|| StoreError::Corrupt("update returned no item".into()))?)
+    }
+
+    async fn update_blind(&self, key: &Key, changes: Changes, when: Option<Condition>) -> Result<(), StoreError> {
+        self.update_item(key, &changes, when.as_ref(), ReturnValue::None).await.map(|_| ())
     }
 
     async fn delete(&self, key: &Key, when: Option<Condition>) -> Result<Option<Item>, StoreError> {

@@ -34,6 +34,11 @@ pub struct OAuthConnection {
     pub provider: OAuthProvider,
     /// The connected account's address, as its provider names it.
     pub email: String,
+    /// Whether the provider vouched for the address (a Microsoft address mostly is not).
+    pub email_verified: bool,
+    /// The account's stable id at the provider (Microsoft `tid/oid`, Google `sub`); `None` on
+    /// connections made before keyward kept it.
+    pub account_id: Option<String>,
     pub scopes: Vec<String>,
     pub refresh_token: Option<Sealed>,
     pub access_token: Sealed,
@@ -82,6 +87,8 @@ impl OAuthConnections<'_> {
             .set("entity", Attr::S("oauth-connection".into()))
             .set("user_id", Attr::S(connection.user.to_string()))
             .set("email", Attr::S(connection.email.clone()))
+            .set("email_verified", Attr::Bool(connection.email_verified))
+            .set_opt("account_id", connection.account_id.clone().map(Attr::S))
             .set("scopes", Attr::L(connection.scopes.clone()))
             .set_opt("refresh_token", connection.refresh_token.as_ref().map(sealed_attr))
             .set("access_token", sealed_attr(&connection.access_token))
@@ -149,6 +156,8 @@ fn parse(item: &Item, user: &UserId, provider: OAuthProvider) -> Result<OAuthCon
         user: user.clone(),
         provider,
         email: item.s("email")?.to_owned(),
+        email_verified: matches!(item.get("email_verified"), Some(Attr::Bool(true))),
+        account_id: item.opt_s("account_id")?.map(str::to_owned),
         scopes: item.list("scopes")?.to_vec(),
         refresh_token: item.opt_b("refresh_token")?.map(sealed_from).transpose()?,
         access_token: sealed_from(item.b("access_token")?)?,

@@ -54,6 +54,9 @@ pub struct SealedValue {
     pub attribute: &'static str,
     pub context: EncryptionContext,
     pub sealed: Sealed,
+    /// The item's `version`, where its writers guard saves by one (connections): a replacement
+    /// moves it on.
+    pub version: Option<i64>,
 }
 
 /// A page of a sweep over the table's sealed values.
@@ -79,10 +82,16 @@ impl SealedValues<'_> {
     }
 
     /// Replaces one sealed value with `with`, only if the item still holds the value read (a
-    /// concurrent write wins, and its value is already current). Returns whether it replaced it.
+    /// concurrent write wins, and its value is already current). A versioned item's version moves
+    /// too, so a writer that read the item before cannot save the old value back over this one.
+    /// Returns whether it replaced it.
     pub async fn replace(&self, value: &SealedValue, with: &Sealed) -> Result<bool, StoreError> {
         let when = Condition::Equals(value.attribute, Attr::B(value.sealed.to_bytes()));
-        let changes = Changes::default().set(value.attribute, Attr::B(with.to_bytes()));
+        let mut changes = Changes::default().set(value.attribute, Attr::B(with.to_bytes()));
+        // Added, not set: an item's other sealed values are replaced by their own writes.
+        if value.version.is_some() {
+            changes = changes.add("version", 1);
+        }
         match self.0.update(&value.key, changes, Some(when)).await {
             Ok(_) => Ok(true),
             Err(StoreError::ConditionFailed { .. }) => Ok(false),
@@ -128,7 +137,8 @@ fn sealed_in(item: &Item) -> Result<Vec<SealedValue>, StoreError> {
     let mut values = Vec::with_capacity(found.len());
     for (attribute, context) in found {
         if let Some(bytes) = item.opt_b(attribute)? {
-            values.push(SealedValue { key: key.clone(), attribute, context, sealed: sealed_from(bytes)? });
+            let version = item.opt_n("version")?;
+            values.push(SealedValue { key: key.clone(), attribute, context, sealed: sealed_from(bytes)?, version });
         }
     }
     Ok(values)

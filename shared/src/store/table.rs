@@ -336,6 +336,11 @@ pub trait Table: Send + Sync {
     async fn put(&self, item: Item, when: Option<Condition>) -> Result<(), StoreError>;
     /// Applies `changes` and returns the item as it is afterwards.
     async fn update(&self, key: &Key, changes: Changes, when: Option<Condition>) -> Result<Item, StoreError>;
+    /// Applies `changes` and reads nothing back: for a caller whose role may touch only the
+    /// attributes it changes (DynamoDB refuses it `ReturnValues: ALL_NEW`).
+    async fn update_blind(&self, key: &Key, changes: Changes, when: Option<Condition>) -> Result<(), StoreError> {
+        self.update(key, changes, when).await.map(|_| ())
+    }
     /// Deletes the item and returns it if it was live.
     async fn delete(&self, key: &Key, when: Option<Condition>) -> Result<Option<Item>, StoreError>;
     async fn query(&self, query: &Query) -> Result<Page, StoreError>;

@@ -94,6 +94,8 @@ pub struct FreshToken {
     pub scopes: Vec<String>,
     /// The connected account's address.
     pub email: String,
+    /// Whether the provider vouched for it.
+    pub email_verified: bool,
 }
 
 /// Whether disconnecting reached the provider.
@@ -269,13 +271,17 @@ impl Connections<'_> {
                 return Ok(Err("provider_unavailable"));
             }
         };
-        let Some(email) = account.address().map(str::to_owned) else { return Ok(Err("provider_unavailable")) };
+        let (Some(email), Some(account_id)) = (account.address().map(str::to_owned), account.id()) else {
+            return Ok(Err("provider_unavailable"));
+        };
         let connections = self.sessions.store.oauth_connections(provider);
         let existing = connections.get(user).await?;
         let refresh_token = match (&tokens.refresh_token, &existing) {
             (Some(fresh), _) => Some(self.seal(user, ConnectionToken::Refresh, fresh.expose()).await?),
             // No offline access granted this time; the stored grant still serves the same account.
-            (None, Some(stored)) if stored.email == email && stored.refresh_token.is_some() => {
+            (None, Some(stored))
+                if stored.account_id.as_ref() == Some(&account_id) && stored.refresh_token.is_some() =>
+            {
                 stored.refresh_token.clone()
             }
             (None, _) => return Ok(Err("consent_required")),
@@ -285,6 +291,8 @@ impl Connections<'_> {
             user: user.clone(),
             provider,
             email,
+            email_verified: account.address_verified(),
+            account_id: Some(account_id),
             scopes: tokens.scopes.clone().unwrap_or_else(|| self.client.settings().scopes.clone()),
             refresh_token,
             access_token: self.seal(user, ConnectionToken::Access, tokens.access_token.expose()).await?,
@@ -381,6 +389,7 @@ impl Connections<'_> {
                     expires_at: connection.access_expires_at,
                     scopes: connection.scopes,
                     email: connection.email,
+                    email_verified: connection.email_verified,
                 });
             }
             if connection.is_leased(now) {
@@ -458,6 +467,7 @@ impl Connections<'_> {
             expires_at: updated.access_expires_at,
             scopes: updated.scopes,
             email: updated.email,
+            email_verified: updated.email_verified,
         })
     }
 

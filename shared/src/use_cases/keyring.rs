@@ -4,12 +4,23 @@
 //! in this process's memory while a record is re-sealed; nothing is written but sealed records.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use crate::crypto::{
-    BranchVersion, CryptoError, Envelope, KeyMaintenance, Purpose, WrappedBranchKey, moved_branch_key, new_branch_key,
+    BranchVersion, CryptoError, Envelope, KeyMaintenance, Purpose, WrappedBranchKey, Wrapping, moved_branch_key,
+    new_branch_key,
 };
 use crate::model::Clock;
 use crate::store::{RewrapProgress, SealedValue, Store, StoreError};
+
+/// The longest a function invocation runs: no `Timeout` in `template.yaml` is longer
+/// (`template_policy` checks it).
+pub const LONGEST_INVOCATION: Duration = Duration::from_secs(30);
+
+/// How long after a rotation a version may still be sealed under: an instance's cached branch key
+/// lives the cache TTL, and a request that took it just before may seal until its invocation ends.
+pub const RETIRE_AFTER_ROTATION: Duration =
+    Duration::from_secs(Envelope::MAX_CACHE_TTL.as_secs() + LONGEST_INVOCATION.as_secs());
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyringError {
@@ -48,21 +59,35 @@ pub struct PurposeStatus {
     pub format_one_records: u64,
 }
 
-/// What a sweep of the table found: sealed records per purpose and version (`None`: format 1).
+/// What a sweep of the table found: sealed records per purpose and version (`None`: format 1),
+/// and the format-1 records per KMS key their data keys are wrapped under.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Census(pub BTreeMap<(String, Option<BranchVersion>), u64>);
+pub struct Census {
+    pub records: BTreeMap<(String, Option<BranchVersion>), u64>,
+    pub format_one_by_kms_key: BTreeMap<String, u64>,
+}
 
 impl Census {
     pub fn records(&self, purpose: Purpose, version: Option<BranchVersion>) -> u64 {
-        self.0.get(&(purpose.name(), version)).copied().unwrap_or(0)
+        self.records.get(&(purpose.name(), version)).copied().unwrap_or(0)
     }
 }
 
-/// What moving the branch keys to the current KMS key did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// What moving the branch keys to the current KMS key did, and what still needs another key.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Moved {
     pub moved: u64,
     pub already_there: u64,
+    /// What still opens only with another KMS key: records of format 1 (their data keys), by key.
+    pub left_behind: BTreeMap<String, u64>,
+}
+
+impl Moved {
+    /// Whether nothing needs a previous KMS key any more: only then may it leave
+    /// `PreviousKmsKeyArns` and be disabled.
+    pub fn finished(&self) -> bool {
+        self.left_behind.is_empty()
+    }
 }
 
 pub struct Keyring<'a> {
@@ -109,7 +134,11 @@ impl Keyring<'_> {
         loop {
             let page = self.store.sealed_values().page(after.as_deref(), self.page_size).await?;
             for value in &page.values {
-                *census.0.entry((value.context.purpose().name(), value.sealed.branch_version())).or_default() += 1;
+                let version = value.sealed.branch_version();
+                *census.records.entry((value.context.purpose().name(), version)).or_default() += 1;
+                if let Wrapping::DataKey { key_id, .. } = &value.sealed.wrapping {
+                    *census.format_one_by_kms_key.entry(key_id.clone()).or_default() += 1;
+                }
             }
             match page.next {
                 Some(next) => after = Some(next),
@@ -197,7 +226,7 @@ impl Keyring<'_> {
                 return Err(KeyringError::StillActive { purpose: name, version });
             }
             let age_secs = self.clock.now() - active.created_at;
-            let needed = Envelope::MAX_CACHE_TTL.as_secs() as i64;
+            let needed = RETIRE_AFTER_ROTATION.as_secs() as i64;
             if age_secs < needed {
                 return Err(KeyringError::TooSoon { purpose: name, age_secs, wait_secs: needed - age_secs });
             }
@@ -214,7 +243,9 @@ impl Keyring<'_> {
     }
 
     /// Re-wraps every branch key version not yet under the current KMS key, inside KMS (ReEncrypt:
-    /// the plaintext never leaves it). Idempotent; records are untouched.
+    /// the plaintext never leaves it), then counts what still needs another key: records of format
+    /// 1 keep their data keys under the key that sealed them until the rewrap job re-seals them.
+    /// Idempotent; records are untouched.
     pub async fn move_to_current_key(&self) -> Result<Moved, KeyringError> {
         let mut moved = Moved::default();
         for purpose in Purpose::all() {
@@ -231,8 +262,17 @@ impl Keyring<'_> {
                 }
             }
         }
+        moved.left_behind = self.left_behind().await?;
         tracing::info!(moved = moved.moved, already = moved.already_there, "branch keys on the current KMS key");
         Ok(moved)
+    }
+
+    /// Records that open only with a KMS key other than the current one, by key: format-1 records
+    /// (a data key of their own, wrapped by whichever key sealed them).
+    pub async fn left_behind(&self) -> Result<BTreeMap<String, u64>, KeyringError> {
+        let mut census = self.census().await?.format_one_by_kms_key;
+        census.remove(self.provider.key_id());
+        Ok(census)
     }
 }
 
@@ -309,6 +349,12 @@ mod tests {
         assert!(matches!(keyring.retire(Purpose::LlmKey, next.version).await, Err(KeyringError::StillActive { .. })));
         assert!(matches!(keyring.retire(Purpose::LlmKey, first).await, Err(KeyringError::TooSoon { .. })));
         fixture.clock.advance(Envelope::MAX_CACHE_TTL.as_secs() as i64);
+        let cached = keyring.retire(Purpose::LlmKey, first).await;
+        assert!(
+            matches!(cached, Err(KeyringError::TooSoon { .. })),
+            "an invocation that took the cached key may still seal"
+        );
+        fixture.clock.advance(LONGEST_INVOCATION.as_secs() as i64);
         assert!(matches!(keyring.retire(Purpose::LlmKey, first).await, Err(KeyringError::InUse { records: 3, .. })));
 
         // One page, then the job stops (a crash, a timeout): a new process resumes it.
@@ -374,6 +420,51 @@ mod tests {
         assert_eq!((progress.resealed, progress.refused), (1, 1));
         let untouched = fixture.store.llm_keys().get(&bob, Provider::OpenAi).await.unwrap().unwrap();
         assert_eq!(untouched.sealed, copied.sealed);
+    }
+
+    /// A refresher reads a connection, the rewrap job re-seals its tokens under the new version,
+    /// then the refresher saves what it read: the save must lose, or it would write tokens sealed
+    /// under the old version back, and retiring that version would make them unopenable.
+    #[tokio::test]
+    async fn a_save_that_read_before_a_rewrap_cannot_write_the_old_tokens_back() {
+        use crate::model::OAuthProvider;
+        use crate::store::{ConnectionStatus, ConnectionToken, OAuthConnection, connection_token_context};
+        let fixture = Fixture::new().await;
+        let ada = UserId::parse("auth0|ada").unwrap();
+        let seal = |token: ConnectionToken, text: &'static str| {
+            let context = connection_token_context(&ada, OAuthProvider::Google, token);
+            let envelope = &fixture.envelope;
+            async move { envelope.seal(text.as_bytes(), &context).await.unwrap() }
+        };
+        let connection = OAuthConnection {
+            user: ada.clone(),
+            provider: OAuthProvider::Google,
+            email: "ada@gmail.com".into(),
+            email_verified: true,
+            account_id: Some("104875632109876543210".into()),
+            scopes: vec!["openid".into()],
+            refresh_token: Some(seal(ConnectionToken::Refresh, "1//refresh").await),
+            access_token: seal(ConnectionToken::Access, "ya29.access").await,
+            access_expires_at: 5_000,
+            status: ConnectionStatus::Connected,
+            connected_at: 1_000,
+            last_refreshed_at: None,
+            version: 0,
+            refresh_lease_until: None,
+        };
+        let connections = fixture.store.oauth_connections(OAuthProvider::Google);
+        let read = connections.save(&connection, None).await.unwrap().unwrap();
+        let admin_instance = fixture.instance();
+        let provider = fixture.key_provider();
+        let keyring = maintenance(&fixture, &admin_instance, &provider, 10);
+        keyring.rotate(Purpose::Connection(OAuthProvider::Google)).await.unwrap();
+        while !keyring.rewrap_step().await.unwrap().finished {}
+        let rewrapped = connections.get(&ada).await.unwrap().unwrap();
+        assert_eq!(rewrapped.version, read.version + 2, "each re-sealed token moved the version");
+        let stale = OAuthConnection { last_refreshed_at: Some(2_000), ..read.clone() };
+        assert!(connections.save(&stale, Some(read.version)).await.unwrap().is_none(), "the stale save loses");
+        let kept = connections.get(&ada).await.unwrap().unwrap();
+        assert_eq!(kept.access_token.to_bytes(), rewrapped.access_token.to_bytes(), "the re-sealed token stays");
     }
 
     #[tokio::test]

@@ -176,6 +176,7 @@ async fn connect_then_fetch_a_token(backend: Backend) {
     assert!(token["expiresAt"].as_str().unwrap().ends_with('Z'));
     assert_eq!(token["scopes"], connected["scopes"]);
     assert_eq!(token["email"], ADA_GOOGLE, "the connected account's address, as the replaced service gave it");
+    assert_eq!(token["emailVerified"], true, "Google's userinfo vouches for it");
     assert_eq!(api.sandbox.google_calls().take(), "", "a fresh token is handed out without asking Google");
 
     // Other principals: one not allowed Google, one on no list at all.
@@ -229,6 +230,7 @@ async fn microsoft_connects_rotates_and_forgets(backend: Backend) {
     api.sandbox.microsoft_calls().take();
     let token = json(internal_token(&api, "microsoft", &ada.user, CALENDAR_SERVICE).await).await;
     assert_eq!(token["email"], ADA_MICROSOFT);
+    assert_eq!(token["emailVerified"], false, "a Microsoft address nobody vouched for (no xms_edov) is marked so");
     assert!(token["accessToken"].as_str().unwrap().starts_with("EwB"), "{token}");
     assert_eq!(api.sandbox.microsoft_calls().take(), "POST /common/oauth2/v2.0/token=1", "refreshed");
     assert_ne!(stored_refresh_token(&api, OAuthProvider::Microsoft, &ada.user).await, before, "rotated");

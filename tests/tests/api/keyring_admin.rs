@@ -11,6 +11,7 @@ use keyward::crypto::{Envelope, KmsKeyProvider, Purpose, SealFormat};
 use keyward::model::{Provider, SystemClock, UserId};
 use keyward::store::table::{Attr, Changes, Key, Table};
 use keyward::store::{DynamoTable, KeyStatus, NewLlmKey, llm_key_context, now_epoch, refresh_token_context};
+use keyward::use_cases::keyring::RETIRE_AFTER_ROTATION;
 use keyward_sandbox::aws_proxy::AwsProxy;
 use keyward_tests::{TestTable, aws, kms_key};
 
@@ -147,8 +148,7 @@ async fn rotate_rewrap_retire_and_move_kms_keys_from_the_admin_command() {
     // Once no instance can still seal under it (the TTL after the rotation) and nothing uses it.
     let raw = DynamoTable::new(table.client.clone(), &table.name);
     let active = Key::new("KEYRING#llm-key", "ACTIVE");
-    let past =
-        Changes::default().set("created_at", Attr::N(now_epoch() - Envelope::MAX_CACHE_TTL.as_secs() as i64 - 1));
+    let past = Changes::default().set("created_at", Attr::N(now_epoch() - RETIRE_AFTER_ROTATION.as_secs() as i64 - 1));
     raw.update(&active, past, None).await.unwrap();
     let retired = admin.run(&key_a, &[], &["retire", "llm-key", &first]).await;
     assert!(retired.ok, "{}", retired.stderr);
@@ -156,23 +156,51 @@ async fn rotate_rewrap_retire_and_move_kms_keys_from_the_admin_command() {
     assert!(status.contains("llm-key: 1 version(s), 0 format-1 record(s)"), "{status}");
     assert!(!status.contains(&first), "{status}");
 
+    // A record sealed per record under key A after all (an instance still on format 1): a move
+    // cannot be finished while it needs key A, and `status` says so.
+    let late_user = UserId::parse("auth0|keyring-late").unwrap();
+    let late_secret = "sk-proj-PLANTED-admin-late-0123456789abcdef".to_owned();
+    let late = NewLlmKey {
+        sealed: old.seal(late_secret.as_bytes(), &llm_key_context(&late_user, Provider::OpenAi)).await.unwrap(),
+        provider: Provider::OpenAi,
+        preview: "sk-p…cdef".into(),
+        status: KeyStatus::Valid,
+        test: None,
+        zai_region: None,
+    };
+    keyward_tests::seed_key(&store, &late_user, &late, now_epoch()).await;
+    secrets.insert(late_user, late_secret);
+
     // A move to key B: the branch keys only, inside KMS; then key A is disabled and all still opens.
     let key_b = kms_key(&sdk).await;
     admin.proxy.take_counts();
     let moved = admin.run(&key_b, &[&key_a], &["move-kms"]).await;
-    assert!(moved.ok, "{}", moved.stderr);
+    assert!(!moved.ok, "a record still needs key A: {}", moved.stdout);
+    assert!(
+        moved.stderr.contains(&format!("not finished: 1 format-1 record(s) still need {key_a}")),
+        "{}",
+        moved.stderr
+    );
     let versions = store.keyring().versions(Purpose::LlmKey).await.unwrap().len()
         + store.keyring().versions(Purpose::Auth0Refresh).await.unwrap().len();
     assert!(moved.stdout.contains(&format!("{versions} branch key version(s) re-wrapped")), "{}", moved.stdout);
     let counts = admin.proxy.take_counts();
     assert_eq!(counts.get("KMS.ReEncrypt"), Some(&versions), "{counts:?}");
     assert!(counts.keys().all(|op| !op.starts_with("KMS.Decrypt") && !op.starts_with("KMS.Generate")), "{counts:?}");
+    let status = admin.run(&key_b, &[&key_a], &["status"]).await.stdout;
+    assert!(status.contains(&format!("kms: a move to {key_b} is unfinished: 0 branch key version(s) under other keys, 1 format-1 record(s) still need {key_a}")), "{status}");
+    let rewrapped = admin.run(&key_b, &[&key_a], &["rewrap"]).await;
+    assert!(rewrapped.ok, "{}", rewrapped.stderr);
     let again = admin.run(&key_b, &[&key_a], &["move-kms"]).await;
+    assert!(again.ok, "{}", again.stderr);
     assert!(
         again.stdout.contains(&format!("0 branch key version(s) re-wrapped under {key_b}, {versions} already were")),
         "{}",
         again.stdout
     );
+    assert!(again.stdout.contains("move-kms: finished"), "{}", again.stdout);
+    let status = admin.run(&key_b, &[&key_a], &["status"]).await.stdout;
+    assert!(status.contains(&format!("kms: everything is under {key_b}")), "{status}");
     kms.disable_key().key_id(&key_a).send().await.unwrap();
     let on_b = instance(&key_b, &[]);
     for (user, secret) in &secrets {

@@ -339,6 +339,8 @@ async fn oauth_saves_are_version_guarded(store: &Store) {
         user: alice.clone(),
         provider: OAuthProvider::Google,
         email: "alice@gmail.com".into(),
+        email_verified: true,
+        account_id: Some("104875632109876543210".into()),
         scopes: vec!["https://www.googleapis.com/auth/calendar".into(), "openid".into()],
         refresh_token: Some(sealed(1)),
         access_token: sealed(2),

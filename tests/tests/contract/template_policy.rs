@@ -156,7 +156,15 @@ fn logs_use_the_key_only_for_log_groups() {
         resources.values().filter(|r| r["Type"].as_str() == Some("AWS::Logs::LogGroup")).collect();
     assert_eq!(log_groups.len(), 7, "six functions and the API's access log");
     for group in log_groups {
-        assert_eq!(text(&group["Properties"]["KmsKeyId"]), "!GetAtt DataKey.Arn");
+        // The active key: a move to another one (`KmsKeyArn`) takes the logs along, so the old
+        // key can be disabled without silencing them.
+        let Value::Tagged(key) = &group["Properties"]["KmsKeyId"] else { panic!("a key per stack: {group:?}") };
+        assert_eq!(
+            (key.tag.to_string(), list(&key.value)),
+            ("!If".to_owned(), vec!["HasOtherKmsKey".into(), "!Ref KmsKeyArn".into(), "!GetAtt DataKey.Arn".into()])
+        );
+        let name = text(&group["Properties"]["LogGroupName"]);
+        assert!(name.starts_with("!Sub /keyward/${AWS::StackName}/"), "the stack's own prefix: {name}");
     }
     let statements = template["Resources"]["DataKey"]["Properties"]["KeyPolicy"]["Statement"].as_sequence().unwrap();
     let services: Vec<&Value> = statements.iter().filter(|s| !s["Principal"]["Service"].is_null()).collect();
@@ -164,7 +172,10 @@ fn logs_use_the_key_only_for_log_groups() {
     let logs = services[0];
     assert!(text(&logs["Principal"]["Service"]).contains("logs."), "{logs:?}");
     let condition = text(&logs["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]);
-    assert!(condition.contains(":log-group:*") && condition.contains("${AWS::AccountId}"), "{condition}");
+    assert!(
+        condition.ends_with(":log-group:/keyward/${AWS::StackName}/*") && condition.contains("${AWS::AccountId}"),
+        "only the stack's log groups: {condition}"
+    );
     assert!(logs["Condition"]["StringEquals"].is_null(), "no keyward purpose for the logs service");
 }
 
@@ -346,9 +357,9 @@ fn the_keyring_operator_is_optional_and_bound_to_keywards_contexts() {
     );
 }
 
-/// The functions wrap under the stack's key unless `KmsKeyArn` names another, accept the keys in
-/// `PreviousKmsKeyArns` while branch keys move, and `internal-keys` reads only users' partitions and
-/// its own purpose's keyring, and writes only the `lastUsed` mark and audit entries.
+/// The functions wrap under the stack's key unless `KmsKeyArn` names another, and accept the keys
+/// in `PreviousKmsKeyArns` while branch keys move. (What each role may do in the table:
+/// `each_role_is_exactly_the_documented_table`.)
 #[test]
 fn the_keyring_settings_reach_the_functions() {
     let template = template();
@@ -362,23 +373,6 @@ fn the_keyring_settings_reach_the_functions() {
         "{key}"
     );
     assert_eq!(text(&env["KEYWARD_KMS_PREVIOUS_KEY_IDS"]), "!Ref PreviousKmsKeyArns");
-    let statements =
-        template["Resources"]["InternalKeysFunction"]["Properties"]["Policies"][0]["Statement"].as_sequence().unwrap();
-    let by_actions: BTreeMap<Vec<String>, Vec<String>> = statements
-        .iter()
-        .map(|s| (list(&s["Action"]), list(&s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"])))
-        .collect();
-    let expected: BTreeMap<Vec<String>, Vec<String>> = [
-        (vec!["dynamodb:GetItem", "dynamodb:BatchGetItem"], vec!["USER#*", "KEYRING#llm-key"]),
-        (vec!["dynamodb:UpdateItem"], vec!["USER#*"]),
-        (vec!["dynamodb:PutItem"], vec!["AUDIT#*"]),
-    ]
-    .into_iter()
-    .map(|(actions, keys)| {
-        (actions.into_iter().map(String::from).collect(), keys.into_iter().map(String::from).collect())
-    })
-    .collect();
-    assert_eq!(by_actions, expected, "every statement of internal-keys is bound to its partitions");
 }
 
 /// Every function's DynamoDB statements are bound to the partitions it uses, and the keyring
@@ -415,4 +409,67 @@ fn every_role_is_bound_to_its_partitions_and_its_purposes_branch_keys() {
         assert_eq!(keyring, purposes, "{name}: its keyring partitions are its key-policy purposes");
     }
     assert_eq!(functions, 6);
+}
+
+/// `(function, action, partition)` each function's role in the template allows.
+fn templated_accesses() -> BTreeSet<(String, String, String)> {
+    let template = template();
+    let mut accesses = BTreeSet::new();
+    for resource in template["Resources"].as_mapping().unwrap().values() {
+        let Some(binary) = resource["Metadata"]["BuildProperties"]["Binary"].as_str() else { continue };
+        let statements = resource["Properties"]["Policies"].as_sequence().unwrap().iter();
+        for statement in statements.filter_map(|p| p["Statement"].as_sequence()).flatten() {
+            let actions = list(&statement["Action"]);
+            let partitions = list(&statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]);
+            for action in actions.iter().filter(|a| a.starts_with("dynamodb:")) {
+                for partition in &partitions {
+                    accesses.insert((binary.to_owned(), action.clone(), partition.clone()));
+                }
+            }
+        }
+    }
+    accesses
+}
+
+/// Roles no broader than their code: each function's DynamoDB statements allow exactly the rows of
+/// SECURITY.md's table (the role audit checks that the code uses each of them), and only
+/// `internal-keys`' mark of a key's use is bound to the attributes it writes, with no item read back.
+#[test]
+fn each_role_is_exactly_the_documented_table() {
+    let (documented, templated) = (keyward_tests::iam::documented_accesses(), templated_accesses());
+    assert!(documented.len() > 40, "{} rows", documented.len());
+    let extra: Vec<_> = templated.difference(&documented).collect();
+    let missing: Vec<_> = documented.difference(&templated).collect();
+    assert!(extra.is_empty(), "the template allows what SECURITY.md does not say: {extra:?}");
+    assert!(missing.is_empty(), "SECURITY.md says what the template does not allow: {missing:?}");
+    assert!(
+        !templated.iter().any(|(_, action, p)| action == "dynamodb:DeleteItem" && p == "AUDIT#*"),
+        "no audit deletes"
+    );
+    let template = template();
+    let internal_keys = &template["Resources"]["InternalKeysFunction"]["Properties"]["Policies"];
+    let statements = internal_keys.as_sequence().unwrap().iter().filter_map(|p| p["Statement"].as_sequence()).flatten();
+    let update = statements.clone().find(|s| list(&s["Action"]) == ["dynamodb:UpdateItem"]).expect("its UpdateItem");
+    assert_eq!(
+        list(&update["Condition"]["ForAllValues:StringEquals"]["dynamodb:Attributes"]),
+        ["pk", "sk", "last_used_at"]
+    );
+    assert_eq!(
+        list(&update["Condition"]["StringEqualsIfExists"]["dynamodb:ReturnValues"]),
+        ["NONE", "UPDATED_OLD", "UPDATED_NEW"]
+    );
+}
+
+/// Retiring a branch key version waits the cache TTL plus the longest invocation
+/// (`keyring::LONGEST_INVOCATION`): no function may run longer.
+#[test]
+fn no_function_runs_longer_than_the_keyring_waits_for() {
+    let template = template();
+    let longest = keyward::use_cases::keyring::LONGEST_INVOCATION.as_secs();
+    let global = template["Globals"]["Function"]["Timeout"].as_u64().expect("a global timeout");
+    let mut timeouts = vec![global];
+    for resource in template["Resources"].as_mapping().unwrap().values() {
+        timeouts.extend(resource["Properties"]["Timeout"].as_u64());
+    }
+    assert!(timeouts.len() > 2 && timeouts.iter().all(|t| *t <= longest), "{timeouts:?} > {longest}");
 }
