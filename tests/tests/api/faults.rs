@@ -13,7 +13,7 @@
 
 use std::time::SystemTime;
 
-use futures::future::join_all;
+use futures::StreamExt;
 use keyward::model::Provider;
 use keyward::model::UserId;
 use keyward_sandbox::auth0::sandbox_subject;
@@ -306,13 +306,22 @@ async fn refresh_case(operation: &'static str, pass: usize, fault: Fault) {
 }
 
 /// Runs `case` for every fault at every point, all at once.
+/// How many cases of a fault matrix run at once.
+const CASES_AT_ONCE: usize = 6;
+
 async fn every_fault_at<F, Fut>(points: FaultPoints, case: F)
 where
     F: Fn(&'static str, usize, Fault) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
     let cases = points.iter().flat_map(|&(op, pass)| Fault::ALL.map(|fault| (op, pass, fault)));
-    join_all(cases.map(|(op, pass, fault)| case(op, pass, fault))).await;
+    // A few cases at a time: each starts an API (its table, KMS key and secret) on the one
+    // serialized moto, and all of a matrix at once, beside the other suites, queued requests past
+    // keyward's timeouts on this 2-core host (a fault nobody injected).
+    futures::stream::iter(cases.map(|(op, pass, fault)| case(op, pass, fault)))
+        .buffer_unordered(CASES_AT_ONCE)
+        .collect::<Vec<()>>()
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
