@@ -160,6 +160,99 @@ def generate_private_keys_on_first_use():
     models.generate_private_key = PrivateKeyOnFirstUse
 
 
+def simulate_principal_policy():
+    """IAM's `SimulatePrincipalPolicy`, which moto does not implement, for `keyward-admin doctor`:
+    each action on each resource is `explicitDeny` when a Deny statement of the principal's policies
+    (inline, attached, and a user's groups') matches it, else `allowed` when an Allow does, else
+    `implicitDeny` — IAM's evaluation of identity policies, with `*`/`?` wildcards, `NotAction` and
+    `NotResource`, and a permissions boundary that must allow too. Statements with a `Condition` are
+    not evaluated here: the answer names them in `MissingContextValues`, as IAM does for context the
+    caller did not give, and counts them as not matching."""
+    import fnmatch
+    import json
+    from urllib.parse import unquote
+
+    from moto.core.responses import ActionResult
+    from moto.iam.responses import IamResponse
+
+    def matches(patterns, value, case_sensitive):
+        patterns = [patterns] if isinstance(patterns, str) else patterns
+        if not case_sensitive:
+            value = value.lower()
+            patterns = [p.lower() for p in patterns]
+        return any(fnmatch.fnmatchcase(value, p.replace("[", "[[]")) for p in patterns)
+
+    def statements(document):
+        document = json.loads(unquote(document)) if isinstance(document, str) else document
+        found = document.get("Statement", [])
+        return [found] if isinstance(found, dict) else found
+
+    def applies(statement, action, resource):
+        if "Action" in statement and not matches(statement["Action"], action, False):
+            return False
+        if "NotAction" in statement and matches(statement["NotAction"], action, False):
+            return False
+        if "Resource" in statement and not matches(statement["Resource"], resource, True):
+            return False
+        if "NotResource" in statement and matches(statement["NotResource"], resource, True):
+            return False
+        return True
+
+    def decide(documents, action, resource, conditions):
+        allowed = False
+        for document in documents:
+            for statement in statements(document):
+                if not applies(statement, action, resource):
+                    continue
+                if "Condition" in statement:
+                    conditions.update(k for op in statement["Condition"].values() for k in op)
+                    continue
+                if statement.get("Effect") == "Deny":
+                    return "explicitDeny"
+                allowed = allowed or statement.get("Effect") == "Allow"
+        return "allowed" if allowed else "implicitDeny"
+
+    def default_document(policy):
+        return next(v.document for v in policy.versions if v.version_id == policy.default_version_id)
+
+    def simulate(self):
+        source = self._get_param("PolicySourceArn")
+        actions = self._get_param("ActionNames", [])
+        resources = self._get_param("ResourceArns", []) or ["*"]
+        principal = (
+            self.backend.get_role_by_arn(source)
+            if ":role/" in source
+            else self.backend.get_user(source.rsplit("/", 1)[-1])
+        )
+        documents = list(principal.policies.values())
+        documents += [default_document(p) for p in principal.managed_policies.values()]
+        if ":user/" in source:
+            for group in self.backend.get_groups_for_user(principal.name):
+                documents += list(group.policies.values())
+                documents += [default_document(p) for p in group.managed_policies.values()]
+        boundary_arn = getattr(principal, "permissions_boundary_arn", None)
+        boundary = [default_document(self.backend.get_policy(boundary_arn))] if boundary_arn else None
+        results = []
+        for action in actions:
+            for resource in resources:
+                conditions = set()
+                decision = decide(documents, action, resource, conditions)
+                if decision == "allowed" and boundary is not None and decide(boundary, action, resource, conditions) != "allowed":
+                    decision = "implicitDeny"
+                results.append(
+                    {
+                        "EvalActionName": action,
+                        "EvalResourceName": resource,
+                        "EvalDecision": decision,
+                        "MatchedStatements": [],
+                        "MissingContextValues": sorted(conditions),
+                    }
+                )
+        return ActionResult({"EvaluationResults": results, "IsTruncated": False})
+
+    IamResponse.simulate_principal_policy = simulate
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("-H", "--host", default="127.0.0.1")
@@ -168,6 +261,7 @@ def main():
     log_exceptions()
     roll_back_transactions_item_by_item()
     generate_private_keys_on_first_use()
+    simulate_principal_policy()
     app = DomainDispatcherApplication(create_backend_app)
     app.debug = True  # as moto_server sets it: tracebacks reach the log
     run_simple(args.host, args.port, Serialized(app), threaded=True, request_handler=MotoRequestHandler)

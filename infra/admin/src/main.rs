@@ -1,7 +1,9 @@
 //! `keyward-admin`: operators' commands, one per job, over the same environment the functions
 //! read (`KEYWARD_MODE`, `KEYWARD_TABLE_NAME`, `KEYWARD_KMS_KEY_ID`, `KEYWARD_KMS_PREVIOUS_KEY_IDS`,
 //! or `KEYWARD_DATA_DIR` in local mode) and the standard AWS credential chain. `docs/crypto.md`
-//! says when to run each.
+//! says when to run the keyring's; README's deploy steps end with `doctor`.
+
+mod doctor;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -26,6 +28,13 @@ enum Command {
     /// The keyring: branch keys per purpose, their versions and the records each seals.
     #[command(subcommand)]
     Keyring(KeyringCommand),
+    /// Lists the account's roles and users that may invoke keyward's functions directly (outside
+    /// the invoke guard), by IAM's policy simulator.
+    Doctor {
+        /// The functions' ARNs, comma-separated: the stack's `FunctionArns` output.
+        #[arg(long, env = "KEYWARD_FUNCTION_ARNS", value_delimiter = ',', required = true)]
+        functions: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -90,6 +99,39 @@ async fn main() -> ExitCode {
 }
 
 async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
+    match command {
+        Command::Keyring(command) => keyring(command).await,
+        Command::Doctor { functions } => doctor(&functions).await,
+    }
+}
+
+/// `doctor`: who may invoke the functions directly.
+async fn doctor(functions: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+    let iam = aws_sdk_iam::Client::new(&keyward::app::aws_config_loader().load().await);
+    let report = doctor::check(&iam, functions).await?;
+    match report.exposed.len() {
+        0 => println!("doctor: none of {} principal(s) may invoke keyward's functions directly", report.principals),
+        n => println!(
+            "doctor: {n} of {} principal(s) may invoke keyward's functions directly, outside the invoke guard \
+             (only deploy roles should):",
+            report.principals
+        ),
+    }
+    for exposure in &report.exposed {
+        let functions: Vec<&str> = exposure.functions.iter().map(String::as_str).collect();
+        println!("  {}: {}", exposure.principal, functions.join(", "));
+    }
+    if !report.unevaluated.is_empty() {
+        println!("doctor: statements with conditions the simulator cannot evaluate without a request:");
+        for (principal, key) in &report.unevaluated {
+            println!("  {principal}: a condition on {key}; check it by hand");
+        }
+    }
+    Ok(())
+}
+
+/// The keyring's commands, on the deployment's table and KMS key (or local mode's folder).
+async fn keyring(command: KeyringCommand) -> Result<(), Box<dyn std::error::Error>> {
     let env = |name: &str| std::env::var(name).ok();
     let mode = Mode::from_lookup(env)?;
     let aws = match mode {
@@ -100,7 +142,6 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
     let clock = Arc::new(SystemClock);
     let (store, envelope) = keyward::app::storage(&mode, Envelope::MAX_CACHE_TTL, aws.as_ref(), clock.clone())?;
     let provider = keyward::app::key_maintenance(&mode, aws.as_ref())?;
-    let Command::Keyring(command) = command;
     let page_size = match command {
         KeyringCommand::Rewrap { page_size, .. } => page_size,
         _ => 100,

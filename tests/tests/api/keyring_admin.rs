@@ -213,3 +213,87 @@ async fn rotate_rewrap_retire_and_move_kms_keys_from_the_admin_command() {
     assert_eq!(&session[..], b"v1.PLANTED-refresh");
     assert!(store.keyring().active(Purpose::LlmKey).await.unwrap().is_some_and(|k| k.key_id == key_b));
 }
+
+/// `keyward-admin doctor` lists the roles and users IAM's policy simulator lets invoke a function
+/// directly: one allowed everything, and a user allowed one function, are listed; one the invoke
+/// guard denies, and one allowed only other actions, are not; one whose allow carries a condition is
+/// named for a check by hand.
+#[tokio::test]
+async fn doctor_lists_who_may_invoke_the_functions_directly() {
+    let sdk = aws().await;
+    let iam = aws_sdk_iam::Client::new(&keyward_tests::setup_config(&sdk));
+    let suffix = keyward_tests::unique_name("doctor");
+    let function = |name: &str| format!("arn:aws:lambda:us-east-1:123456789012:function:keyward-{name}-{suffix}");
+    let (llm_keys, internal_keys) = (function("LlmKeysFunction"), function("InternalKeysFunction"));
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"sts:AssumeRole"}]}"#;
+    let allow = |action: &str, resource: &str| {
+        format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":"{action}","Resource":"{resource}"}}]}}"#
+        )
+    };
+    let guard = iam
+        .create_policy()
+        .policy_name(format!("guard-{suffix}"))
+        .policy_document(format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Deny","Action":["lambda:InvokeFunction","lambda:InvokeAsync","lambda:InvokeWithResponseStream"],"Resource":["{llm_keys}","{internal_keys}"]}}]}}"#
+        ))
+        .send()
+        .await
+        .unwrap();
+    let guard_arn = guard.policy().and_then(|p| p.arn()).unwrap().to_owned();
+    let mut arns = BTreeMap::new();
+    for (name, policy, guarded) in [
+        ("deployer", allow("*", "*"), false),
+        ("guarded-admin", allow("*", "*"), true),
+        ("table-reader", allow("dynamodb:GetItem", "*"), false),
+        (
+            "from-the-office",
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"lambda:*","Resource":"*","Condition":{"IpAddress":{"aws:SourceIp":"203.0.113.0/24"}}}]}"#.to_owned(),
+            false,
+        ),
+    ] {
+        let role = format!("{name}-{suffix}");
+        let created = iam.create_role().role_name(&role).assume_role_policy_document(trust).send().await.unwrap();
+        arns.insert(name, created.role().unwrap().arn().to_owned());
+        iam.put_role_policy().role_name(&role).policy_name("inline").policy_document(policy).send().await.unwrap();
+        if guarded {
+            iam.attach_role_policy().role_name(&role).policy_arn(&guard_arn).send().await.unwrap();
+        }
+    }
+    let user = format!("ci-{suffix}");
+    let created = iam.create_user().user_name(&user).send().await.unwrap();
+    arns.insert("ci", created.user().unwrap().arn().to_owned());
+    let policy = allow("lambda:InvokeFunction", &internal_keys);
+    iam.put_user_policy().user_name(&user).policy_name("inline").policy_document(policy).send().await.unwrap();
+
+    let functions = format!("{llm_keys},{internal_keys}");
+    let output = tokio::process::Command::new(admin_binary())
+        .args(["doctor", "--functions", &functions])
+        .env_clear()
+        .envs([
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_ENDPOINT_URL", keyward_tests::moto_url().as_str()),
+        ])
+        .output()
+        .await
+        .expect("run keyward-admin doctor");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let line = |who: &str| stdout.lines().find(|l| l.contains(&arns[who])).map(str::to_owned);
+    let names = |f: &str| f.rsplit(':').next().unwrap().to_owned();
+    assert_eq!(
+        line("deployer"),
+        Some(format!("  {}: {}, {}", arns["deployer"], names(&internal_keys), names(&llm_keys))),
+        "{stdout}"
+    );
+    assert_eq!(line("ci"), Some(format!("  {}: {}", arns["ci"], names(&internal_keys))), "{stdout}");
+    for outside in ["guarded-admin", "table-reader"] {
+        assert_eq!(line(outside), None, "{outside} may not invoke: {stdout}");
+    }
+    assert!(
+        line("from-the-office").is_some_and(|l| l.contains("aws:SourceIp") && l.contains("by hand")),
+        "a conditional allow is named for a check by hand: {stdout}"
+    );
+}
