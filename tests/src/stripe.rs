@@ -52,6 +52,19 @@ pub async fn deliver(api: &LocalApi, event: &Value) -> (u16, String) {
     (status, outcome)
 }
 
+/// Delivers `event` as Stripe does: an answer of 5xx (keyward refusing for now) is retried after a
+/// pause, as Stripe retries it; returns the first answer that is not.
+pub async fn deliver_until_answered(api: &LocalApi, event: &Value) -> (u16, String) {
+    for attempt in 1..=5 {
+        let answer = deliver(api, event).await;
+        if answer.0 < 500 {
+            return answer;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+    }
+    deliver(api, event).await
+}
+
 /// A sample event from `events/stripe/`.
 pub fn sample(name: &str) -> Value {
     let path = format!("{}/../events/stripe/{name}.json", env!("CARGO_MANIFEST_DIR"));
