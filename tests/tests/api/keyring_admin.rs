@@ -86,20 +86,27 @@ async fn rotate_rewrap_retire_and_move_kms_keys_from_the_admin_command() {
     let mut secrets = BTreeMap::new();
     let old = instance(&key_a, &[]).writing(SealFormat::DataKeyPerRecord);
     let new = instance(&key_a, &[]);
+    // `user`'s OpenAI key, sealed by `envelope` and stored.
+    let seed = |envelope: &Envelope, user: &str, secret: String| {
+        let (store, envelope, user) = (store.clone(), envelope.clone(), UserId::parse(user).unwrap());
+        async move {
+            let sealed = envelope.seal(secret.as_bytes(), &llm_key_context(&user, Provider::OpenAi)).await.unwrap();
+            let key = NewLlmKey {
+                provider: Provider::OpenAi,
+                sealed,
+                preview: "sk-p…cdef".into(),
+                status: KeyStatus::Valid,
+                test: None,
+                zai_region: None,
+            };
+            keyward_tests::seed_key(&store, &user, &key, now_epoch()).await;
+            (user, secret)
+        }
+    };
     for i in 0..5 {
-        let user = UserId::parse(&format!("auth0|keyring-user{i}")).unwrap();
-        let secret = format!("sk-proj-PLANTED-admin-{i}-0123456789abcdef");
         let envelope = if i < 3 { &old } else { &new };
-        let sealed = envelope.seal(secret.as_bytes(), &llm_key_context(&user, Provider::OpenAi)).await.unwrap();
-        let key = NewLlmKey {
-            provider: Provider::OpenAi,
-            sealed,
-            preview: "sk-p…cdef".into(),
-            status: KeyStatus::Valid,
-            test: None,
-            zai_region: None,
-        };
-        keyward_tests::seed_key(&store, &user, &key, now_epoch()).await;
+        let secret = format!("sk-proj-PLANTED-admin-{i}-0123456789abcdef");
+        let (user, secret) = seed(envelope, &format!("auth0|keyring-user{i}"), secret).await;
         secrets.insert(user, secret);
     }
     let session_user = UserId::parse("auth0|keyring-session").unwrap();
@@ -158,17 +165,8 @@ async fn rotate_rewrap_retire_and_move_kms_keys_from_the_admin_command() {
 
     // A record sealed per record under key A after all (an instance still on format 1): a move
     // cannot be finished while it needs key A, and `status` says so.
-    let late_user = UserId::parse("auth0|keyring-late").unwrap();
-    let late_secret = "sk-proj-PLANTED-admin-late-0123456789abcdef".to_owned();
-    let late = NewLlmKey {
-        sealed: old.seal(late_secret.as_bytes(), &llm_key_context(&late_user, Provider::OpenAi)).await.unwrap(),
-        provider: Provider::OpenAi,
-        preview: "sk-p…cdef".into(),
-        status: KeyStatus::Valid,
-        test: None,
-        zai_region: None,
-    };
-    keyward_tests::seed_key(&store, &late_user, &late, now_epoch()).await;
+    let (late_user, late_secret) =
+        seed(&old, "auth0|keyring-late", "sk-proj-PLANTED-admin-late-0123456789abcdef".into()).await;
     secrets.insert(late_user, late_secret);
 
     // A move to key B: the branch keys only, inside KMS; then key A is disabled and all still opens.
