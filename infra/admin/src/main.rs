@@ -216,19 +216,16 @@ fn left_behind(by_key: &std::collections::BTreeMap<String, u64>) -> String {
 }
 
 async fn print_status(keyring: &Keyring<'_>, store: &Store) -> Result<(), KeyringError> {
-    let statuses = keyring.status().await?;
+    let status = keyring.status().await?;
     let current = keyring.provider.key_id();
-    let elsewhere = statuses.iter().flat_map(|s| &s.versions).filter(|v| v.kms_key_id != current).count();
-    let records = keyring.left_behind().await?;
-    if elsewhere == 0 && records.is_empty() {
+    if status.all_on_current_key() {
         println!("kms: everything is under {current}");
     } else {
-        // A move is finished only when neither branch keys nor records need an old key.
-        let mut unfinished = vec![format!("{elsewhere} branch key version(s) under other keys")];
-        unfinished.extend((!records.is_empty()).then(|| left_behind(&records)));
+        let mut unfinished = vec![format!("{} branch key version(s) under other keys", status.branch_keys_elsewhere)];
+        unfinished.extend((!status.left_behind.is_empty()).then(|| left_behind(&status.left_behind)));
         println!("kms: a move to {current} is unfinished: {}", unfinished.join(", "));
     }
-    for status in statuses {
+    for status in status.purposes {
         println!(
             "{}: {} version(s), {} format-1 record(s)",
             status.purpose.name(),

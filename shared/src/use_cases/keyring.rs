@@ -71,6 +71,32 @@ impl Census {
     pub fn records(&self, purpose: Purpose, version: Option<BranchVersion>) -> u64 {
         self.records.get(&(purpose.name(), version)).copied().unwrap_or(0)
     }
+
+    /// Records that open only with a KMS key other than `current`, by key: format-1 records (a
+    /// data key of their own, wrapped by whichever key sealed them).
+    fn left_behind(&self, current: &str) -> BTreeMap<String, u64> {
+        let mut by_key = self.format_one_by_kms_key.clone();
+        by_key.remove(current);
+        by_key
+    }
+}
+
+/// The keyring from one sweep of the table: each purpose's versions, and what still needs a KMS
+/// key other than the current one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyringStatus {
+    pub purposes: Vec<PurposeStatus>,
+    /// Branch key versions wrapped under another KMS key than the current one.
+    pub branch_keys_elsewhere: usize,
+    /// Format-1 records whose data keys another KMS key wraps, by key.
+    pub left_behind: BTreeMap<String, u64>,
+}
+
+impl KeyringStatus {
+    /// Whether everything is under the current KMS key: a move to it is finished.
+    pub fn all_on_current_key(&self) -> bool {
+        self.branch_keys_elsewhere == 0 && self.left_behind.is_empty()
+    }
 }
 
 /// What moving the branch keys to the current KMS key did, and what still needs another key.
@@ -102,10 +128,11 @@ pub struct Keyring<'a> {
 }
 
 impl Keyring<'_> {
-    /// Every purpose's versions with the records each seals (a sweep of the table).
-    pub async fn status(&self) -> Result<Vec<PurposeStatus>, KeyringError> {
+    /// Every purpose's versions with the records each seals, and what needs another KMS key (one
+    /// sweep of the table).
+    pub async fn status(&self) -> Result<KeyringStatus, KeyringError> {
         let census = self.census().await?;
-        let mut out = Vec::new();
+        let mut purposes = Vec::new();
         for purpose in Purpose::all() {
             let active = self.store.keyring().active(purpose).await?.map(|k| k.version);
             let versions = self
@@ -122,9 +149,15 @@ impl Keyring<'_> {
                     records: census.records(purpose, Some(k.version)),
                 })
                 .collect();
-            out.push(PurposeStatus { purpose, versions, format_one_records: census.records(purpose, None) });
+            purposes.push(PurposeStatus { purpose, versions, format_one_records: census.records(purpose, None) });
         }
-        Ok(out)
+        let current = self.provider.key_id();
+        let versions = purposes.iter().flat_map(|p| &p.versions);
+        Ok(KeyringStatus {
+            branch_keys_elsewhere: versions.filter(|v| v.kms_key_id != current).count(),
+            left_behind: census.left_behind(current),
+            purposes,
+        })
     }
 
     /// Sealed records per purpose and version, counted over the whole table.
@@ -262,17 +295,9 @@ impl Keyring<'_> {
                 }
             }
         }
-        moved.left_behind = self.left_behind().await?;
+        moved.left_behind = self.census().await?.left_behind(self.provider.key_id());
         tracing::info!(moved = moved.moved, already = moved.already_there, "branch keys on the current KMS key");
         Ok(moved)
-    }
-
-    /// Records that open only with a KMS key other than the current one, by key: format-1 records
-    /// (a data key of their own, wrapped by whichever key sealed them).
-    pub async fn left_behind(&self) -> Result<BTreeMap<String, u64>, KeyringError> {
-        let mut census = self.census().await?.format_one_by_kms_key;
-        census.remove(self.provider.key_id());
-        Ok(census)
     }
 }
 
@@ -341,7 +366,8 @@ mod tests {
         let keyring = maintenance(&fixture, &admin_instance, &provider, 2);
         let first = fixture.store.keyring().active(Purpose::LlmKey).await.unwrap().unwrap().version;
         let status = keyring.status().await.unwrap();
-        let llm = status.iter().find(|s| s.purpose == Purpose::LlmKey).unwrap();
+        assert!(status.all_on_current_key(), "{status:?}");
+        let llm = status.purposes.iter().find(|s| s.purpose == Purpose::LlmKey).unwrap();
         assert_eq!((llm.format_one_records, llm.versions.len(), llm.versions[0].records), (3, 1, 3));
 
         fixture.clock.advance(10);
@@ -386,7 +412,7 @@ mod tests {
 
         resumed.retire(Purpose::LlmKey, first).await.unwrap();
         let status = resumed.status().await.unwrap();
-        let llm = status.iter().find(|s| s.purpose == Purpose::LlmKey).unwrap();
+        let llm = status.purposes.iter().find(|s| s.purpose == Purpose::LlmKey).unwrap();
         assert_eq!(
             llm.versions.iter().map(|v| (v.version, v.active, v.records)).collect::<Vec<_>>(),
             [(next.version, true, 6)]
