@@ -126,15 +126,12 @@ impl LlmKeys<'_> {
     }
 
     /// The user's keys of `providers` (those stored), in one read; never loads another provider's,
-    /// and answers for each item only the provider its key names.
+    /// and answers for each item the provider its key names (one of those asked for).
     pub async fn get_many(&self, user: &UserId, providers: &[Provider]) -> Result<Vec<StoredLlmKey>, StoreError> {
         let keys: Vec<Key> = providers.iter().map(|p| key(user, *p)).collect();
         let mut found = Vec::with_capacity(keys.len());
         for item in self.0.get_many(&keys).await? {
-            let provider = provider_of(&item)?;
-            if providers.contains(&provider) {
-                found.extend(refuse_tampered(parse(&item, provider))?);
-            }
+            found.extend(refuse_tampered(parse(&item, provider_of(&item)?))?);
         }
         found.sort_by_key(|k| k.provider);
         Ok(found)
