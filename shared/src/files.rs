@@ -34,12 +34,26 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 /// Refuses a secret file other users can read.
 pub fn ensure_private(path: &Path) -> Result<(), String> {
     let mode = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?.permissions().mode();
+    owner_only(path, mode)
+}
+
+/// Refuses a mode that lets group or others in.
+fn owner_only(path: &Path, mode: u32) -> Result<(), String> {
     if mode & 0o077 != 0 {
         return Err(format!(
             "{} is readable by other users (mode {:o}); run chmod 600 on it",
             path.display(),
             mode & 0o777
         ));
+    }
+    Ok(())
+}
+
+/// Refuses a file or folder another user owns (who could read or replace it).
+fn ours(path: &Path, owner: u32) -> Result<(), String> {
+    let me = rustix::process::getuid().as_raw();
+    if owner != me {
+        return Err(format!("{} belongs to user {owner}, not to the user running keyward ({me})", path.display()));
     }
     Ok(())
 }
@@ -52,23 +66,15 @@ pub fn read_private(path: &Path) -> Result<Zeroizing<Vec<u8>>, String> {
     let shown = path.display();
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
     let fd = rustix::fs::open(path, flags, Mode::empty()).map_err(|e| match e {
-        rustix::io::Errno::LOOP => format!("{shown} is a symbolic link; keyward keeps its secrets only in real files"),
+        rustix::io::Errno::LOOP => symbolic_link(path),
         e => format!("{shown}: {e}"),
     })?;
     let stat = rustix::fs::fstat(&fd).map_err(|e| format!("{shown}: {e}"))?;
     if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
         return Err(format!("{shown} is not a regular file"));
     }
-    let me = rustix::process::getuid().as_raw();
-    if stat.st_uid != me {
-        return Err(format!("{shown} belongs to user {}, not to the user running keyward ({me})", stat.st_uid));
-    }
-    if stat.st_mode & 0o077 != 0 {
-        return Err(format!(
-            "{shown} is readable by other users (mode {:o}); run chmod 600 on it",
-            stat.st_mode & 0o777
-        ));
-    }
+    ours(path, stat.st_uid)?;
+    owner_only(path, stat.st_mode)?;
     let mut bytes = Zeroizing::new(Vec::new());
     std::fs::File::from(fd).read_to_end(&mut bytes).map_err(|e| format!("{shown}: {e}"))?;
     Ok(bytes)
@@ -79,17 +85,13 @@ pub fn read_private(path: &Path) -> Result<Zeroizing<Vec<u8>>, String> {
 pub fn ensure_own(path: &Path) -> Result<(), String> {
     let metadata = std::fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
     if metadata.file_type().is_symlink() {
-        return Err(format!("{} is a symbolic link; keyward keeps its secrets only in real files", path.display()));
+        return Err(symbolic_link(path));
     }
-    let me = rustix::process::getuid().as_raw();
-    if metadata.uid() != me {
-        return Err(format!(
-            "{} belongs to user {}, not to the user running keyward ({me})",
-            path.display(),
-            metadata.uid()
-        ));
-    }
-    Ok(())
+    ours(path, metadata.uid())
+}
+
+fn symbolic_link(path: &Path) -> String {
+    format!("{} is a symbolic link; keyward keeps its secrets only in real files", path.display())
 }
 
 #[cfg(test)]

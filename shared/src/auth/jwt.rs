@@ -165,8 +165,8 @@ impl TokenVerifier {
             return Err(AuthError::NotAUserToken);
         }
         // Exact comparison, case and all; a token naming no application is Auth0's never.
-        let named = [&claims.azp, &claims.client_id].into_iter().flatten();
-        if named.into_iter().any(|client| !self.settings.allowed_clients.contains(client)) {
+        let mut named = [&claims.azp, &claims.client_id].into_iter().flatten();
+        if named.any(|client| !self.settings.allowed_clients.contains(client)) {
             return Err(AuthError::WrongClient);
         }
         if let Some(required) = &self.settings.required_scope {
