@@ -105,7 +105,7 @@ pub fn partition_pattern(pk: &str) -> String {
 /// the suite, checks that each access SECURITY.md grants a role is one its code makes.
 pub fn record_use(function: &str, accesses: &[Access]) {
     use std::io::Write;
-    let Some(dir) = std::env::var_os(crate::leaks::DIR_VAR).filter(|d| !d.is_empty()) else { return };
+    let Some(mut file) = crate::leaks::append("roles") else { return };
     let lines: String = accesses
         .iter()
         .flat_map(|access| {
@@ -113,11 +113,7 @@ pub fn record_use(function: &str, accesses: &[Access]) {
             keys.map(move |pk| format!("{function} {} {}\n", access.action, partition_pattern(pk)))
         })
         .collect();
-    let path = std::path::Path::new(&dir).join(format!("roles-{}.txt", std::process::id()));
-    let file = std::fs::OpenOptions::new().create(true).append(true).open(path);
-    if let Ok(mut file) = file {
-        let _ = file.write_all(lines.as_bytes());
-    }
+    let _ = file.write_all(lines.as_bytes());
 }
 
 /// keyward's tables are keyed by `pk` (a string) and `sk`.

@@ -31,7 +31,8 @@ fn dir() -> Option<PathBuf> {
     std::env::var_os(DIR_VAR).filter(|d| !d.is_empty()).map(PathBuf::from)
 }
 
-fn append(name: &str) -> Option<File> {
+/// `<dir>/<name>-<pid>.txt`, opened for appending, when the capture is on.
+pub(crate) fn append(name: &str) -> Option<File> {
     let dir = dir()?;
     std::fs::create_dir_all(&dir).ok()?;
     OpenOptions::new().create(true).append(true).open(dir.join(format!("{name}-{}.txt", std::process::id()))).ok()

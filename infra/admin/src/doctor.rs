@@ -36,24 +36,10 @@ fn failed(what: &str, error: impl std::error::Error + 'static) -> String {
 
 /// Every role's and user's ARN in the account.
 async fn principals(iam: &Client) -> Result<Vec<String>, String> {
-    let mut arns = Vec::new();
-    let mut marker = None;
-    loop {
-        let page = iam.list_roles().set_marker(marker).send().await.map_err(|e| failed("ListRoles", e))?;
-        arns.extend(page.roles().iter().map(|role| role.arn().to_owned()));
-        marker = page.marker().filter(|_| page.is_truncated()).map(str::to_owned);
-        if marker.is_none() {
-            break;
-        }
-    }
-    loop {
-        let page = iam.list_users().set_marker(marker).send().await.map_err(|e| failed("ListUsers", e))?;
-        arns.extend(page.users().iter().map(|user| user.arn().to_owned()));
-        marker = page.marker().filter(|_| page.is_truncated()).map(str::to_owned);
-        if marker.is_none() {
-            return Ok(arns);
-        }
-    }
+    let roles = iam.list_roles().into_paginator().items().send().try_collect().await;
+    let users = iam.list_users().into_paginator().items().send().try_collect().await;
+    let roles = roles.map_err(|e| failed("ListRoles", e))?.into_iter().map(|r| r.arn);
+    Ok(roles.chain(users.map_err(|e| failed("ListUsers", e))?.into_iter().map(|u| u.arn)).collect())
 }
 
 /// Simulates every principal of the account invoking each of `functions` (ARNs).
@@ -61,30 +47,25 @@ pub async fn check(iam: &Client, functions: &[String]) -> Result<Report, String>
     let mut report = Report::default();
     for principal in principals(iam).await? {
         report.principals += 1;
+        let results = iam
+            .simulate_principal_policy()
+            .policy_source_arn(&principal)
+            .set_action_names(Some(INVOKE_ACTIONS.map(String::from).to_vec()))
+            .set_resource_arns(Some(functions.to_vec()))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| failed("SimulatePrincipalPolicy", e))?;
         let mut may = BTreeSet::new();
-        let mut marker = None;
-        loop {
-            let page = iam
-                .simulate_principal_policy()
-                .policy_source_arn(&principal)
-                .set_action_names(Some(INVOKE_ACTIONS.map(String::from).to_vec()))
-                .set_resource_arns(Some(functions.to_vec()))
-                .set_marker(marker)
-                .send()
-                .await
-                .map_err(|e| failed("SimulatePrincipalPolicy", e))?;
-            for result in page.evaluation_results() {
-                if result.eval_decision() == &PolicyEvaluationDecisionType::Allowed {
-                    let function = result.eval_resource_name().unwrap_or("*");
-                    may.insert(function.rsplit(':').next().unwrap_or(function).to_owned());
-                }
-                for key in result.missing_context_values() {
-                    report.unevaluated.insert((principal.clone(), key.clone()));
-                }
+        for result in results {
+            if result.eval_decision() == &PolicyEvaluationDecisionType::Allowed {
+                let function = result.eval_resource_name().unwrap_or("*");
+                may.insert(function.rsplit(':').next().unwrap_or(function).to_owned());
             }
-            marker = page.marker().filter(|_| page.is_truncated()).map(str::to_owned);
-            if marker.is_none() {
-                break;
+            for key in result.missing_context_values() {
+                report.unevaluated.insert((principal.clone(), key.clone()));
             }
         }
         if !may.is_empty() {
