@@ -4,7 +4,7 @@
 //! `Display`, and is zeroized on drop (via `secrecy`). Reading the value is an explicit `expose()`.
 
 use secrecy::{ExposeSecret, SecretBox, SecretString};
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
 /// Declares a string secret newtype with redacted formatting.
 macro_rules! string_secret {
@@ -81,6 +81,58 @@ pub fn digest(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
+/// `value` as JSON in a buffer of exactly its length, wiped when dropped. Serialized twice (once to
+/// count): a growing buffer would leave each outgrown copy (a prefix of every key in it) in freed
+/// memory.
+pub fn wiped_json<T: serde::Serialize + ?Sized>(value: &T) -> serde_json::Result<Zeroizing<Vec<u8>>> {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, value)?;
+    let mut json = Zeroizing::new(Vec::with_capacity(count.0));
+    serde_json::to_writer(&mut *json, value)?;
+    Ok(json)
+}
+
+/// `buffer` as `Bytes` that wipe it when their last holder drops them: a body that may hold a
+/// secret, handed to hyper, which queues `Bytes` for a vectored write without copying them.
+pub fn wiped_bytes(buffer: Zeroizing<Vec<u8>>) -> bytes::Bytes {
+    struct Wiped(Zeroizing<Vec<u8>>);
+    impl AsRef<[u8]> for Wiped {
+        fn as_ref(&self) -> &[u8] {
+            &self.0
+        }
+    }
+    bytes::Bytes::from_owner(Wiped(buffer))
+}
+
+/// `fields` as an `application/x-www-form-urlencoded` body (what `reqwest`'s `form` writes) in a
+/// buffer of exactly its length, wiped when the request is done: token requests carry client
+/// secrets, refresh tokens and PKCE verifiers.
+pub fn wiped_form(fields: &[(&str, &str)]) -> bytes::Bytes {
+    use url::form_urlencoded::byte_serialize;
+    let pieces = || {
+        fields.iter().enumerate().flat_map(|(i, (name, value))| {
+            let separator = if i == 0 { "" } else { "&" };
+            std::iter::once(separator)
+                .chain(byte_serialize(name.as_bytes()))
+                .chain(std::iter::once("="))
+                .chain(byte_serialize(value.as_bytes()))
+        })
+    };
+    let mut body = Zeroizing::new(Vec::with_capacity(pieces().map(str::len).sum()));
+    pieces().for_each(|piece| body.extend_from_slice(piece.as_bytes()));
+    wiped_bytes(body)
+}
+
 /// A 256-bit AES data key in plaintext, as returned by the key provider. Zeroized on drop.
 pub struct DataKey(SecretBox<[u8; 32]>);
 
@@ -119,6 +171,23 @@ impl std::fmt::Debug for DataKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wiped_json_fills_a_buffer_of_exactly_its_length() {
+        let value = serde_json::json!({"keys": {"openai": "sk-proj-".repeat(40)}, "regions": {}});
+        let json = wiped_json(&value).unwrap();
+        assert_eq!(json.as_slice(), serde_json::to_vec(&value).unwrap());
+        assert_eq!(json.capacity(), json.len(), "never grown, so no outgrown copy was freed");
+    }
+
+    #[test]
+    fn wiped_form_encodes_as_a_form_does() {
+        let fields = [("grant_type", "authorization_code"), ("code_verifier", "a b&c=d/é~"), ("empty", "")];
+        let body = wiped_form(&fields);
+        let expected: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
+        assert_eq!(std::str::from_utf8(&body).unwrap(), expected);
+        assert_eq!(std::str::from_utf8(&wiped_form(&[])).unwrap(), "");
+    }
 
     #[test]
     fn debug_and_display_never_show_the_value() {

@@ -3,6 +3,7 @@
 
 mod aws;
 pub mod routes;
+pub mod runtime;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,7 +32,8 @@ use crate::use_cases::keys::Keys;
 use crate::use_cases::sessions::Sessions;
 
 pub use aws::{aws_config_loader, lambda_sdk_config};
-pub use routes::{Access, Need, Routes, run, service};
+pub use routes::{Access, Need, Routes, service};
+pub use runtime::run;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {

@@ -3,7 +3,8 @@
 //! the verified claims, one of a service route the verified caller — and a test holds the tables
 //! against `template.yaml` (every IAM route is a service route, and only those).
 //!
-//! [`run`] serves a function's routes on Lambda; the local gateway mounts the same [`service`].
+//! The runtime loop serves a function's routes on Lambda; the local gateway mounts the same
+//! [`service`].
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -26,7 +27,7 @@ use crate::model::{OAuthProvider, Provider};
 
 /// What a handler answers.
 pub type Answer = Result<Response<Body>, ApiError>;
-type Pending<'a> = Pin<Box<dyn Future<Output = Answer> + Send + 'a>>;
+pub(crate) type Pending<'a> = Pin<Box<dyn Future<Output = Answer> + Send + 'a>>;
 type Authenticating<'a> = Pin<Box<dyn Future<Output = Result<Claims, AuthError>> + Send + 'a>>;
 /// How a user route authenticates its caller. A pointer set by [`Routes::user`], so a function
 /// with no user route never references the token verifier and its binary leaves the JWT and JWKS
@@ -171,7 +172,7 @@ impl Routes {
     }
 }
 
-/// `routes` as the service `lambda_http::run` drives, serving each request in its own span.
+/// `routes` as the service the Lambda runtime loop drives, serving each request in its own span.
 pub fn service(
     state: Arc<AppState>,
     routes: Arc<Routes>,
@@ -190,17 +191,6 @@ pub fn service(
             span.in_scope(|| tracing::info!(status = response.status().as_u16(), "served"));
             Ok(response)
         }
-    })
-}
-
-/// A function's `main`: telemetry, the application state once per cold start, then its routes on
-/// Lambda. One thread: Lambda hands an execution environment one request at a time, so worker
-/// threads would only add to every cold start (BENCHMARKS.md).
-pub fn run(routes: Routes) -> Result<(), lambda_http::Error> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
-        crate::telemetry::init();
-        let state = AppState::from_env_or_exit();
-        lambda_http::run(service(state, Arc::new(routes))).await
     })
 }
 
@@ -267,7 +257,7 @@ fn health(state: &AppState, function: &str) -> Response<Body> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
@@ -281,7 +271,7 @@ mod tests {
     }
 
     /// A state on AWS clients that are never called (the handlers below touch nothing).
-    fn idle_state(principals: &str) -> Arc<AppState> {
+    pub(in crate::app) fn idle_state(principals: &str) -> Arc<AppState> {
         let vars = [
             ("KEYWARD_MODE", "aws"),
             ("KEYWARD_TABLE_NAME", "keyward"),

@@ -7,9 +7,17 @@ use serde::Serialize;
 use super::ApiError;
 use crate::model::Cookie;
 
-/// A JSON response with `Cache-Control: no-store`.
+/// A JSON response with `Cache-Control: no-store`. Serialized without growing (it may hold keys);
+/// the runtime loop wipes the body once it is sent.
 pub fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
-    match serde_json::to_string(value) {
+    let text = crate::secret::wiped_json(value).map_err(|e| e.to_string()).and_then(|mut json| {
+        // serde_json writes UTF-8; the bytes of a refusal are wiped, never printed.
+        String::from_utf8(std::mem::take(&mut *json)).map_err(|refused| {
+            drop(zeroize::Zeroizing::new(refused.into_bytes()));
+            "not UTF-8".to_owned()
+        })
+    });
+    match text {
         Ok(body) => {
             let mut response = Response::new(Body::Text(body));
             *response.status_mut() = status;

@@ -97,12 +97,16 @@ struct ErrorAnswer {
 /// An endpoint's status and body; the body is wiped when dropped (it may hold tokens).
 pub(crate) type Answer = (u16, Zeroizing<Vec<u8>>);
 
-/// POSTs a form; the status and body of whatever answered. Transport errors drop the URL, which
+/// POSTs a form (its body wiped once sent); the status and body of whatever answered. Transport errors drop the URL, which
 /// may carry a token in a query (Google's revoke endpoint accepts one there).
 pub(crate) async fn post_form(http: &Outbound, url: Url, form: &[(&str, &str)]) -> Result<Answer, OAuthFailure> {
     let http = http.client().map_err(|e| OAuthFailure::Unavailable(e.to_string()))?;
-    let response =
-        http.post(url).form(form).send().await.map_err(|e| OAuthFailure::Unavailable(e.without_url().to_string()))?;
+    let request = http.post(url).header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    let response = request
+        .body(crate::secret::wiped_form(form))
+        .send()
+        .await
+        .map_err(|e| OAuthFailure::Unavailable(e.without_url().to_string()))?;
     read(response).await
 }
 
