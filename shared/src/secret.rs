@@ -73,6 +73,10 @@ string_secret!(
     /// A client secret (Auth0's web application, Google's OAuth client).
     ClientSecret
 );
+string_secret!(
+    /// A keyward personal access token (`kw_pat_…`): shown once, stored only as a hash.
+    PersonalToken
+);
 
 /// What keyward keeps of a secret it only has to recognise (a session handle, a device code, a
 /// redirect's state): its SHA-256, hex. The secrets are 256 random bits, so the digest needs no salt.

@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use keyward::app::routes::Answer;
-use keyward::app::{AppState, Need, Routes};
-use keyward::auth::ServiceCaller;
+use keyward::app::{AppState, Routes};
+use keyward::auth::{Need, ServiceCaller};
 use keyward::http::ApiError;
 use keyward::http::request::{path_user, query_param};
 use keyward::http::response::json_response;

@@ -3,11 +3,11 @@
 
 use keyward::app::routes::Answer;
 use keyward::app::{AppState, Routes};
-use keyward::auth::Claims;
+use keyward::auth::UserCaller;
 use keyward::http::ApiError;
 use keyward::http::request::{json_body, path_as};
 use keyward::http::response::{json_response, no_content};
-use keyward::model::{Provider, ZaiRegion, rfc3339};
+use keyward::model::{Provider, Scope, ZaiRegion, rfc3339};
 use keyward::store::StoredLlmKey;
 use keyward::use_cases::keys::Keys;
 use lambda_http::http::StatusCode;
@@ -21,11 +21,15 @@ pub const FUNCTION: &str = "llm-keys";
 pub fn routes() -> Routes {
     Routes::new(FUNCTION)
         .public("GET /llm-providers", |_, _| Box::pin(async { Ok(providers()) }))
-        .user("GET /me/llm-keys", |state, _, claims| Box::pin(list(state, claims)))
-        .user("DELETE /me/llm-keys", |state, _, claims| Box::pin(delete_all(state, claims)))
-        .user("PUT /me/llm-keys/{provider}", |state, req, claims| Box::pin(put(state, req, claims)))
-        .user("POST /me/llm-keys/{provider}/test", |state, req, claims| Box::pin(test(state, req, claims)))
-        .user("DELETE /me/llm-keys/{provider}", |state, req, claims| Box::pin(delete(state, req, claims)))
+        .user("GET /me/llm-keys", Scope::KeysRead, |state, _, caller| Box::pin(list(state, caller)))
+        .user("DELETE /me/llm-keys", Scope::KeysWrite, |state, _, caller| Box::pin(delete_all(state, caller)))
+        .user("PUT /me/llm-keys/{provider}", Scope::KeysWrite, |state, req, caller| Box::pin(put(state, req, caller)))
+        .user("POST /me/llm-keys/{provider}/test", Scope::KeysRead, |state, req, caller| {
+            Box::pin(test(state, req, caller))
+        })
+        .user("DELETE /me/llm-keys/{provider}", Scope::KeysWrite, |state, req, caller| {
+            Box::pin(delete(state, req, caller))
+        })
 }
 
 /// One provider as a UI or the CLI shows it.
@@ -104,8 +108,8 @@ fn provider_of(req: &Request) -> Result<Provider, ApiError> {
 }
 
 /// `GET /me/llm-keys` → `{"keys": [listing, …]}`.
-async fn list(state: &AppState, claims: &Claims) -> Answer {
-    let keys: Vec<KeyListing> = state.keys().list(&claims.user).await?.into_iter().map(Into::into).collect();
+async fn list(state: &AppState, caller: &UserCaller) -> Answer {
+    let keys: Vec<KeyListing> = state.keys().list(&caller.user).await?.into_iter().map(Into::into).collect();
     Ok(json_response(StatusCode::OK, &serde_json::json!({ "keys": keys })))
 }
 
@@ -119,10 +123,10 @@ struct PutKey {
 }
 
 /// `PUT /me/llm-keys/{provider}` `{"apiKey": "…"}` → the stored key's listing.
-async fn put(state: &AppState, req: &Request, claims: &Claims) -> Answer {
+async fn put(state: &AppState, req: &Request, caller: &UserCaller) -> Answer {
     let provider = provider_of(req)?;
     let body: PutKey = json_body(req)?;
-    let stored = state.keys().store_key(claims, provider, &body.api_key, body.region.as_deref()).await?;
+    let stored = state.keys().store_key(caller, provider, &body.api_key, body.region.as_deref()).await?;
     Ok(json_response(StatusCode::OK, &KeyListing::from(stored)))
 }
 
@@ -136,8 +140,8 @@ struct TestAnswer {
 }
 
 /// `POST /me/llm-keys/{provider}/test` → `{ok, message, at}` (and `code` when not ok).
-async fn test(state: &AppState, req: &Request, claims: &Claims) -> Answer {
-    let tested = state.keys().test(claims, provider_of(req)?).await?;
+async fn test(state: &AppState, req: &Request, caller: &UserCaller) -> Answer {
+    let tested = state.keys().test(caller, provider_of(req)?).await?;
     Ok(json_response(
         StatusCode::OK,
         &TestAnswer { ok: tested.ok, code: tested.code, message: tested.message, at: rfc3339(tested.at) },
@@ -145,13 +149,13 @@ async fn test(state: &AppState, req: &Request, claims: &Claims) -> Answer {
 }
 
 /// `DELETE /me/llm-keys/{provider}` → 204, whether or not there was a key.
-async fn delete(state: &AppState, req: &Request, claims: &Claims) -> Answer {
-    state.keys().delete(&claims.user, provider_of(req)?).await?;
+async fn delete(state: &AppState, req: &Request, caller: &UserCaller) -> Answer {
+    state.keys().delete(caller, provider_of(req)?).await?;
     Ok(no_content())
 }
 
 /// `DELETE /me/llm-keys` → 204: every key of the user, at once.
-async fn delete_all(state: &AppState, claims: &Claims) -> Answer {
-    state.keys().delete_all(&claims.user).await?;
+async fn delete_all(state: &AppState, caller: &UserCaller) -> Answer {
+    state.keys().delete_all(caller).await?;
     Ok(no_content())
 }

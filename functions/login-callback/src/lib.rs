@@ -3,10 +3,10 @@
 
 use keyward::app::routes::Answer;
 use keyward::app::{AppState, Routes};
-use keyward::auth::Claims;
+use keyward::auth::UserCaller;
 use keyward::http::request::{client_address, cookie, json_body, query_param};
 use keyward::http::response::{json_response, no_content, redirect, with_cookies};
-use keyward::model::{Cookie, rfc3339};
+use keyward::model::{Cookie, Scope, rfc3339};
 use keyward::secret::SessionHandle;
 use keyward::store::UserProfile;
 use keyward::use_cases::redirects::browser_cookie_name;
@@ -27,7 +27,7 @@ pub fn routes() -> Routes {
         .public("GET /auth/callback", |state, req| Box::pin(callback(state, req)))
         .public("POST /auth/refresh", |state, req| Box::pin(refresh(state, req)))
         .public("POST /auth/logout", |state, req| Box::pin(logout(state, req)))
-        .user("GET /me", |state, _, claims| Box::pin(me(state, claims)))
+        .user("GET /me", Scope::ProfileRead, |state, _, caller| Box::pin(me(state, caller)))
 }
 
 /// `GET /auth/config`: what a client needs to sign in, all public.
@@ -148,6 +148,6 @@ impl From<UserProfile> for Profile {
 }
 
 /// `GET /me`: the caller's profile, created on first sight of a valid token.
-async fn me(state: &AppState, claims: &Claims) -> Answer {
-    Ok(json_response(StatusCode::OK, &Profile::from(state.accounts().profile(claims).await?)))
+async fn me(state: &AppState, caller: &UserCaller) -> Answer {
+    Ok(json_response(StatusCode::OK, &Profile::from(state.accounts().profile(caller).await?)))
 }

@@ -3,11 +3,11 @@
 //! connections use case. The browser routes (`start`, `callback`) always end back at the app.
 
 use keyward::app::routes::{Answer, connection_provider};
-use keyward::app::{AppState, Need, Routes};
-use keyward::auth::{Claims, ServiceCaller};
+use keyward::app::{AppState, Routes};
+use keyward::auth::{Need, ServiceCaller, UserCaller};
 use keyward::http::request::{client_address, cookie, path_user, query_param};
 use keyward::http::response::{json_response, no_content, redirect, with_cookies};
-use keyward::model::rfc3339;
+use keyward::model::{Scope, rfc3339};
 use keyward::oauth::connection_spec;
 use keyward::secret::SessionHandle;
 use keyward::store::OAuthConnection;
@@ -24,11 +24,13 @@ pub const FUNCTION: &str = "oauth-refresh";
 
 pub fn routes() -> Routes {
     Routes::new(FUNCTION)
-        .user("GET /me/oauth/{provider}/connect", |state, req, claims| Box::pin(connect(state, req, claims)))
+        .signed_in("GET /me/oauth/{provider}/connect", |state, req, caller| Box::pin(connect(state, req, caller)))
         .public("GET /oauth/{provider}/start", |state, req| Box::pin(start(state, req)))
         .public("GET /oauth/{provider}/callback", |state, req| Box::pin(callback(state, req)))
-        .user("GET /me/oauth/{provider}", |state, req, claims| Box::pin(status(state, req, claims)))
-        .user("DELETE /me/oauth/{provider}", |state, req, claims| Box::pin(disconnect(state, req, claims)))
+        .user("GET /me/oauth/{provider}", Scope::ConnectionsRead, |state, req, caller| {
+            Box::pin(status(state, req, caller))
+        })
+        .signed_in("DELETE /me/oauth/{provider}", |state, req, caller| Box::pin(disconnect(state, req, caller)))
         .service("GET /internal/users/{uid}/oauth/{provider}/token", Need::ConnectionInPath, |state, req, caller| {
             Box::pin(internal_token(state, req, caller))
         })
@@ -52,9 +54,9 @@ struct Consent {
 }
 
 /// `GET /me/oauth/{provider}/connect?returnTo=…` → the link the app opens in the user's browser.
-async fn connect(state: &AppState, req: &Request, claims: &Claims) -> Answer {
+async fn connect(state: &AppState, req: &Request, caller: &UserCaller) -> Answer {
     let connections = state.connections(connection_provider(req)?)?;
-    let link = connections.link(claims, query_param(req, "returnTo")).await?;
+    let link = connections.link(caller, query_param(req, "returnTo")).await?;
     Ok(json_response(StatusCode::OK, &Consent { authorization_url: link.into() }))
 }
 
@@ -98,10 +100,10 @@ struct ConnectionView {
 }
 
 /// `GET /me/oauth/{provider}` → the connection's status (never its tokens).
-async fn status(state: &AppState, req: &Request, claims: &Claims) -> Answer {
+async fn status(state: &AppState, req: &Request, caller: &UserCaller) -> Answer {
     let provider = connection_provider(req)?;
     let consent_page = connection_spec(provider).consent_page();
-    let view = match state.connections(provider)?.status(&claims.user).await? {
+    let view = match state.connections(provider)?.status(&caller.user).await? {
         None => ConnectionView {
             status: "disconnected",
             email: None,
@@ -123,8 +125,8 @@ async fn status(state: &AppState, req: &Request, claims: &Claims) -> Answer {
 }
 
 /// `DELETE /me/oauth/{provider}` → 204: revoked at the provider where it can be, then forgotten.
-async fn disconnect(state: &AppState, req: &Request, claims: &Claims) -> Answer {
-    state.connections(connection_provider(req)?)?.disconnect(&claims.user).await?;
+async fn disconnect(state: &AppState, req: &Request, caller: &UserCaller) -> Answer {
+    state.connections(connection_provider(req)?)?.disconnect(caller).await?;
     Ok(no_content())
 }
 

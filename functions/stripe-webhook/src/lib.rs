@@ -3,12 +3,12 @@
 //! credits use cases.
 
 use keyward::app::routes::Answer;
-use keyward::app::{AppState, Need, Routes};
-use keyward::auth::{Claims, ServiceCaller};
+use keyward::app::{AppState, Routes};
+use keyward::auth::{Need, ServiceCaller, UserCaller};
 use keyward::http::ApiError;
 use keyward::http::request::{json_body, path_user, query_param, raw_body};
 use keyward::http::response::json_response;
-use keyward::model::rfc3339;
+use keyward::model::{Scope, rfc3339};
 use keyward::store::LedgerEntry;
 use keyward::use_cases::credits::Consumption;
 use lambda_http::Request;
@@ -24,7 +24,7 @@ const MAX_EVENT_BYTES: usize = 512 * 1024;
 pub fn routes() -> Routes {
     Routes::new(FUNCTION)
         .public("POST /webhooks/stripe", |state, req| Box::pin(webhook(state, req)))
-        .user("GET /me/credits", |state, req, claims| Box::pin(my_credits(state, req, claims)))
+        .user("GET /me/credits", Scope::CreditsRead, |state, req, caller| Box::pin(my_credits(state, req, caller)))
         .service("GET /internal/users/{uid}/credits", Need::Credits, |state, req, _| {
             Box::pin(internal_credits(state, req))
         })
@@ -84,13 +84,13 @@ struct MyCredits {
 }
 
 /// `GET /me/credits?limit&cursor` → balance, tier, allowance and the ledger, newest first.
-async fn my_credits(state: &AppState, req: &Request, claims: &Claims) -> Answer {
+async fn my_credits(state: &AppState, req: &Request, caller: &UserCaller) -> Answer {
     let limit = match query_param(req, "limit") {
         None => 20,
         // Out of range or not a number alike: the use case refuses what is not 1 to 100.
         Some(raw) => raw.parse::<u32>().unwrap_or(0),
     };
-    let statement = state.credits().statement(&claims.user, limit, query_param(req, "cursor")).await?;
+    let statement = state.credits().statement(&caller.user, limit, query_param(req, "cursor")).await?;
     Ok(json_response(
         StatusCode::OK,
         &MyCredits {

@@ -45,7 +45,7 @@ pub enum GatewayError {
 }
 
 /// Every function's routes, as its `main.rs` serves them.
-pub fn all_routes() -> [Routes; 6] {
+pub fn all_routes() -> [Routes; 7] {
     [
         login_callback::routes(),
         device_auth::routes(),
@@ -53,6 +53,7 @@ pub fn all_routes() -> [Routes; 6] {
         internal_keys::routes(),
         oauth_refresh::routes(),
         stripe_webhook::routes(),
+        access_tokens::routes(),
     ]
 }
 

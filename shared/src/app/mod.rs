@@ -11,11 +11,12 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 
-use crate::auth::TokenVerifier;
 use crate::auth::auth0::Auth0Client;
+use crate::auth::{Access, AuthError, TokenVerifier, UserCaller};
 use crate::aws_client::LazyClient;
 use crate::config::{Config, ConfigError, Mode};
 use crate::crypto::{CryptoError, Envelope, KeyMaintenance, KeyProvider, KmsKeyProvider, LocalKeyProvider};
+use crate::http::ApiError;
 use crate::model::{Clock, OAuthProvider, SystemClock};
 use crate::oauth::connection::ConnectionClient;
 use crate::oauth::connection_spec;
@@ -23,6 +24,7 @@ use crate::outbound::Outbound;
 use crate::providers::KeyValidator;
 use crate::secret_store::SecretReader;
 use crate::store::{DynamoTable, Store, StoreError};
+use crate::use_cases::access_tokens::PersonalTokens;
 use crate::use_cases::accounts::Accounts;
 use crate::use_cases::billing::{Billing, BillingError};
 use crate::use_cases::connections::{ConnectError, Connections};
@@ -32,7 +34,7 @@ use crate::use_cases::keys::Keys;
 use crate::use_cases::sessions::Sessions;
 
 pub use aws::{aws_config_loader, lambda_sdk_config};
-pub use routes::{Access, Need, Routes, service};
+pub use routes::{Routes, service};
 pub use runtime::run;
 
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +139,31 @@ impl AppState {
             config,
             clock,
         })
+    }
+
+    /// The user a user route's request comes from, by the credential it presents: the one place
+    /// an authenticator is chosen. A bearer with this deployment's token prefix is a personal
+    /// access token (refused unread on a sign-in route); any other, an Auth0 access token
+    /// (carrying every scope).
+    pub async fn user_caller(&self, req: &lambda_http::Request, access: Access) -> Result<UserCaller, ApiError> {
+        let bearer = crate::auth::jwt::bearer(req)?;
+        if self.config.personal_tokens.format.claims(bearer) {
+            if access == Access::SignedIn {
+                return Err(AuthError::SignInRequired.into());
+            }
+            return Ok(self.personal_tokens().verify(bearer).await?);
+        }
+        let claims = self.tokens.verify(bearer).await?;
+        Ok(UserCaller::signed_in(claims.user, claims.email, claims.email_verified))
+    }
+
+    pub fn personal_tokens(&self) -> PersonalTokens<'_> {
+        PersonalTokens {
+            store: &self.store,
+            envelope: &self.envelope,
+            clock: self.clock.as_ref(),
+            settings: &self.config.personal_tokens,
+        }
     }
 
     pub fn accounts(&self) -> Accounts<'_> {

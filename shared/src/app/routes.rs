@@ -18,57 +18,34 @@ use serde::Serialize;
 use tracing::Instrument;
 
 use super::AppState;
-use crate::auth::{AuthError, Claims, Grant, ServiceCaller};
+use crate::auth::{Access, Need, ServiceCaller, UserCaller};
 use crate::config::Mode;
 use crate::http::ApiError;
 use crate::http::request::{path_param, route_key};
 use crate::http::response::json_response;
-use crate::model::{OAuthProvider, Provider};
+use crate::model::{OAuthProvider, Scope};
 
 /// What a handler answers.
 pub type Answer = Result<Response<Body>, ApiError>;
 pub(crate) type Pending<'a> = Pin<Box<dyn Future<Output = Answer> + Send + 'a>>;
-type Authenticating<'a> = Pin<Box<dyn Future<Output = Result<Claims, AuthError>> + Send + 'a>>;
+type Authenticating<'a> = Pin<Box<dyn Future<Output = Result<UserCaller, ApiError>> + Send + 'a>>;
 /// How a user route authenticates its caller. A pointer set by [`Routes::user`], so a function
-/// with no user route never references the token verifier and its binary leaves the JWT and JWKS
-/// code out (`internal-keys`, `stripe-webhook`).
-type Authenticate = for<'a> fn(&'a AppState, &'a Request) -> Authenticating<'a>;
+/// with no user route never references the token verifiers and its binary leaves the JWT and JWKS
+/// code out (`internal-keys`).
+type Authenticate = for<'a> fn(&'a AppState, &'a Request, Access) -> Authenticating<'a>;
+type UserHandler = for<'a> fn(&'a AppState, &'a Request, &'a UserCaller) -> Pending<'a>;
 
-fn bearer_token<'a>(state: &'a AppState, req: &'a Request) -> Authenticating<'a> {
-    Box::pin(state.tokens.verify_request(req))
-}
-
-/// Who may call a route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    Public,
-    /// A user, by an Auth0 access token of theirs.
-    User,
-    /// An internal service signing with IAM (the route's `AWS_IAM` authorization), with a grant.
-    Service(Need),
-}
-
-/// The grant a service route needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Need {
-    Credits,
-    /// Keys of at least one provider; which keys it gets is the keys use case's rule.
-    AnyLlmKey,
-    /// The tokens of the connection provider the path's `{provider}` names.
-    ConnectionInPath,
+fn user_credential<'a>(state: &'a AppState, req: &'a Request, access: Access) -> Authenticating<'a> {
+    Box::pin(state.user_caller(req, access))
 }
 
 impl Need {
     fn check(self, caller: &ServiceCaller, req: &Request) -> Result<(), ApiError> {
-        let granted = match self {
-            Self::Credits => caller.may(Grant::Credits),
-            Self::AnyLlmKey => Provider::ALL.iter().any(|p| caller.may(Grant::LlmKey(*p))),
-            Self::ConnectionInPath => {
-                let provider = connection_provider(req)?;
-                caller.may(Grant::Connection(provider))
-            }
+        let in_path = match self {
+            Self::ConnectionInPath => Some(connection_provider(req)?),
+            Self::Credits | Self::AnyLlmKey => None,
         };
-        if granted { Ok(()) } else { Err(AuthError::GrantMissing.into()) }
+        Ok(self.admits(caller, in_path)?)
     }
 }
 
@@ -83,7 +60,7 @@ pub fn connection_provider(req: &Request) -> Result<OAuthProvider, ApiError> {
 enum Handler {
     Health,
     Public(for<'a> fn(&'a AppState, &'a Request) -> Pending<'a>),
-    User(Authenticate, for<'a> fn(&'a AppState, &'a Request, &'a Claims) -> Pending<'a>),
+    User(Access, Authenticate, UserHandler),
     Service(Need, for<'a> fn(&'a AppState, &'a Request, &'a ServiceCaller) -> Pending<'a>),
 }
 
@@ -96,7 +73,7 @@ impl Route {
     fn access(&self) -> Access {
         match self.handler {
             Handler::Health | Handler::Public(_) => Access::Public,
-            Handler::User(..) => Access::User,
+            Handler::User(access, ..) => access,
             Handler::Service(need, _) => Access::Service(need),
         }
     }
@@ -119,8 +96,14 @@ impl Routes {
         self.with(key, Handler::Public(handler))
     }
 
-    pub fn user(self, key: &str, handler: for<'a> fn(&'a AppState, &'a Request, &'a Claims) -> Pending<'a>) -> Self {
-        self.with(key, Handler::User(bearer_token, handler))
+    /// A user route needing `scope` of the caller's credential.
+    pub fn user(self, key: &str, scope: Scope, handler: UserHandler) -> Self {
+        self.with(key, Handler::User(Access::User(scope), user_credential, handler))
+    }
+
+    /// A user route for a real sign-in only, never a personal access token.
+    pub fn signed_in(self, key: &str, handler: UserHandler) -> Self {
+        self.with(key, Handler::User(Access::SignedIn, user_credential, handler))
     }
 
     pub fn service(
@@ -156,10 +139,13 @@ impl Routes {
         let answer = match &route.handler {
             Handler::Health => Ok(health(state, self.function)),
             Handler::Public(handler) => handler(state, req).await,
-            Handler::User(authenticate, handler) => match authenticate(state, req).await {
-                Ok(claims) => handler(state, req, &claims).await,
-                Err(e) => Err(e.into()),
-            },
+            Handler::User(access, authenticate, handler) => {
+                let caller = authenticate(state, req, *access).await;
+                match caller.and_then(|caller| access.admits(&caller).map(|()| caller).map_err(ApiError::from)) {
+                    Ok(caller) => handler(state, req, &caller).await,
+                    Err(e) => Err(e),
+                }
+            }
             Handler::Service(need, handler) => match state.config.internal_principals.caller(req) {
                 Ok(caller) => match need.check(&caller, req) {
                     Ok(()) => handler(state, req, &caller).await,

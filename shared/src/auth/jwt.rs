@@ -57,6 +57,16 @@ pub struct Claims {
     pub scope: Option<String>,
 }
 
+/// The token of a request's `Authorization: Bearer …` header (RFC 6750 §2.1; the scheme in any case).
+pub fn bearer(req: &Request) -> Result<&str, AuthError> {
+    let header = req.headers().get(AUTHORIZATION).ok_or(AuthError::MissingToken)?;
+    let value = header.to_str().map_err(|_| AuthError::Malformed)?;
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Ok(token.trim()),
+        _ => Err(AuthError::MissingToken),
+    }
+}
+
 /// Auth0's grant type claim: a string, or a list of them.
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -147,13 +157,7 @@ impl TokenVerifier {
 
     /// Verifies the `Authorization: Bearer …` token of a request.
     pub async fn verify_request(&self, req: &Request) -> Result<Claims, AuthError> {
-        let header = req.headers().get(AUTHORIZATION).ok_or(AuthError::MissingToken)?;
-        let value = header.to_str().map_err(|_| AuthError::Malformed)?;
-        let token = match value.split_once(' ') {
-            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
-            _ => return Err(AuthError::MissingToken),
-        };
-        self.verify(token).await
+        self.verify(bearer(req)?).await
     }
 
     /// Verifies a user's access token: a token of Auth0's client-credentials grant (`gty`, or a
@@ -172,7 +176,7 @@ impl TokenVerifier {
         if let Some(required) = &self.settings.required_scope {
             let granted = claims.scope.as_deref().unwrap_or("");
             if !granted.split_whitespace().any(|scope| scope == required) {
-                return Err(AuthError::InsufficientScope);
+                return Err(AuthError::MissingScopes(vec![required.clone()]));
             }
         }
         let namespaced = self.settings.email_verified_claim.as_ref().and_then(|name| claims.other.get(name));

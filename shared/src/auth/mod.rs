@@ -1,11 +1,14 @@
-//! Who is calling: end users by their Auth0 access token ([`jwt`]), internal services by the IAM
-//! principal API Gateway verified ([`service`]).
+//! Who is calling ([`caller`]): end users by their Auth0 access token ([`jwt`]) or a personal access
+//! token, internal services by the IAM principal API Gateway verified ([`service`]).
 
 pub mod auth0;
+pub mod caller;
 pub mod gateway;
 pub mod jwt;
+pub mod personal_token;
 pub mod service;
 
+pub use caller::{Access, Caller, Need, Scopes, UserCaller};
 pub use jwt::{Claims, Identity, TokenVerifier};
 pub use service::{Grant, InternalPrincipals, ServiceCaller};
 
@@ -37,8 +40,14 @@ pub enum AuthError {
     NotAUserToken,
     #[error("The access token was issued to an application this API does not accept.")]
     WrongClient,
-    #[error("The access token lacks the scope this API requires.")]
-    InsufficientScope,
+    /// The credential lacks these scopes (keyward's, or the Auth0 scope the deployment requires).
+    #[error("This credential lacks the scope {} this route needs.", .0.join(" "))]
+    MissingScopes(Vec<String>),
+    #[error("A personal access token cannot do this; it needs a real sign-in (the console or `keyward login`).")]
+    SignInRequired,
+    /// A personal access token that is malformed, unknown, revoked or expired: one answer for all.
+    #[error("The token is malformed, unknown, revoked or expired.")]
+    InvalidToken,
     #[error("The identity provider's signing keys are unavailable; retry shortly.")]
     KeysUnavailable,
     #[error("This route is for internal services signing with IAM (SigV4).")]
@@ -66,7 +75,8 @@ impl AuthError {
             Self::CriticalExtension => "unsupported_critical_header",
             Self::NotAUserToken => "not_a_user_token",
             Self::WrongClient => "wrong_client",
-            Self::InsufficientScope => "insufficient_scope",
+            Self::MissingScopes(_) | Self::SignInRequired => "insufficient_scope",
+            Self::InvalidToken => "invalid_token",
             Self::KeysUnavailable => "identity_provider_unavailable",
             Self::NoServiceIdentity => "service_identity_required",
             Self::PrincipalNotAllowed => "principal_not_allowed",

@@ -12,6 +12,7 @@ use url::Url;
 use crate::auth::auth0::Auth0Settings;
 use crate::auth::gateway::ApiGateway;
 use crate::auth::jwt::TokenSettings;
+use crate::auth::personal_token::{DEFAULT_PREFIX, TokenFormat};
 use crate::auth::service::InternalPrincipals;
 use crate::endpoints::{EndpointSetting, is_loopback};
 use crate::model::OAuthProvider;
@@ -21,6 +22,7 @@ use crate::oauth::connection_spec;
 use crate::providers::ProviderEndpoints;
 use crate::secret_store::SecretSetting;
 use crate::stripe::{StripeMode, StripeSettings};
+use crate::use_cases::access_tokens::PersonalTokenSettings;
 use crate::use_cases::throttle::AnonymousLimits;
 
 /// Where the local sandbox stand-ins listen by default (see `infra/`); local mode points at them.
@@ -113,6 +115,8 @@ pub struct Config {
     pub connections: BTreeMap<OAuthProvider, ConnectionSettings>,
     /// `None` in aws mode without a webhook secret: the webhook answers 503 (Stripe retries).
     pub stripe: Option<StripeSettings>,
+    /// Personal access tokens: their prefix, longest lifetime and number per user.
+    pub personal_tokens: PersonalTokenSettings,
 }
 
 impl Config {
@@ -217,6 +221,12 @@ impl Config {
             providers,
             provider_timeout: Duration::from_secs(bounded(&get, "KEYWARD_PROVIDER_TIMEOUT_SECS", 1..=10, 10)?),
             validations_per_hour: bounded(&get, "KEYWARD_VALIDATIONS_PER_HOUR", 1..=1000, 10)?,
+            personal_tokens: PersonalTokenSettings {
+                format: TokenFormat::new(get("KEYWARD_TOKEN_PREFIX").as_deref().unwrap_or(DEFAULT_PREFIX))
+                    .map_err(|e| ConfigError::new("KEYWARD_TOKEN_PREFIX", e))?,
+                max_days: bounded(&get, "KEYWARD_TOKEN_MAX_DAYS", 1..=3650, 365)?,
+                per_user: bounded(&get, "KEYWARD_TOKENS_PER_USER", 1..=1000, 20)?,
+            },
             anonymous_limits: AnonymousLimits {
                 device_starts: bounded(
                     &get,

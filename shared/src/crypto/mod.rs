@@ -35,6 +35,13 @@ pub use kms::KmsKeyProvider;
 pub use local::LocalKeyProvider;
 pub use sealed::{NONCE_LEN, Sealed, Wrapping};
 
+/// A MAC under a purpose's branch key, and the version that made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tag {
+    pub version: BranchVersion,
+    pub mac: [u8; 32],
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {
     #[error("sealed record is malformed")]
@@ -90,12 +97,14 @@ pub enum Purpose {
     Connection(OAuthProvider),
     /// The PKCE verifier of a sign-in or connect in flight.
     OAuthState,
+    /// The MACs that bind a personal access token's record (never sealing: nothing is secret).
+    AccessToken,
 }
 
 impl Purpose {
     /// Every purpose, one per connection provider among them.
     pub fn all() -> impl Iterator<Item = Self> {
-        [Self::LlmKey, Self::Auth0Refresh, Self::OAuthState]
+        [Self::LlmKey, Self::Auth0Refresh, Self::OAuthState, Self::AccessToken]
             .into_iter()
             .chain(OAuthProvider::ALL.iter().map(|&p| Self::Connection(p)))
     }
@@ -107,6 +116,7 @@ impl Purpose {
             Self::Auth0Refresh => "auth0-refresh".into(),
             Self::Connection(provider) => format!("{provider}-oauth"),
             Self::OAuthState => "oauth-state".into(),
+            Self::AccessToken => "access-token".into(),
         }
     }
 }
@@ -318,6 +328,21 @@ impl Envelope {
         let bytes = self.open(sealed, context).await?;
         let text = std::str::from_utf8(&bytes).map_err(|_| CryptoError::Malformed)?;
         Ok(SecretString::from(text.to_owned()))
+    }
+
+    /// A MAC of `message`, bound to `context`, under its purpose's active branch key: what lets a
+    /// record that holds no secret prove it was written by keyward, not by someone with table access.
+    pub async fn tag(&self, message: &[u8], context: &EncryptionContext) -> Result<Tag, CryptoError> {
+        let (version, branch_key) = self.active_branch_key(context.purpose).await?;
+        Ok(Tag { version, mac: keyring::mac(&branch_key, &context.aad_v2(version), message) })
+    }
+
+    /// Whether `tag` is the MAC of `message` and `context`, compared in constant time; a version
+    /// the purpose does not have is [`CryptoError::UnknownBranchKey`].
+    pub async fn check_tag(&self, message: &[u8], context: &EncryptionContext, tag: &Tag) -> Result<(), CryptoError> {
+        let branch_key = self.branch_key(context.purpose, tag.version).await?;
+        let expected = keyring::mac(&branch_key, &context.aad_v2(tag.version), message);
+        if keyring::commits(&expected, &tag.mac) { Ok(()) } else { Err(CryptoError::Refused) }
     }
 
     /// The key the provider wraps new material under.

@@ -10,6 +10,7 @@ use crate::oauth::connection_spec;
 use crate::providers::{Failure, KeyShapeError};
 use crate::secret_store::SecretError;
 use crate::store::StoreError;
+use crate::use_cases::access_tokens::TokenError;
 use crate::use_cases::accounts::AccountError;
 use crate::use_cases::billing::BillingError;
 use crate::use_cases::connections::ConnectError;
@@ -62,11 +63,31 @@ impl From<AuthError> for ApiError {
     fn from(err: AuthError) -> Self {
         match err {
             AuthError::KeysUnavailable => unavailable("identity_provider_unavailable", err.to_string(), 5),
-            AuthError::NoServiceIdentity
-            | AuthError::PrincipalNotAllowed
-            | AuthError::GrantMissing
-            | AuthError::InsufficientScope => Self::Forbidden { code: err.code(), detail: err.to_string() },
+            AuthError::NoServiceIdentity | AuthError::PrincipalNotAllowed | AuthError::GrantMissing => {
+                Self::Forbidden { code: err.code(), detail: err.to_string() }
+            }
+            AuthError::MissingScopes(ref missing) => {
+                Self::InsufficientScope { missing: missing.clone(), detail: err.to_string() }
+            }
+            AuthError::SignInRequired => Self::InsufficientScope { missing: Vec::new(), detail: err.to_string() },
             _ => Self::Unauthorized { code: err.code(), detail: err.to_string() },
+        }
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(err: TokenError) -> Self {
+        let detail = err.to_string();
+        match err {
+            TokenError::InvalidName => Self::BadRequest { code: "invalid_token_name", detail },
+            TokenError::UnknownScopes(_) => Self::BadRequest { code: "unknown_scope", detail },
+            TokenError::NoScopes => Self::BadRequest { code: "no_scopes", detail },
+            TokenError::InvalidExpiry { .. } => Self::BadRequest { code: "invalid_expiry", detail },
+            TokenError::TooMany { .. } => Self::Conflict { code: "too_many_tokens", detail },
+            TokenError::NotFound => Self::NotFound { code: "token_not_found", detail },
+            TokenError::Invalid => AuthError::InvalidToken.into(),
+            TokenError::Store(e) => e.into(),
+            TokenError::Crypto(e) => e.into(),
         }
     }
 }

@@ -19,6 +19,10 @@ pub enum ApiError {
     Unauthorized { code: &'static str, detail: String },
     #[error("{detail}")]
     Forbidden { code: &'static str, detail: String },
+    /// 403 `insufficient_scope` (RFC 6750 §3.1): the scopes missing, or none when the route needs
+    /// a real sign-in rather than any scope.
+    #[error("{detail}")]
+    InsufficientScope { missing: Vec<String>, detail: String },
     #[error("{detail}")]
     NotFound { code: &'static str, detail: String },
     #[error("{detail}")]
@@ -59,6 +63,8 @@ struct Problem<'a> {
     code: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     retry_after: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    missing_scopes: Option<&'a [String]>,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     provider: Option<ProviderFacts<'a>>,
 }
@@ -93,7 +99,7 @@ impl ApiError {
         match self {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
-            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Self::Forbidden { .. } | Self::InsufficientScope { .. } => StatusCode::FORBIDDEN,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PaymentRequired { .. } => StatusCode::PAYMENT_REQUIRED,
@@ -124,6 +130,7 @@ impl ApiError {
             | Self::Unavailable { code, .. }
             | Self::BadGateway { code, .. } => code,
             Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::InsufficientScope { .. } => "insufficient_scope",
             Self::Provider(failure) => failure.kind.code(),
             Self::Internal(_) => "internal_error",
         }
@@ -159,6 +166,10 @@ impl ApiError {
             detail: &detail,
             code,
             retry_after,
+            missing_scopes: match &self {
+                Self::InsufficientScope { missing, .. } => Some(missing),
+                _ => None,
+            },
             provider: match &self {
                 Self::Provider(failure) => Some(ProviderFacts {
                     provider: failure.provider.slug(),
@@ -179,17 +190,19 @@ impl ApiError {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         // RFC 6750 §3: a refused token is `invalid_token`; a token without the scope is
-        // `insufficient_scope`.
+        // `insufficient_scope`, naming the scope needed.
         let challenge = match &self {
-            Self::Unauthorized { code, .. } => Some(("invalid_token", *code)),
-            Self::Forbidden { code: code @ "insufficient_scope", .. } => Some(("insufficient_scope", *code)),
+            Self::Unauthorized { code, .. } => Some(format!("error=\"invalid_token\", error_description=\"{code}\"")),
+            Self::InsufficientScope { missing, .. } if !missing.is_empty() => {
+                Some(format!("error=\"insufficient_scope\", scope=\"{}\"", missing.join(" ")))
+            }
+            Self::InsufficientScope { .. } => Some("error=\"insufficient_scope\"".to_owned()),
             _ => None,
         };
-        if let Some((error, code)) = challenge {
-            let challenge = format!("Bearer realm=\"keyward\", error=\"{error}\", error_description=\"{code}\"");
-            if let Ok(value) = HeaderValue::from_str(&challenge) {
-                headers.insert(header::WWW_AUTHENTICATE, value);
-            }
+        if let Some(value) =
+            challenge.and_then(|params| HeaderValue::from_str(&format!("Bearer realm=\"keyward\", {params}")).ok())
+        {
+            headers.insert(header::WWW_AUTHENTICATE, value);
         }
         response
     }

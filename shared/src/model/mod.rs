@@ -8,6 +8,7 @@ mod ids;
 mod oauth;
 mod provider;
 mod random;
+mod scope;
 mod tier;
 mod time;
 
@@ -18,5 +19,6 @@ pub use ids::{InvalidUserId, UserId};
 pub use oauth::{OAuthProvider, UnknownOAuthProvider};
 pub use provider::{Provider, UnknownProvider, ZaiRegion};
 pub use random::{random_id, random_secret};
+pub use scope::{Credential, Scope, UnknownScope};
 pub use tier::Tier;
 pub use time::rfc3339;

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::table::{Attr, Cursor, Index, Item, Key, PK, Query, SK, Table};
 use super::{Listing, StoreError, user_pk};
-use crate::model::{OAuthProvider, UserId, random_id};
+use crate::model::{Credential, OAuthProvider, UserId, random_id};
 
 const PREFIX: &str = "AUDIT#";
 /// Partitions per user's audit trail.
@@ -26,7 +26,12 @@ fn sources(user: &UserId) -> impl Iterator<Item = String> + '_ {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Actor {
-    User(UserId),
+    /// A user, with the credential they acted by; `None` for a redirect they started (an OAuth
+    /// callback) and for entries written before credentials were recorded.
+    User {
+        user: UserId,
+        via: Option<Credential>,
+    },
     /// An internal service, by its IAM principal ARN.
     Service(String),
     Stripe,
@@ -50,6 +55,10 @@ pub enum AuditAction {
     ConnectionTokenFetch(OAuthProvider),
     /// A Stripe event tried to link a customer to another user than its own.
     StripeCustomerLink,
+    PersonalTokenCreate,
+    PersonalTokenRevoke,
+    /// A token reported leaked (by GitHub's secret scanning) and revoked for it.
+    PersonalTokenLeaked,
 }
 
 impl AuditAction {
@@ -66,6 +75,9 @@ impl AuditAction {
             Self::ConnectionRefresh(provider) => format!("{provider}.refresh"),
             Self::ConnectionTokenFetch(provider) => format!("{provider}_token.fetch"),
             Self::StripeCustomerLink => "stripe.customer_link".into(),
+            Self::PersonalTokenCreate => "personal_token.create".into(),
+            Self::PersonalTokenRevoke => "personal_token.revoke".into(),
+            Self::PersonalTokenLeaked => "personal_token.leaked".into(),
         }
     }
 
@@ -77,6 +89,9 @@ impl AuditAction {
             Self::LlmKeyDeleteAll,
             Self::LlmKeyFetch,
             Self::StripeCustomerLink,
+            Self::PersonalTokenCreate,
+            Self::PersonalTokenRevoke,
+            Self::PersonalTokenLeaked,
         ];
         let per_provider = OAuthProvider::ALL.iter().flat_map(|&p| {
             [Self::Connect(p), Self::Disconnect(p), Self::ConnectionRefresh(p), Self::ConnectionTokenFetch(p)]
@@ -146,7 +161,7 @@ impl Audit<'_> {
 fn parse(item: &Item) -> Result<AuditEntry, StoreError> {
     let id = item.s("actor_id")?;
     let actor = match item.s("actor_kind")? {
-        "user" => Actor::User(super::user_from(id)?),
+        "user" => Actor::User { user: super::user_from(id)?, via: item.opt_s("via")?.and_then(Credential::parse) },
         "service" => Actor::Service(id.to_owned()),
         "stripe" => Actor::Stripe,
         _ => Actor::System,
@@ -164,7 +179,7 @@ fn parse(item: &Item) -> Result<AuditEntry, StoreError> {
 /// and its audit entry are stored together or not at all.
 pub(super) fn item(user: &UserId, entry: &AuditEntry) -> Item {
     let (actor_kind, actor_id) = match &entry.actor {
-        Actor::User(id) => ("user", id.to_string()),
+        Actor::User { user, .. } => ("user", user.to_string()),
         Actor::Service(arn) => ("service", arn.clone()),
         Actor::Stripe => ("stripe", String::new()),
         Actor::System => ("system", String::new()),
@@ -175,6 +190,13 @@ pub(super) fn item(user: &UserId, entry: &AuditEntry) -> Item {
         .with("at", Attr::N(entry.at))
         .with("actor_kind", Attr::S(actor_kind.into()))
         .with("actor_id", Attr::S(actor_id))
+        .with_opt(
+            "via",
+            match &entry.actor {
+                Actor::User { via, .. } => via.as_ref().map(|v| Attr::S(v.stored())),
+                _ => None,
+            },
+        )
         .with("action", Attr::S(entry.action.name()))
         .with_opt("target", entry.target.clone().map(Attr::S))
         .with("outcome", Attr::S(entry.outcome.clone()))

@@ -7,6 +7,7 @@
 //! for local mode; and a map in memory ([`MemoryTable`]) for the capacity model and benches. The
 //! key schema is documented in `docs/storage.md`.
 
+mod access_tokens;
 mod audit;
 mod credits;
 mod devices;
@@ -27,6 +28,7 @@ mod users;
 
 use std::sync::Arc;
 
+pub use access_tokens::{AccessTokens, ListedToken, TokenGrant};
 pub use audit::{Actor, Audit, AuditAction, AuditEntry};
 pub(crate) use credits::backoff;
 pub use credits::{
@@ -139,6 +141,10 @@ impl Store {
 
     pub fn limits(&self) -> Limits<'_> {
         Limits(self.table.as_ref())
+    }
+
+    pub fn access_tokens(&self) -> AccessTokens<'_> {
+        AccessTokens(self.table.as_ref())
     }
 
     pub fn audit(&self) -> Audit<'_> {

@@ -3,7 +3,7 @@
 //! connecting an account) need an email address Auth0 has verified: the access token says so, or
 //! the profile recorded at sign-in does.
 
-use crate::auth::{Claims, Identity};
+use crate::auth::{Identity, UserCaller};
 use crate::model::Clock;
 use crate::store::{ProfileUpdate, Store, StoreError, UserProfile};
 
@@ -22,14 +22,14 @@ pub struct Accounts<'a> {
 
 impl Accounts<'_> {
     /// The caller's profile, created on first sight of a valid token.
-    pub async fn profile(&self, claims: &Claims) -> Result<UserProfile, AccountError> {
-        if let Some(profile) = self.store.users().get(&claims.user).await? {
+    pub async fn profile(&self, caller: &UserCaller) -> Result<UserProfile, AccountError> {
+        if let Some(profile) = self.store.users().get(&caller.user).await? {
             return Ok(profile);
         }
         let update = ProfileUpdate {
-            id: claims.user.clone(),
-            email: claims.email.clone(),
-            email_verified: claims.email_verified.unwrap_or(false),
+            id: caller.user.clone(),
+            email: caller.email.clone(),
+            email_verified: caller.email_verified.unwrap_or(false),
             name: None,
             picture: None,
         };
@@ -51,10 +51,10 @@ impl Accounts<'_> {
     /// `Ok` when the user's email address is verified. The token decides when it says either way
     /// (it is newer than any profile: an address changed at Auth0 is unverified again); only a
     /// token that says nothing falls back on the profile recorded at sign-in.
-    pub async fn require_verified_email(&self, claims: &Claims) -> Result<(), AccountError> {
-        let verified = match claims.email_verified {
+    pub async fn require_verified_email(&self, caller: &UserCaller) -> Result<(), AccountError> {
+        let verified = match caller.email_verified {
             Some(said) => said,
-            None => self.store.users().get(&claims.user).await?.is_some_and(|p| p.email_verified),
+            None => self.store.users().get(&caller.user).await?.is_some_and(|p| p.email_verified),
         };
         if verified { Ok(()) } else { Err(AccountError::EmailUnverified) }
     }
@@ -66,13 +66,8 @@ mod tests {
     use crate::model::UserId;
     use crate::use_cases::testing::Fixture;
 
-    fn claims(verified: Option<bool>) -> Claims {
-        Claims {
-            user: UserId::parse("auth0|ada").unwrap(),
-            email: Some("ada@example.com".into()),
-            email_verified: verified,
-            scope: None,
-        }
+    fn claims(verified: Option<bool>) -> UserCaller {
+        UserCaller::signed_in(UserId::parse("auth0|ada").unwrap(), Some("ada@example.com".into()), verified)
     }
 
     #[tokio::test]

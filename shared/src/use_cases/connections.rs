@@ -22,7 +22,7 @@ use super::accounts::{AccountError, Accounts};
 use super::redirects::{RedirectError, Redirects, allowed_return_to, clear_browser_cookie};
 use super::sessions::{SessionError, Sessions};
 use super::throttle::ClientAddress;
-use crate::auth::{Claims, ServiceCaller};
+use crate::auth::{ServiceCaller, UserCaller};
 use crate::crypto::{CryptoError, Sealed};
 use crate::model::{Cookie, OAuthProvider, UserId};
 use crate::oauth::connection::{ConnectionClient, ConnectionError, ConnectionTokens};
@@ -144,13 +144,13 @@ impl Connections<'_> {
 
     /// A link that connects the user's account when the user opens it in a browser, ending at
     /// `return_to` (an allowed origin; the first one by default).
-    pub async fn link(&self, claims: &Claims, return_to: Option<&str>) -> Result<Url, ConnectError> {
-        Accounts { store: self.sessions.store, clock: self.sessions.clock }.require_verified_email(claims).await?;
+    pub async fn link(&self, caller: &UserCaller, return_to: Option<&str>) -> Result<Url, ConnectError> {
+        Accounts { store: self.sessions.store, clock: self.sessions.clock }.require_verified_email(caller).await?;
         let return_to = match return_to {
             Some(raw) => allowed_return_to(self.origins(), raw)?,
             None => self.origins().first().map(|o| format!("{o}/")).ok_or(ConnectError::NoReturnOrigin)?,
         };
-        self.link_for(&claims.user, return_to).await
+        self.link_for(&caller.user, return_to).await
     }
 
     async fn link_for(&self, user: &UserId, return_to: String) -> Result<Url, ConnectError> {
@@ -200,8 +200,13 @@ impl Connections<'_> {
             }
             Some(_) => {
                 tracing::warn!(user = %user, provider = %provider, "a connect link was opened in another user's browser");
-                self.audit(&user, Actor::User(user.clone()), AuditAction::Connect(provider), "account_mismatch")
-                    .await?;
+                self.audit(
+                    &user,
+                    Actor::User { user: user.clone(), via: None },
+                    AuditAction::Connect(provider),
+                    "account_mismatch",
+                )
+                .await?;
                 Ok(self.back(&return_to, Err("account_mismatch"), Vec::new()))
             }
             None => {
@@ -229,7 +234,7 @@ impl Connections<'_> {
         };
         let outcome = self.connect(&user, callback, returned.verifier.expose_secret()).await?;
         let code = outcome.as_ref().map_or_else(|code| *code, |()| "ok");
-        self.audit(&user, Actor::User(user.clone()), AuditAction::Connect(provider), code).await?;
+        self.audit(&user, Actor::User { user: user.clone(), via: None }, AuditAction::Connect(provider), code).await?;
         if outcome.is_ok() {
             tracing::info!(user = %user, provider = %provider, "account connected");
         }
@@ -332,7 +337,8 @@ impl Connections<'_> {
 
     /// Revokes the grant at the provider (where it can), then forgets it. Idempotent. While the
     /// provider is unreachable the connection is kept, so the revocation can be retried, not lost.
-    pub async fn disconnect(&self, user: &UserId) -> Result<Disconnected, ConnectError> {
+    pub async fn disconnect(&self, caller: &UserCaller) -> Result<Disconnected, ConnectError> {
+        let user = &caller.user;
         let provider = self.provider();
         let connections = self.sessions.store.oauth_connections(provider);
         let Some(connection) = connections.get(user).await? else { return Ok(Disconnected::Nothing) };
@@ -350,13 +356,12 @@ impl Connections<'_> {
                 Disconnected::Forgotten
             }
             Err(e) => {
-                self.audit(user, Actor::User(user.clone()), AuditAction::Disconnect(provider), "provider_unavailable")
-                    .await?;
+                self.audit(user, caller.actor(), AuditAction::Disconnect(provider), "provider_unavailable").await?;
                 return Err(ConnectError::Provider(provider, e));
             }
         };
         connections.delete(user).await?;
-        self.audit(user, Actor::User(user.clone()), AuditAction::Disconnect(provider), "ok").await?;
+        self.audit(user, caller.actor(), AuditAction::Disconnect(provider), "ok").await?;
         tracing::info!(user = %user, provider = %provider, "account disconnected");
         Ok(disconnected)
     }

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::accounts::{AccountError, Accounts};
-use crate::auth::{Claims, Grant, ServiceCaller};
+use crate::auth::{Grant, ServiceCaller, UserCaller};
 use crate::crypto::{CryptoError, Envelope};
 use crate::model::{Clock, Provider, UserId, ZaiRegion};
 use crate::providers::{Failure, KeyShapeError, KeyValidator, LlmProvider, Outcome, parse_api_key, preview, spec};
@@ -95,18 +95,18 @@ impl Keys<'_> {
     /// audit entry. A refused key is never stored, and a key already stored stays as it was.
     pub async fn store_key(
         &self,
-        claims: &Claims,
+        caller: &UserCaller,
         provider: Provider,
         raw: &SecretString,
         region: Option<&str>,
     ) -> Result<StoredLlmKey, KeyError> {
-        self.accounts().require_verified_email(claims).await?;
+        self.accounts().require_verified_email(caller).await?;
         let region = region_of(provider, region)?;
         let key = parse_api_key(provider, raw.expose_secret())?;
-        self.spend_validation(&claims.user, provider).await?;
-        let user = &claims.user;
+        let user = &caller.user;
+        self.spend_validation(user, provider).await?;
         if let Outcome::Invalid(failure) = self.validator.validate(provider, region.unwrap_or_default(), &key).await {
-            self.audit(user, AuditAction::LlmKeyPut, provider.slug(), failure.kind.code()).await?;
+            self.audit(caller, AuditAction::LlmKeyPut, provider.slug(), failure.kind.code()).await?;
             return Err(KeyError::Refused(Box::new(failure)));
         }
         let now = self.clock.now();
@@ -118,7 +118,7 @@ impl Keys<'_> {
             test: Some(TestResult { ok: true, message: works(spec(provider)), at: now }),
             zai_region: region,
         };
-        let entry = self.entry(user, AuditAction::LlmKeyPut, provider.slug(), "ok");
+        let entry = self.entry(caller, AuditAction::LlmKeyPut, provider.slug(), "ok");
         let stored = self.store.llm_keys().put_audited(user, &new, now, &entry).await?;
         tracing::info!(user = %user, provider = %provider, "llm key stored");
         Ok(stored)
@@ -126,9 +126,9 @@ impl Keys<'_> {
 
     /// Checks the stored key again and records the result. A provider that cannot answer now
     /// says nothing about the key: its status stays.
-    pub async fn test(&self, claims: &Claims, provider: Provider) -> Result<KeyTest, KeyError> {
-        self.accounts().require_verified_email(claims).await?;
-        let user = &claims.user;
+    pub async fn test(&self, caller: &UserCaller, provider: Provider) -> Result<KeyTest, KeyError> {
+        self.accounts().require_verified_email(caller).await?;
+        let user = &caller.user;
         let keys = self.store.llm_keys();
         let stored = keys.get(user, provider).await?.ok_or(KeyError::NoKey(provider))?;
         self.spend_validation(user, provider).await?;
@@ -143,24 +143,24 @@ impl Keys<'_> {
         };
         let result = TestResult { ok: code.is_none(), message, at: self.clock.now() };
         keys.record_test(user, provider, status, &result).await?.ok_or(KeyError::NoKey(provider))?;
-        self.audit(user, AuditAction::LlmKeyTest, provider.slug(), code.unwrap_or("ok")).await?;
+        self.audit(caller, AuditAction::LlmKeyTest, provider.slug(), code.unwrap_or("ok")).await?;
         Ok(KeyTest { ok: result.ok, code, message: result.message, at: result.at })
     }
 
     /// Forgets the user's key of `provider`, if there is one.
-    pub async fn delete(&self, user: &UserId, provider: Provider) -> Result<(), KeyError> {
-        if self.store.llm_keys().delete(user, provider).await? {
-            self.audit(user, AuditAction::LlmKeyDelete, provider.slug(), "ok").await?;
+    pub async fn delete(&self, caller: &UserCaller, provider: Provider) -> Result<(), KeyError> {
+        if self.store.llm_keys().delete(&caller.user, provider).await? {
+            self.audit(caller, AuditAction::LlmKeyDelete, provider.slug(), "ok").await?;
         }
         Ok(())
     }
 
     /// Forgets every key of the user at once.
-    pub async fn delete_all(&self, user: &UserId) -> Result<(), KeyError> {
-        let deleted = self.store.llm_keys().delete_all(user).await?;
+    pub async fn delete_all(&self, caller: &UserCaller) -> Result<(), KeyError> {
+        let deleted = self.store.llm_keys().delete_all(&caller.user).await?;
         if !deleted.is_empty() {
             let providers = deleted.iter().map(|p| p.slug()).collect::<Vec<_>>().join(",");
-            self.audit(user, AuditAction::LlmKeyDeleteAll, &providers, "ok").await?;
+            self.audit(caller, AuditAction::LlmKeyDeleteAll, &providers, "ok").await?;
         }
         Ok(())
     }
@@ -230,19 +230,25 @@ impl Keys<'_> {
         }
     }
 
-    fn entry(&self, user: &UserId, action: AuditAction, target: &str, outcome: &str) -> AuditEntry {
+    fn entry(&self, caller: &UserCaller, action: AuditAction, target: &str, outcome: &str) -> AuditEntry {
         AuditEntry {
             at: self.clock.now(),
-            actor: Actor::User(user.clone()),
+            actor: caller.actor(),
             action,
             target: Some(target.to_owned()),
             outcome: outcome.into(),
         }
     }
 
-    /// Records what the user did to their keys and how it ended (never the key).
-    async fn audit(&self, user: &UserId, action: AuditAction, target: &str, outcome: &str) -> Result<(), KeyError> {
-        Ok(self.store.audit().append(user, &self.entry(user, action, target, outcome)).await?)
+    /// Records what the user did to their keys, by which credential, and how it ended (never the key).
+    async fn audit(
+        &self,
+        caller: &UserCaller,
+        action: AuditAction,
+        target: &str,
+        outcome: &str,
+    ) -> Result<(), KeyError> {
+        Ok(self.store.audit().append(&caller.user, &self.entry(caller, action, target, outcome)).await?)
     }
 }
 
@@ -264,13 +270,8 @@ mod tests {
     use super::*;
     use crate::use_cases::testing::{Fixture, service_caller};
 
-    fn claims(email_verified: bool) -> Claims {
-        Claims {
-            user: UserId::parse("auth0|ada").unwrap(),
-            email: Some("ada@example.com".into()),
-            email_verified: Some(email_verified),
-            scope: None,
-        }
+    fn claims(email_verified: bool) -> UserCaller {
+        UserCaller::signed_in(UserId::parse("auth0|ada").unwrap(), Some("ada@example.com".into()), Some(email_verified))
     }
 
     fn key(raw: &str) -> SecretString {

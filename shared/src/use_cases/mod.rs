@@ -2,6 +2,7 @@
 //! envelope, clients, clock) rather than the application state, answers with its own error enum,
 //! and is tested on the embedded store, the local key and a manual clock — without HTTP.
 
+pub mod access_tokens;
 pub mod accounts;
 pub mod billing;
 pub mod connections;

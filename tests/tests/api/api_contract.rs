@@ -45,6 +45,35 @@ fn spec_template_and_gateway_routes_are_one_set() {
     assert_eq!(spec_routes(&spec()), template_routes, "openapi.yaml and template.yaml differ");
 }
 
+/// `openapi.yaml` names the credential each user route takes as the route tables declare it: a
+/// scoped route, its scope for an Auth0 token and for a personal access token alike; a sign-in
+/// route, an Auth0 token only.
+#[test]
+fn each_user_routes_security_is_its_declared_scope() {
+    use keyward::auth::Access;
+    let spec = spec();
+    let (mut checked, mut scoped) = (0, 0);
+    for routes in keyward_local::all_routes() {
+        for (key, access) in routes.table() {
+            let (method, path) = key.split_once(' ').unwrap();
+            let security = &spec["paths"][path][method.to_lowercase()]["security"];
+            let expected = match access {
+                Access::User(scope) => {
+                    serde_json::json!([{"bearerAuth": [scope.as_str()]}, {"personalToken": [scope.as_str()]}])
+                }
+                Access::SignedIn => serde_json::json!([{"bearerAuth": []}]),
+                Access::Public | Access::Service(_) => continue,
+            };
+            assert_eq!(security, &expected, "{key}");
+            checked += 1;
+            scoped += usize::from(matches!(access, Access::User(_)));
+        }
+    }
+    assert!(checked >= 13, "{checked}");
+    let mentions = serde_norway::to_string(&spec["paths"]).unwrap().matches("personalToken").count();
+    assert_eq!(mentions, scoped, "a personal token on the scoped routes only");
+}
+
 /// Every template route reaches a handler that serves it (not `route_not_found`), through the
 /// same functions the local gateway mounts.
 #[tokio::test]

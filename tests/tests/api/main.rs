@@ -10,6 +10,7 @@ mod input_corpus;
 mod keyring_admin;
 mod llm_keys_api;
 mod local_gateway;
+mod personal_tokens;
 mod secret_redaction;
 mod sign_in;
 mod sign_in_logs;

@@ -215,11 +215,11 @@ async fn a_required_scope_is_checked_and_email_verified_read_where_the_action_pu
     assert!(scoped.verify(&with_scope("openid keyward:use email")).await.is_ok());
     for missing in ["openid profile email", "keyward:user", "keyward:use-more", ""] {
         let err = scoped.verify(&with_scope(missing)).await.unwrap_err();
-        assert_eq!(err, AuthError::InsufficientScope, "{missing:?}");
+        assert_eq!(err, AuthError::MissingScopes(vec!["keyward:use".into()]), "{missing:?}");
         let response = keyward::http::ApiError::from(err).into_response();
         assert_eq!(response.status(), 403, "RFC 6750: a missing scope is forbidden, not unauthenticated");
         let challenge = response.headers()["www-authenticate"].to_str().unwrap();
-        assert!(challenge.contains("error=\"insufficient_scope\""), "{challenge}");
+        assert!(challenge.contains("error=\"insufficient_scope\", scope=\"keyward:use\""), "{challenge}");
     }
     let mut namespaced = claims();
     let object = namespaced.as_object_mut().unwrap();

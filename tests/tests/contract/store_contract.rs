@@ -119,7 +119,7 @@ fn new_key(provider: Provider, tag: u8) -> NewLlmKey {
 async fn put(store: &Store, user: &UserId, new: &NewLlmKey, now: i64) -> StoredLlmKey {
     let entry = AuditEntry {
         at: now,
-        actor: Actor::User(user.clone()),
+        actor: Actor::User { user: user.clone(), via: Some(keyward::model::Credential::AccessToken) },
         action: AuditAction::LlmKeyPut,
         target: Some(new.provider.slug().into()),
         outcome: "ok".into(),
@@ -606,7 +606,7 @@ async fn audit_pages_newest_first(store: &Store) {
     {
         let entry = AuditEntry {
             at,
-            actor: Actor::User(alice.clone()),
+            actor: Actor::User { user: alice.clone(), via: None },
             action,
             target: Some("openai".into()),
             outcome: "ok".into(),

@@ -127,8 +127,14 @@ fn least_privilege_roles() {
     };
     // internal-keys opens LLM keys and can never make a data key, so it cannot seal a key of its own.
     assert_eq!(of("InternalKeysFunctionRole"), BTreeSet::from([("kms:Decrypt".into(), "llm-key".into())]));
-    // Money, not secrets.
-    assert!(of("StripeWebhookFunctionRole").is_empty());
+    // Money, not secrets: only the branch keys that check personal access tokens' MACs.
+    assert_eq!(of("StripeWebhookFunctionRole"), BTreeSet::from([("kms:Decrypt".into(), "access-token".into())]));
+    // Only `access-tokens` makes token MACs; the functions with scoped user routes check them.
+    for role in ["LoginCallbackFunctionRole", "LlmKeysFunctionRole", "OAuthRefreshFunctionRole"] {
+        assert!(of(role).contains(&("kms:Decrypt".into(), "access-token".into())), "{role}");
+        assert!(!of(role).contains(&("kms:GenerateDataKey".into(), "access-token".into())), "{role}");
+    }
+    assert!(of("AccessTokensFunctionRole").iter().all(|(_, p)| p == "access-token"), "tokens, nothing else");
     // The device flow seals sessions, under the auth0-refresh branch key it unwraps; nothing else.
     assert_eq!(
         of("DeviceAuthFunctionRole"),
@@ -154,7 +160,7 @@ fn logs_use_the_key_only_for_log_groups() {
     let resources = template["Resources"].as_mapping().unwrap();
     let log_groups: Vec<&Value> =
         resources.values().filter(|r| r["Type"].as_str() == Some("AWS::Logs::LogGroup")).collect();
-    assert_eq!(log_groups.len(), 7, "six functions and the API's access log");
+    assert_eq!(log_groups.len(), 8, "seven functions and the API's access log");
     for group in log_groups {
         // The active key: a move to another one (`KmsKeyArn`) takes the logs along, so the old
         // key can be disabled without silencing them.
@@ -191,7 +197,7 @@ fn the_invoke_guard_covers_every_function_and_every_log_group_feeds_the_alarm() 
         .filter(|(_, r)| r["Type"].as_str() == Some("AWS::Serverless::Function"))
         .map(|(name, _)| name.as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(functions.len(), 6);
+    assert_eq!(functions.len(), 7);
     let guard = &template["Resources"]["InvokeGuard"];
     assert_eq!(guard["Type"].as_str(), Some("AWS::IAM::ManagedPolicy"));
     let statement = &guard["Properties"]["PolicyDocument"]["Statement"][0];
@@ -265,7 +271,7 @@ fn every_skipped_scanner_check_says_why() {
 /// each agrees with API Gateway's authorization: the IAM routes are exactly the service routes.
 #[test]
 fn declared_routes_are_the_templates_and_iam_routes_are_service_routes() {
-    use keyward::app::Access;
+    use keyward::auth::Access;
     let yaml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).unwrap();
     let template = keyward_local::RouteTable::from_template(&yaml).unwrap();
     let deployed: BTreeSet<(String, String, bool)> =
@@ -408,7 +414,7 @@ fn every_role_is_bound_to_its_partitions_and_its_purposes_branch_keys() {
             grants.iter().filter(|g| g.0 == format!("{name}Role")).map(|g| g.2.clone()).collect();
         assert_eq!(keyring, purposes, "{name}: its keyring partitions are its key-policy purposes");
     }
-    assert_eq!(functions, 6);
+    assert_eq!(functions, 7);
 }
 
 /// `(function, action, partition)` each function's role in the template allows.

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use keyward::auth::Claims;
+use keyward::auth::UserCaller;
 use keyward::auth::service::InternalPrincipals;
 use keyward::crypto::{CountingKeyProvider, Envelope, LocalKeyProvider, SealFormat};
 use keyward::model::{Clock, ManualClock, Provider, UserId};
@@ -367,9 +367,8 @@ impl Model<'_> {
                     if fetching {
                         keys.fetch_for(&caller, user, Some([Provider::OpenAi].into())).await.expect("fetch");
                     } else {
-                        let claims =
-                            Claims { user: user.clone(), email: None, email_verified: Some(true), scope: None };
-                        keys.store_key(&claims, Provider::OpenAi, &SecretString::from(plaintext.clone()), None)
+                        let signed_in = UserCaller::signed_in(user.clone(), None, Some(true));
+                        keys.store_key(&signed_in, Provider::OpenAi, &SecretString::from(plaintext.clone()), None)
                             .await
                             .expect("store");
                     }

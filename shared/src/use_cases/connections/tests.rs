@@ -3,7 +3,7 @@
 use url::Url;
 
 use super::*;
-use crate::auth::Claims;
+use crate::auth::UserCaller;
 use crate::model::{Clock, OAuthProvider};
 use crate::use_cases::sessions::LoginCallback;
 use crate::use_cases::testing::{Fixture, at_auth0, consent_at, service_caller};
@@ -20,9 +20,9 @@ fn param(url: &str, name: &str) -> Option<String> {
 }
 
 /// The claims of the user a browser session belongs to (as a token of theirs would carry them).
-async fn claims_of(fixture: &Fixture, handle: &SessionHandle) -> Claims {
+async fn claims_of(fixture: &Fixture, handle: &SessionHandle) -> UserCaller {
     let user = fixture.sessions().holder(handle).await.unwrap().unwrap();
-    Claims { user, email: None, email_verified: Some(true), scope: None }
+    UserCaller::signed_in(user, None, Some(true))
 }
 
 /// A browser holding `browser` opening `link` and going on to consent as `account`: where it lands.
@@ -68,9 +68,9 @@ async fn a_signed_in_browser_connects_and_the_service_gets_fresh_tokens_with_the
     let token = google.fresh_token(&calendar, &claims.user).await.unwrap();
     assert_eq!(token.email, "ada@gmail.com");
     assert!(token.access_token.expose_secret().starts_with("ya29."));
-    assert_eq!(google.disconnect(&claims.user).await.unwrap(), Disconnected::Revoked);
+    assert_eq!(google.disconnect(&claims).await.unwrap(), Disconnected::Revoked);
     assert!(google.status(&claims.user).await.unwrap().is_none());
-    assert_eq!(google.disconnect(&claims.user).await.unwrap(), Disconnected::Nothing, "idempotent");
+    assert_eq!(google.disconnect(&claims).await.unwrap(), Disconnected::Nothing, "idempotent");
 }
 
 #[tokio::test]
@@ -182,7 +182,7 @@ async fn microsoft_rotates_refresh_tokens_refreshes_once_under_load_and_a_revoke
     let refused = microsoft.fresh_token(&calendar, &claims.user).await;
     assert!(matches!(refused, Err(ConnectError::ReconnectRequired(OAuthProvider::Microsoft))));
     assert_eq!(microsoft.status(&claims.user).await.unwrap().unwrap().status, ConnectionStatus::ReconnectRequired);
-    assert_eq!(microsoft.disconnect(&claims.user).await.unwrap(), Disconnected::Forgotten, "no revocation endpoint");
+    assert_eq!(microsoft.disconnect(&claims).await.unwrap(), Disconnected::Forgotten, "no revocation endpoint");
     assert!(microsoft.status(&claims.user).await.unwrap().is_none(), "the tokens are gone");
 }
 

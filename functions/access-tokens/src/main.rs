@@ -1,0 +1,3 @@
+fn main() -> Result<(), lambda_http::Error> {
+    keyward::app::run(access_tokens::routes())
+}
