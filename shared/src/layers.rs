@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 /// The layers, lowest first. A module may import its own layer's modules (acyclically) and lower ones.
 const LAYERS: &[&[&str]] = &[
     &["model", "secret", "endpoints"],
-    &["store", "crypto", "outbound", "aws_client", "aws_http", "secret_store", "files", "telemetry"],
-    &["auth", "oauth", "providers", "stripe"],
+    &["store", "crypto", "outbound", "published_keys", "aws_client", "aws_http", "secret_store", "files", "telemetry"],
+    &["auth", "oauth", "providers", "stripe", "github"],
     &["use_cases"],
     &["config", "http", "app"],
 ];

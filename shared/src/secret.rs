@@ -78,6 +78,13 @@ string_secret!(
     PersonalToken
 );
 
+/// A token reported in a leak alert arrives in JSON; it is a secret from the first byte.
+impl<'de> serde::Deserialize<'de> for PersonalToken {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        SecretString::deserialize(d).map(Self::from)
+    }
+}
+
 /// What keyward keeps of a secret it only has to recognise (a session handle, a device code, a
 /// redirect's state): its SHA-256, hex. The secrets are 256 random bits, so the digest needs no salt.
 pub fn digest(secret: &str) -> String {

@@ -5,8 +5,9 @@
 use keyward::app::routes::Answer;
 use keyward::app::{AppState, Routes};
 use keyward::auth::UserCaller;
+use keyward::github::MAX_ALERT_BYTES;
 use keyward::http::ApiError;
-use keyward::http::request::{json_body, path_param};
+use keyward::http::request::{json_body, path_param, raw_body};
 use keyward::http::response::{json_response, no_content};
 use keyward::model::rfc3339;
 use keyward::store::ListedToken;
@@ -23,6 +24,7 @@ pub fn routes() -> Routes {
         .signed_in("POST /me/tokens", |state, req, caller| Box::pin(create(state, req, caller)))
         .signed_in("GET /me/tokens", |state, _, caller| Box::pin(list(state, caller)))
         .signed_in("DELETE /me/tokens/{id}", |state, req, caller| Box::pin(revoke(state, req, caller)))
+        .public("POST /tokens/leaks", |state, req| Box::pin(leaks(state, req)))
 }
 
 #[derive(Deserialize)]
@@ -103,4 +105,18 @@ async fn revoke(state: &AppState, req: &Request, caller: &UserCaller) -> Answer 
         .ok_or_else(|| ApiError::not_found("token_not_found", "You have no token with that id."))?;
     state.personal_tokens().revoke(caller, id).await?;
     Ok(no_content())
+}
+
+/// `POST /tokens/leaks`: GitHub's secret-scanning partner alert, checked against GitHub's published
+/// key before anything in it is read; every live keyward token in it is revoked. The answer is
+/// GitHub's feedback format: `[{"token_hash", "token_type", "label"}]`.
+async fn leaks(state: &AppState, req: &Request) -> Answer {
+    let body = raw_body(req, MAX_ALERT_BYTES)?;
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let alerts = state
+        .github_alerts
+        .verified(body, header("github-public-key-identifier"), header("github-public-key-signature"))
+        .await?;
+    let feedback = state.personal_tokens().revoke_leaked(&alerts).await?;
+    Ok(json_response(StatusCode::OK, &feedback))
 }

@@ -108,6 +108,8 @@ pub fn sandbox_settings(sandbox: &str, keyward: &str) -> Vec<(&'static str, Stri
         ];
         settings.extend(all.into_iter().flatten().map(|e| (e.var, format!("{sandbox}{}", e.sandbox_path))));
     }
+    let github = &keyward::config::GITHUB_KEYS;
+    settings.push((github.var, format!("{sandbox}{}", github.sandbox_path)));
     settings
 }
 

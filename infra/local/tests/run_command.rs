@@ -84,7 +84,8 @@ fn runs_the_whole_api_on_embedded_defaults() {
             "perplexity",
             "zai",
             "zai-china",
-            "openrouter"
+            "openrouter",
+            "github"
         ]),
         "sandbox mode is labelled"
     );

@@ -2,12 +2,13 @@
 //! format. Local mode starts them by default (sandbox mode) so every flow can be tried without
 //! accounts; the tests use the same stand-ins, so each wire format is written once.
 //!
-//! Each service lives under its own prefix of one listener: `/auth0/`, `/google/`, `/microsoft/`, and one per LLM provider
+//! Each service lives under its own prefix of one listener: `/auth0/`, `/google/`, `/microsoft/`, `/github/`, and one per LLM provider
 //! (`/openai/v1`, `/anthropic/v1`, `/gemini/v1beta`, `/perplexity`, `/zai/…`, `/zai-china/…`, the
 //! paths keyward's local-mode defaults point at).
 
 pub mod auth0;
 pub mod aws_proxy;
+pub mod github;
 pub mod google;
 pub mod lambda_runtime;
 pub mod microsoft;
@@ -40,6 +41,7 @@ pub struct Sandbox {
     google_calls: Arc<RequestCounts>,
     microsoft: Arc<microsoft::MicrosoftControls>,
     microsoft_calls: Arc<RequestCounts>,
+    github: Arc<github::Signer>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -67,8 +69,12 @@ impl Sandbox {
         let microsoft_routes =
             microsoft_routes.layer(middleware::from_fn_with_state(Arc::clone(&microsoft_calls), count_request));
         let (provider_calls, provider_routes) = providers::routers();
-        let services =
-            Router::new().nest("/auth0", auth0).nest("/google", google_routes).nest("/microsoft", microsoft_routes);
+        let (github, github_routes) = github::router();
+        let services = Router::new()
+            .nest("/auth0", auth0)
+            .nest("/google", google_routes)
+            .nest("/microsoft", microsoft_routes)
+            .nest("/github", github_routes);
         let app = provider_routes.into_iter().fold(services, |app, (prefix, routes)| app.nest(prefix, routes));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -87,9 +93,15 @@ impl Sandbox {
             google_calls,
             microsoft,
             microsoft_calls,
+            github,
             stop: Some(stop),
             task,
         })
+    }
+
+    /// The key GitHub's stand-in signs alerts with.
+    pub fn github_signer(&self) -> &github::Signer {
+        &self.github
     }
 
     /// `http://127.0.0.1:PORT`, without a trailing slash.

@@ -16,6 +16,7 @@ use crate::auth::{Access, AuthError, TokenVerifier, UserCaller};
 use crate::aws_client::LazyClient;
 use crate::config::{Config, ConfigError, Mode};
 use crate::crypto::{CryptoError, Envelope, KeyMaintenance, KeyProvider, KmsKeyProvider, LocalKeyProvider};
+use crate::github::AlertKeys;
 use crate::http::ApiError;
 use crate::model::{Clock, OAuthProvider, SystemClock};
 use crate::oauth::connection::ConnectionClient;
@@ -72,6 +73,8 @@ pub struct AppState {
     pub store: Store,
     pub envelope: Envelope,
     pub tokens: TokenVerifier,
+    /// The keys GitHub signs secret-scanning alerts with.
+    pub github_alerts: AlertKeys,
     pub validator: KeyValidator,
     pub auth0: Auth0Client,
     /// The configured connection providers' clients (in aws mode, those with a client id).
@@ -116,6 +119,7 @@ impl AppState {
         Ok(Self {
             envelope,
             tokens: TokenVerifier::new(config.tokens.clone(), http.clone()),
+            github_alerts: AlertKeys::new(http.clone(), config.github_keys_url.clone()),
             validator: KeyValidator::new(http.clone(), config.providers.clone(), config.provider_timeout),
             auth0: Auth0Client::new(
                 http.clone(),

@@ -5,7 +5,7 @@
 //! (client credentials) are refused on user routes.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, KeyAlgorithm, PublicKeyUse};
@@ -13,19 +13,13 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use lambda_http::Request;
 use lambda_http::http::header::AUTHORIZATION;
 use serde::Deserialize;
-use tokio::sync::RwLock;
 use url::Url;
 
 use super::AuthError;
 use crate::model::UserId;
-use crate::outbound::{Outbound, read_capped};
+use crate::outbound::Outbound;
+use crate::published_keys::{KeyLookup, PublishedKeys, REFETCH_INTERVAL, fetch_key_set};
 
-/// How long fetched keys are trusted before a refetch.
-const JWKS_TTL: Duration = Duration::from_secs(600);
-/// The least time between two fetches forced by unknown `kid`s, so forged tokens cannot flood Auth0.
-const REFETCH_INTERVAL: Duration = Duration::from_secs(60);
-/// The least time between fetch attempts while no fresh keys are held.
-const RETRY_INTERVAL: Duration = Duration::from_secs(5);
 /// Tokens longer than this are refused unread (Auth0 access tokens are ~1 KiB).
 const MAX_TOKEN_LEN: usize = 16 * 1024;
 const LEEWAY_SECS: u64 = 60;
@@ -123,18 +117,11 @@ pub struct Identity {
     pub picture: Option<String>,
 }
 
-struct KeyCache {
-    keys: HashMap<String, DecodingKey>,
-    fetched_at: Option<Instant>,
-    last_attempt: Option<Instant>,
-}
-
 pub struct TokenVerifier {
     settings: TokenSettings,
     http: Outbound,
     validation: Validation,
-    refetch_interval: Duration,
-    cache: RwLock<KeyCache>,
+    keys: PublishedKeys<DecodingKey>,
 }
 
 impl TokenVerifier {
@@ -145,13 +132,12 @@ impl TokenVerifier {
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.validate_nbf = true;
         validation.leeway = LEEWAY_SECS;
-        let cache = RwLock::new(KeyCache { keys: HashMap::new(), fetched_at: None, last_attempt: None });
-        Self { settings, http, validation, refetch_interval: REFETCH_INTERVAL, cache }
+        Self { settings, http, validation, keys: PublishedKeys::new(REFETCH_INTERVAL) }
     }
 
     /// Changes the least time between refetches forced by unknown `kid`s (default one minute).
     pub fn with_refetch_interval(mut self, interval: Duration) -> Self {
-        self.refetch_interval = interval;
+        self.keys = PublishedKeys::new(interval);
         self
     }
 
@@ -231,54 +217,14 @@ impl TokenVerifier {
 
     /// The decoding key for `kid`, fetching the JWKS when it is stale or the key is new.
     async fn key(&self, kid: &str) -> Result<DecodingKey, AuthError> {
-        {
-            let cache = self.cache.read().await;
-            let fresh = cache.fetched_at.is_some_and(|at| at.elapsed() < JWKS_TTL);
-            if let Some(key) = cache.keys.get(kid).filter(|_| fresh) {
-                return Ok(key.clone());
-            }
-        }
-        let mut cache = self.cache.write().await;
-        // Another request may have refreshed the cache while this one waited for the lock.
-        let fresh = cache.fetched_at.is_some_and(|at| at.elapsed() < JWKS_TTL);
-        if let Some(key) = cache.keys.get(kid).filter(|_| fresh) {
-            return Ok(key.clone());
-        }
-        // Fresh keys are refetched for a new `kid` at most once a minute; stale ones (or none) every
-        // few seconds while the identity provider is failing.
-        let pause = if fresh { self.refetch_interval } else { RETRY_INTERVAL.min(self.refetch_interval) };
-        let may_fetch = cache.last_attempt.is_none_or(|at| at.elapsed() >= pause);
-        if may_fetch {
-            cache.last_attempt = Some(Instant::now());
-            match self.fetch().await {
-                Ok(keys) => {
-                    cache.keys = keys;
-                    cache.fetched_at = Some(Instant::now());
-                }
-                // Stale keys keep working through an outage; without any, nothing can be verified.
-                Err(()) if cache.keys.is_empty() => return Err(AuthError::KeysUnavailable),
-                Err(()) => {}
-            }
-        }
-        cache.keys.get(kid).cloned().ok_or(AuthError::UnknownKey)
+        self.keys.get(kid, || self.fetch()).await.map_err(|lookup| match lookup {
+            KeyLookup::Unavailable => AuthError::KeysUnavailable,
+            KeyLookup::Unknown => AuthError::UnknownKey,
+        })
     }
 
     async fn fetch(&self) -> Result<HashMap<String, DecodingKey>, ()> {
-        let http = self.http.client().map_err(|e| tracing::warn!(error = %e, "JWKS fetch failed"))?;
-        let response = http.get(self.settings.jwks_url.clone()).send().await.map_err(|e| {
-            tracing::warn!(error = %e, "JWKS fetch failed");
-        })?;
-        if !response.status().is_success() {
-            tracing::warn!(status = response.status().as_u16(), "JWKS fetch refused");
-            return Err(());
-        }
-        let (body, more) = read_capped(response, crate::oauth::MAX_ANSWER_BYTES).await.map_err(|e| {
-            tracing::warn!(error = %e.without_url(), "JWKS fetch failed");
-        })?;
-        if more {
-            tracing::warn!(limit = crate::oauth::MAX_ANSWER_BYTES, "the JWKS is larger than any key set should be");
-            return Err(());
-        }
+        let body = fetch_key_set(&self.http, &self.settings.jwks_url, "JWKS").await?;
         let set: JwkSet = serde_json::from_slice(&body).map_err(|e| {
             tracing::warn!(error = %e, "JWKS is not a key set");
         })?;

@@ -117,6 +117,8 @@ pub struct Config {
     pub stripe: Option<StripeSettings>,
     /// Personal access tokens: their prefix, longest lifetime and number per user.
     pub personal_tokens: PersonalTokenSettings,
+    /// Where GitHub publishes the keys its secret-scanning alerts are signed with.
+    pub github_keys_url: Url,
 }
 
 impl Config {
@@ -160,6 +162,7 @@ impl Config {
         };
 
         let providers = ProviderEndpoints::build(|setting| pinned_endpoint(&get, setting, local, in_lambda))?;
+        let github_keys_url = pinned_endpoint(&get, &GITHUB_KEYS, local, in_lambda)?;
 
         // Against the sandbox tenant (local mode, or a loopback issuer in tests) the clients and their
         // public secret have defaults; a real tenant must be configured in full.
@@ -221,6 +224,7 @@ impl Config {
             providers,
             provider_timeout: Duration::from_secs(bounded(&get, "KEYWARD_PROVIDER_TIMEOUT_SECS", 1..=10, 10)?),
             validations_per_hour: bounded(&get, "KEYWARD_VALIDATIONS_PER_HOUR", 1..=1000, 10)?,
+            github_keys_url,
             personal_tokens: PersonalTokenSettings {
                 format: TokenFormat::new(get("KEYWARD_TOKEN_PREFIX").as_deref().unwrap_or(DEFAULT_PREFIX))
                     .map_err(|e| ConfigError::new("KEYWARD_TOKEN_PREFIX", e))?,
@@ -253,11 +257,20 @@ impl Config {
                 self.connections.iter().map(|(p, c)| (connection_spec(*p).endpoints().token.name, &c.endpoints.token)),
             )
             .chain(self.providers.all())
+            .chain(std::iter::once((GITHUB_KEYS.name, &self.github_keys_url)))
             .filter(|(_, url)| is_loopback(url))
             .map(|(name, _)| name)
             .collect()
     }
 }
+
+/// GitHub's secret-scanning alert keys.
+pub const GITHUB_KEYS: EndpointSetting = EndpointSetting {
+    name: "github",
+    var: "KEYWARD_GITHUB_KEYS_URL",
+    official: crate::github::OFFICIAL_KEYS_URL,
+    sandbox_path: "/github/meta/public_keys/secret_scanning",
+};
 
 /// The Auth0 applications whose access tokens act for users: `KEYWARD_AUTH0_ALLOWED_CLIENTS`
 /// (comma-separated) when set; else keyward's web and device clients, and against the sandbox

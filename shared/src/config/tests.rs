@@ -110,13 +110,20 @@ fn provider_endpoints_default_to_the_sandbox_locally_and_the_official_hosts_on_a
             "perplexity",
             "zai",
             "zai-china",
-            "openrouter"
+            "openrouter",
+            "github"
         ]
     );
+    assert_eq!(local.github_keys_url.as_str(), "http://127.0.0.1:8701/github/meta/public_keys/secret_scanning");
     let aws = config(&AWS).unwrap();
     assert_eq!(endpoint(&aws, "gemini"), "https://generativelanguage.googleapis.com/v1beta");
     assert_eq!(endpoint(&aws, "perplexity"), "https://api.perplexity.ai/");
+    assert_eq!(aws.github_keys_url.as_str(), "https://api.github.com/meta/public_keys/secret_scanning");
     assert!(aws.stand_ins().is_empty());
+    // GitHub's keys decide which alerts revoke tokens: aws mode takes only GitHub's own host.
+    let mut elsewhere = AWS.to_vec();
+    elsewhere.push(("KEYWARD_GITHUB_KEYS_URL", "https://keys.example.com/secret_scanning"));
+    assert_eq!(config(&elsewhere).unwrap_err().var, "KEYWARD_GITHUB_KEYS_URL");
     assert_eq!((aws.provider_timeout, aws.validations_per_hour), (Duration::from_secs(10), 10));
 }
 
@@ -320,5 +327,22 @@ fn loopback_http_is_allowed_for_stand_ins() {
     }
     for bad in ["http://10.0.0.1/", "http://example.com/", "file:///etc/passwd", "gopher://x"] {
         assert!(endpoint_url("V", bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn personal_token_settings_default_and_refuse_what_scanners_could_not_find() {
+    let defaults = config(&[]).unwrap().personal_tokens;
+    assert_eq!((defaults.format.prefix(), defaults.max_days, defaults.per_user), ("kw_pat_", 365, 20));
+    let chosen = config(&[("KEYWARD_TOKEN_PREFIX", "acme_"), ("KEYWARD_TOKEN_MAX_DAYS", "30")]).unwrap();
+    assert_eq!((chosen.personal_tokens.format.prefix(), chosen.personal_tokens.max_days), ("acme_", 30));
+    for (var, value) in [
+        ("KEYWARD_TOKEN_PREFIX", "Acme-"),
+        ("KEYWARD_TOKEN_PREFIX", "acme"),
+        ("KEYWARD_TOKEN_MAX_DAYS", "0"),
+        ("KEYWARD_TOKEN_MAX_DAYS", "3651"),
+        ("KEYWARD_TOKENS_PER_USER", "0"),
+    ] {
+        assert_eq!(config(&[(var, value)]).unwrap_err().var, var, "{var}={value}");
     }
 }

@@ -5,6 +5,7 @@ use super::ApiError;
 use crate::auth::AuthError;
 use crate::auth::auth0::Auth0Error;
 use crate::crypto::CryptoError;
+use crate::github::AlertError;
 use crate::oauth::connection::ConnectionError;
 use crate::oauth::connection_spec;
 use crate::providers::{Failure, KeyShapeError};
@@ -88,6 +89,19 @@ impl From<TokenError> for ApiError {
             TokenError::Invalid => AuthError::InvalidToken.into(),
             TokenError::Store(e) => e.into(),
             TokenError::Crypto(e) => e.into(),
+        }
+    }
+}
+
+impl From<AlertError> for ApiError {
+    fn from(err: AlertError) -> Self {
+        let detail = err.to_string();
+        match err {
+            AlertError::Unsigned => Self::BadRequest { code: "alert_unsigned", detail },
+            AlertError::UnknownKey => Self::BadRequest { code: "alert_key_unknown", detail },
+            AlertError::BadSignature => Self::BadRequest { code: "alert_signature_mismatch", detail },
+            AlertError::Malformed => Self::BadRequest { code: "alert_malformed", detail },
+            AlertError::KeysUnavailable => unavailable("github_keys_unavailable", detail, 5),
         }
     }
 }

@@ -10,10 +10,23 @@ use std::collections::BTreeSet;
 use crate::auth::UserCaller;
 use crate::auth::personal_token::TokenFormat;
 use crate::crypto::{BranchVersion, CryptoError, EncryptionContext, Envelope, Purpose, Tag};
+use crate::github::Alert;
 use crate::model::{Clock, Scope, UserId, random_id};
 use crate::secret::{PersonalToken, digest};
-use crate::store::{AuditAction, AuditEntry, ListedToken, Store, StoreError, TokenGrant};
+use crate::store::{Actor, AuditAction, AuditEntry, ListedToken, Store, StoreError, TokenGrant};
 
+/// GitHub's feedback on one reported token (its partner program's format).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LeakFeedback {
+    /// SHA-256 of the token, hex: the feedback never carries a token's value.
+    pub token_hash: String,
+    pub token_type: String,
+    /// `true_positive` or `false_positive`.
+    pub label: &'static str,
+}
+
+/// Where a leak was found, as far as the audit trail keeps it.
+const MAX_URL_CHARS: usize = 512;
 /// `lastUsedAt` moves at most this often.
 pub const LAST_USED_INTERVAL_SECS: i64 = 60;
 const DAY_SECS: i64 = 86_400;
@@ -143,6 +156,17 @@ impl PersonalTokens<'_> {
     /// The user a bearer token acts for, with its scopes. A token that is not well formed is
     /// refused before any store read.
     pub async fn verify(&self, raw: &str) -> Result<UserCaller, TokenError> {
+        let grant = self.verify_record(raw).await?;
+        let now = self.clock.now();
+        if grant.last_used_at.is_none_or(|at| now - at >= LAST_USED_INTERVAL_SECS) {
+            self.store.access_tokens().touch_last_used(&digest(raw), now, LAST_USED_INTERVAL_SECS).await?;
+        }
+        let scopes: BTreeSet<Scope> = grant.scopes.iter().filter_map(|s| s.parse().ok()).collect();
+        Ok(UserCaller::by_token(grant.user, grant.id, scopes))
+    }
+
+    /// The live, untampered record of a well-formed token: one `GetItem` and a MAC check.
+    async fn verify_record(&self, raw: &str) -> Result<TokenGrant, TokenError> {
         if !self.settings.format.is_well_formed(raw) {
             return Err(TokenError::Invalid);
         }
@@ -161,11 +185,39 @@ impl PersonalTokens<'_> {
             Err(CryptoError::Refused | CryptoError::UnknownBranchKey { .. }) => return Err(self.tampered(&grant)),
             Err(e) => return Err(e.into()),
         }
-        if grant.last_used_at.is_none_or(|at| now - at >= LAST_USED_INTERVAL_SECS) {
-            self.store.access_tokens().touch_last_used(&hash, now, LAST_USED_INTERVAL_SECS).await?;
+        Ok(grant)
+    }
+
+    /// Revokes at once every reported token that is a live keyward token, whatever type GitHub
+    /// gave it, auditing it as leaked with where it was found; labels each report for GitHub's
+    /// feedback (a true positive is a token that was live), by the token's hash, never its value.
+    pub async fn revoke_leaked(&self, alerts: &[Alert]) -> Result<Vec<LeakFeedback>, TokenError> {
+        let mut feedback = Vec::with_capacity(alerts.len());
+        for alert in alerts {
+            let raw = alert.token.expose();
+            let live = match self.verify_record(raw).await {
+                Ok(grant) => {
+                    let url: String = alert.url.chars().take(MAX_URL_CHARS).collect();
+                    let entry = AuditEntry {
+                        at: self.clock.now(),
+                        actor: Actor::System,
+                        action: AuditAction::PersonalTokenLeaked,
+                        target: Some(grant.id.clone()),
+                        outcome: format!("leaked:{url}"),
+                    };
+                    let revoked = self.store.access_tokens().revoke(&grant.user, &grant.id, &entry).await?;
+                    if revoked {
+                        tracing::warn!(user = %grant.user, token_id = %grant.id, url = %url, "revoked a leaked personal token");
+                    }
+                    revoked
+                }
+                Err(TokenError::Invalid) => false,
+                Err(e) => return Err(e),
+            };
+            let label = if live { "true_positive" } else { "false_positive" };
+            feedback.push(LeakFeedback { token_hash: digest(raw), token_type: alert.token_type.clone(), label });
         }
-        let scopes: BTreeSet<Scope> = grant.scopes.iter().filter_map(|s| s.parse().ok()).collect();
-        Ok(UserCaller::by_token(grant.user, grant.id, scopes))
+        Ok(feedback)
     }
 
     /// A record whose MAC fails was written without KMS: logged (by id and user, never the hash)

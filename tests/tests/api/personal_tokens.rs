@@ -153,9 +153,96 @@ async fn a_token_is_refused_on_its_next_request_once_revoked_or_expired(backend:
     }
 }
 
+/// GitHub's alert for a live token, signed as GitHub signs (by the sandbox's stand-in): the token is
+/// revoked at once and audited as leaked with its URL, whatever type GitHub gave it; the feedback
+/// labels each report by hash. Forged, re-signed, unknown-key, unsigned and malformed alerts are
+/// 400 and revoke nothing.
+async fn a_signed_leak_alert_revokes_a_live_token_and_forged_ones_revoke_nothing(backend: Backend) {
+    use keyward_sandbox::github::{Signer, deliver};
+    let api = LocalApi::start(backend).await;
+    let ada = api.user_token(ADA).await;
+    let leaked = create(&api, &ada, &["keys:read"], 30).await;
+    let kept = create(&api, &ada, &["keys:read"], 30).await["token"].as_str().unwrap().to_owned();
+    let leaked_token = leaked["token"].as_str().unwrap();
+    let works = |bearer: String| {
+        let request = api.client.get(api.url("/me/llm-keys")).bearer_auth(bearer);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    let endpoint = api.url("/tokens/leaks");
+    let alert = |token: &str, kind: &str| {
+        json!([{"token": token, "type": kind, "url": "https://github.com/octocat/hello/blob/1/.env", "source": "content"}])
+            .to_string()
+    };
+
+    // Forgeries first: none may revoke anything.
+    let github = api.sandbox.github_signer();
+    let mut impostor = Signer::generate();
+    impostor.id = github.id.clone();
+    let body = alert(&kept, "keyward_personal_access_token");
+    let (status, answer) = deliver(&impostor, &endpoint, body.as_bytes()).await.unwrap();
+    assert_eq!((status, code(&answer)), (400, "alert_signature_mismatch".to_owned()), "another key under GitHub's id");
+    let (status, answer) = deliver(&Signer::generate(), &endpoint, body.as_bytes()).await.unwrap();
+    assert_eq!((status, code(&answer)), (400, "alert_key_unknown".to_owned()));
+    let unsigned = api.client.post(&endpoint).header("content-type", "application/json").body(body.clone()).send();
+    let unsigned = json(unsigned.await.unwrap()).await;
+    assert_eq!(unsigned["code"], "alert_unsigned");
+    let signature = github.sign(body.as_bytes());
+    let altered = body.replace("octocat", "0ctocat");
+    let response = api
+        .client
+        .post(&endpoint)
+        .header("Github-Public-Key-Identifier", &github.id)
+        .header("Github-Public-Key-Signature", signature)
+        .body(altered)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json(response).await["code"], "alert_signature_mismatch", "a body changed after signing");
+    let (status, answer) = deliver(github, &endpoint, b"{\"token\": 1}").await.unwrap();
+    assert_eq!((status, code(&answer)), (400, "alert_malformed".to_owned()));
+    assert_eq!(works(kept.clone()).await, 200, "no forgery revoked anything");
+
+    // The real thing: one live token (under another type name) and one that is not keyward's.
+    let stranger = api.state.config.personal_tokens.format.generate().expose().to_owned();
+    let body = format!(
+        "[{},{}]",
+        alert(leaked_token, "some_other_type").trim_matches(|c| c == '[' || c == ']'),
+        alert(&stranger, "keyward_personal_access_token").trim_matches(|c| c == '[' || c == ']')
+    );
+    let (status, answer) = deliver(github, &endpoint, body.as_bytes()).await.unwrap();
+    assert_eq!(status, 200, "{answer}");
+    let feedback: Value = serde_json::from_str(&answer).unwrap();
+    let hash = |token: &str| keyward::secret::digest(token);
+    assert_eq!(
+        feedback,
+        json!([
+            {"token_hash": hash(leaked_token), "token_type": "some_other_type", "label": "true_positive"},
+            {"token_hash": hash(&stranger), "token_type": "keyward_personal_access_token", "label": "false_positive"}
+        ])
+    );
+    assert!(!answer.contains(leaked_token), "the feedback never echoes a token");
+    assert_eq!(works(leaked_token.to_owned()).await, 401, "revoked at once");
+    assert_eq!(works(kept).await, 200, "only the leaked token");
+    let trail = api.audit_trail(&UserId::parse(&sandbox_subject(ADA)).unwrap()).await;
+    let id = leaked["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        trail[0],
+        (
+            "personal_token.leaked".to_owned(),
+            Some(id),
+            "leaked:https://github.com/octocat/hello/blob/1/.env".to_owned()
+        )
+    );
+}
+
+fn code(answer: &str) -> String {
+    serde_json::from_str::<Value>(answer).unwrap()["code"].as_str().unwrap_or_default().to_owned()
+}
+
 keyward_tests::on_both_backends!(
     every_user_route_answers_by_the_scope_its_credential_carries,
     a_token_is_refused_on_its_next_request_once_revoked_or_expired,
+    a_signed_leak_alert_revokes_a_live_token_and_forged_ones_revoke_nothing,
 );
 
 /// A bearer with the prefix but a wrong checksum is refused before any AWS call; a well-formed one
