@@ -7,6 +7,7 @@ mod crypto_kms;
 mod provider_golden;
 mod provider_validation;
 mod sample_events;
+mod scanner_rules;
 mod secrets_manager;
 mod store_contract;
 mod telemetry_lines;
