@@ -10,7 +10,7 @@ use zeroize::Zeroizing;
 
 use crate::CliError;
 use crate::api::{Api, LOCAL_URL, expect_json, expect_success};
-use crate::session::{Session, Tokens, now};
+use crate::session::{Caller, Session, Tokens, now};
 
 /// The API a command talks to: `--url`, else the session's, else the local run's.
 fn api_for(url: Option<url::Url>, session: Option<&Session>) -> Result<Api, CliError> {
@@ -140,11 +140,17 @@ pub async fn logout(url: Option<url::Url>) -> Result<(), CliError> {
     }
 }
 
+/// The API and who acts on it, for a command that needs a signed-in user or `KEYWARD_TOKEN`.
+fn signed_in(url: Option<url::Url>) -> Result<(Api, Caller), CliError> {
+    let caller = Caller::require()?;
+    let api = api_for(url, caller.session())?;
+    Ok((api, caller))
+}
+
 /// `keyward whoami`.
 pub async fn whoami(url: Option<url::Url>) -> Result<(), CliError> {
-    let mut session = Session::require()?;
-    let api = api_for(url, Some(&session))?;
-    let profile: Profile = expect_json(session.send(&api, Method::GET, "/me", None).await?).await?;
+    let (api, mut caller) = signed_in(url)?;
+    let profile: Profile = expect_json(caller.send(&api, Method::GET, "/me", None).await?).await?;
     println!("{} ({}) at {}", profile.email.as_deref().unwrap_or("no email"), profile.id, api.base());
     Ok(())
 }
@@ -172,9 +178,8 @@ struct KeyList {
 
 /// `keyward keys list`.
 pub async fn keys_list(url: Option<url::Url>) -> Result<(), CliError> {
-    let mut session = Session::require()?;
-    let api = api_for(url, Some(&session))?;
-    let list: KeyList = expect_json(session.send(&api, Method::GET, "/me/llm-keys", None).await?).await?;
+    let (api, mut caller) = signed_in(url)?;
+    let list: KeyList = expect_json(caller.send(&api, Method::GET, "/me/llm-keys", None).await?).await?;
     if list.keys.is_empty() {
         println!("No keys stored. Add one with `keyward keys set <provider>`.");
         return Ok(());
@@ -249,10 +254,11 @@ struct PutKey<'a> {
 
 /// `keyward keys set <provider>`: keyward stores the key only after the provider accepted it.
 pub async fn keys_set(url: Option<url::Url>, provider: &str, region: Option<String>) -> Result<(), CliError> {
-    let session = Session::load()?;
-    let api = api_for(url, session.as_ref())?;
+    // The provider is checked first: a name the API does not list is a usage error, signed in or not.
+    let caller = Caller::require();
+    let api = api_for(url, caller.as_ref().ok().and_then(Caller::session))?;
     let provider = provider_named(&api, provider).await?;
-    let mut session = session.ok_or(CliError::NotSignedIn)?;
+    let mut caller = caller?;
     let key = read_key(&provider)?;
     let body = Zeroizing::new(
         serde_json::to_vec(&PutKey { api_key: &key, region: region.as_deref() })
@@ -263,7 +269,7 @@ pub async fn keys_set(url: Option<url::Url>, provider: &str, region: Option<Stri
     let spinner = ProgressBar::new_spinner();
     spinner.set_message(format!("checking the key with {}…", provider.display_name));
     spinner.enable_steady_tick(Duration::from_millis(120));
-    let answer = session.send(&api, Method::PUT, &path, Some(body.to_vec())).await;
+    let answer = caller.send(&api, Method::PUT, &path, Some(body.to_vec())).await;
     spinner.finish_and_clear();
     let stored: KeyListing = expect_json(answer?).await?;
     println!("Stored your {0} key {1} (checked with {0}).", provider.display_name, stored.preview);
@@ -278,9 +284,9 @@ struct TestAnswer {
 
 /// `keyward keys test <provider>`: exit 1 when the provider refuses the key now.
 pub async fn keys_test(url: Option<url::Url>, provider: &str) -> Result<(), CliError> {
-    let (api, mut session, provider) = signed_in_with(url, provider).await?;
+    let (api, mut caller, provider) = signed_in_with(url, provider).await?;
     let path = format!("/me/llm-keys/{}/test", provider.slug);
-    let answer: TestAnswer = expect_json(session.send(&api, Method::POST, &path, None).await?).await?;
+    let answer: TestAnswer = expect_json(caller.send(&api, Method::POST, &path, None).await?).await?;
     if answer.ok {
         println!("{}", answer.message);
         Ok(())
@@ -291,17 +297,87 @@ pub async fn keys_test(url: Option<url::Url>, provider: &str) -> Result<(), CliE
 
 /// `keyward keys rm <provider>`.
 pub async fn keys_rm(url: Option<url::Url>, provider: &str) -> Result<(), CliError> {
-    let (api, mut session, provider) = signed_in_with(url, provider).await?;
+    let (api, mut caller, provider) = signed_in_with(url, provider).await?;
     let path = format!("/me/llm-keys/{}", provider.slug);
-    expect_success(session.send(&api, Method::DELETE, &path, None).await?).await?;
+    expect_success(caller.send(&api, Method::DELETE, &path, None).await?).await?;
     println!("Removed your {} key.", provider.display_name);
     Ok(())
 }
 
-/// The API, the signed-in session and the provider named `slug`.
-async fn signed_in_with(url: Option<url::Url>, slug: &str) -> Result<(Api, Session, Provider), CliError> {
-    let session = Session::require()?;
-    let api = api_for(url, Some(&session))?;
+/// The API, who acts on it and the provider named `slug`.
+async fn signed_in_with(url: Option<url::Url>, slug: &str) -> Result<(Api, Caller, Provider), CliError> {
+    let (api, caller) = signed_in(url)?;
     let provider = provider_named(&api, slug).await?;
-    Ok((api, session, provider))
+    Ok((api, caller, provider))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TokenListing {
+    id: String,
+    name: String,
+    preview: String,
+    scopes: Vec<String>,
+    expires_at: String,
+    last_used_at: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TokenList {
+    tokens: Vec<TokenListing>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreatedToken {
+    id: String,
+    token: secrecy::SecretString,
+    expires_at: String,
+}
+
+/// `keyward tokens create NAME --scope … --days N`: the token goes to stdout, once.
+pub async fn tokens_create(url: Option<url::Url>, name: &str, scopes: &[String], days: u32) -> Result<(), CliError> {
+    let (api, mut caller) = signed_in(url)?;
+    let body = serde_json::json!({"name": name, "scopes": scopes, "expiresInDays": days});
+    let body = serde_json::to_vec(&body).map_err(|e| CliError::Failed(e.to_string()))?;
+    let created: CreatedToken = expect_json(caller.send(&api, Method::POST, "/me/tokens", Some(body)).await?).await?;
+    eprintln!(
+        "Token {} expires {}. It is shown this once; keep it in your secret store.",
+        created.id, created.expires_at
+    );
+    println!("{}", secrecy::ExposeSecret::expose_secret(&created.token));
+    Ok(())
+}
+
+/// `keyward tokens list`.
+pub async fn tokens_list(url: Option<url::Url>) -> Result<(), CliError> {
+    let (api, mut caller) = signed_in(url)?;
+    let list: TokenList = expect_json(caller.send(&api, Method::GET, "/me/tokens", None).await?).await?;
+    if list.tokens.is_empty() {
+        println!("No tokens. Make one with `keyward tokens create NAME --scope keys:read --days 30`.");
+        return Ok(());
+    }
+    println!("{:<22} {:<16} {:<16} {:<22} {:<22} SCOPES", "ID", "NAME", "TOKEN", "EXPIRES", "LAST USED");
+    for t in list.tokens {
+        let used = t.last_used_at.unwrap_or_else(|| "never".into());
+        println!(
+            "{:<22} {:<16} {:<16} {:<22} {:<22} {}",
+            t.id,
+            t.name,
+            t.preview,
+            t.expires_at,
+            used,
+            t.scopes.join(" ")
+        );
+    }
+    Ok(())
+}
+
+/// `keyward tokens revoke ID`: refused from its next request on.
+pub async fn tokens_revoke(url: Option<url::Url>, id: &str) -> Result<(), CliError> {
+    let (api, mut caller) = signed_in(url)?;
+    let path = format!("/me/tokens/{id}");
+    expect_success(caller.send(&api, Method::DELETE, &path, None).await?).await?;
+    println!("Revoked {id}.");
+    Ok(())
 }

@@ -13,7 +13,8 @@ use clap::{Parser, Subcommand};
 
 /// The exit codes scripts can switch on.
 const AFTER_HELP: &str = "Exit codes: 0 success, 1 refused or failed, 2 usage, 3 not signed in.\n\
-The session lives in $KEYWARD_CONFIG_DIR (default: your config folder's keyward/), readable by you only.";
+The session lives in $KEYWARD_CONFIG_DIR (default: your config folder's keyward/), readable by you only.\n\
+With $KEYWARD_TOKEN set (a personal access token), commands act with it instead of a sign-in.";
 
 #[derive(Parser)]
 #[command(name = "keyward", version, about = "Sign in to keyward and manage your LLM provider keys.", after_help = AFTER_HELP)]
@@ -40,6 +41,28 @@ enum Command {
     /// Your LLM provider keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Personal access tokens for scripts and CI (making and revoking them needs a sign-in).
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+}
+
+#[derive(Subcommand)]
+enum TokensCommand {
+    /// Make a token; it is printed once, on stdout.
+    Create {
+        name: String,
+        /// A scope it carries (repeat for more): profile:read, keys:read, keys:write, credits:read,
+        /// connections:read.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// Days until it expires.
+        #[arg(long)]
+        days: u32,
+    },
+    /// List your tokens (never their values).
+    List,
+    /// Revoke a token by its id; it is refused from its next request on.
+    Revoke { id: String },
 }
 
 #[derive(Subcommand)]
@@ -111,6 +134,11 @@ async fn main() -> ExitCode {
         }
         Command::Keys(KeysCommand::Test { provider }) => commands::keys_test(cli.url, &provider).await,
         Command::Keys(KeysCommand::Rm { provider }) => commands::keys_rm(cli.url, &provider).await,
+        Command::Tokens(TokensCommand::Create { name, scopes, days }) => {
+            commands::tokens_create(cli.url, &name, &scopes, days).await
+        }
+        Command::Tokens(TokensCommand::List) => commands::tokens_list(cli.url).await,
+        Command::Tokens(TokensCommand::Revoke { id }) => commands::tokens_revoke(cli.url, &id).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

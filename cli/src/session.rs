@@ -191,3 +191,43 @@ impl Session {
         api.send(method, path, Some(self.access_token.expose_secret()), json).await
     }
 }
+
+/// Who a command acts as: `KEYWARD_TOKEN` (a personal access token, for scripts and CI) when set,
+/// else the signed-in session.
+pub enum Caller {
+    Token(Zeroizing<String>),
+    Session(Box<Session>),
+}
+
+impl Caller {
+    /// `KEYWARD_TOKEN`, else the saved session, else [`CliError::NotSignedIn`].
+    pub fn require() -> Result<Self, CliError> {
+        match std::env::var("KEYWARD_TOKEN") {
+            Ok(token) if !token.trim().is_empty() => Ok(Self::Token(Zeroizing::new(token.trim().to_owned()))),
+            _ => Session::require().map(|s| Self::Session(Box::new(s))),
+        }
+    }
+
+    /// The session's API, when acting as one.
+    pub fn session(&self) -> Option<&Session> {
+        match self {
+            Self::Session(session) => Some(session),
+            Self::Token(_) => None,
+        }
+    }
+
+    /// Sends an authenticated request: the token as it is (a refused one is refused), or the
+    /// session's access token, refreshed as needed.
+    pub async fn send(
+        &mut self,
+        api: &Api,
+        method: Method,
+        path: &str,
+        json: Option<Vec<u8>>,
+    ) -> Result<Response, CliError> {
+        match self {
+            Self::Token(token) => api.send(method, path, Some(token.as_str()), json).await,
+            Self::Session(session) => session.send(api, method, path, json).await,
+        }
+    }
+}

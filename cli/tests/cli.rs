@@ -15,10 +15,21 @@ const BIN: &str = env!("CARGO_BIN_EXE_keyward");
 
 /// Runs `keyward args…` for the session in `config`, with `stdin` piped in.
 async fn keyward(config: &Path, args: &[&str], stdin: &str) -> Output {
+    keyward_as(config, None, args, stdin).await
+}
+
+/// Runs `keyward args…` with `KEYWARD_TOKEN` set to `token` (none: unset).
+async fn keyward_as(config: &Path, token: Option<&str>, args: &[&str], stdin: &str) -> Output {
     let (config, args, stdin) =
         (config.to_owned(), args.iter().map(|a| a.to_string()).collect::<Vec<_>>(), stdin.to_owned());
+    let token = token.map(str::to_owned);
     tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        match &token {
+            Some(token) => command.env("KEYWARD_TOKEN", token),
+            None => command.env_remove("KEYWARD_TOKEN"),
+        };
+        let mut child = command
             .args(&args)
             .env("KEYWARD_CONFIG_DIR", &config)
             .env_remove("KEYWARD_URL")
@@ -254,4 +265,48 @@ async fn login_polls_at_the_interval_and_slows_down_when_told() {
     assert!(polls[1] - polls[0] >= std::time::Duration::from_secs(1));
     assert!(polls[2] - polls[1] >= std::time::Duration::from_secs(3), "slow_down was not honoured");
     assert!(polls[3] - polls[2] >= std::time::Duration::from_secs(3), "the slower interval did not stick");
+}
+
+/// `keyward tokens` makes, lists and revokes tokens with a sign-in; with `KEYWARD_TOKEN` set, every
+/// command acts as the token (no session needed), within its scopes, and a revoked one is refused.
+#[tokio::test]
+async fn tokens_are_made_with_a_sign_in_and_scripts_act_with_them() {
+    let api = LocalApi::start(Backend::Embedded).await;
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("keyward");
+    login(&api, &config).await;
+    let output = keyward(&config, &["tokens", "create", "ci", "--scope", "keys:read", "--days", "7"], "").await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let token = text(&output.stdout).trim().to_owned();
+    assert!(token.starts_with("kw_pat_") && token.len() == 43, "{token}");
+    assert!(text(&output.stderr).contains("shown this once"), "{}", text(&output.stderr));
+    let listed = text(&keyward(&config, &["tokens", "list"], "").await.stdout);
+    assert!(listed.contains("ci") && listed.contains("keys:read") && !listed.contains(&token), "{listed}");
+    let id = listed.lines().nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
+
+    // A script: no session at all, only the token.
+    let script = tempfile::tempdir().unwrap();
+    let url = ["--url", api.base_url.as_str()];
+    let as_token = |args: &[&str]| {
+        let args: Vec<String> = url.iter().chain(args).map(|a| (*a).to_owned()).collect();
+        let (dir, token) = (script.path().to_owned(), token.clone());
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            keyward_as(&dir, Some(&token), &args, "").await
+        }
+    };
+    let output = as_token(&["keys", "list"]).await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let output = as_token(&["keys", "rm", "openai"]).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(text(&output.stderr).contains("keys:write"), "{}", text(&output.stderr));
+    let output = as_token(&["tokens", "create", "more", "--scope", "keys:read", "--days", "1"]).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(text(&output.stderr).contains("sign-in"), "{}", text(&output.stderr));
+
+    let output = keyward(&config, &["tokens", "revoke", &id], "").await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let output = as_token(&["keys", "list"]).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(text(&output.stderr).contains("revoked or expired"), "{}", text(&output.stderr));
 }
