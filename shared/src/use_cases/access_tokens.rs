@@ -159,7 +159,11 @@ impl PersonalTokens<'_> {
         let grant = self.verify_record(raw).await?;
         let now = self.clock.now();
         if grant.last_used_at.is_none_or(|at| now - at >= LAST_USED_INTERVAL_SECS) {
-            self.store.access_tokens().touch_last_used(&digest(raw), now, LAST_USED_INTERVAL_SECS).await?;
+            // Bookkeeping: a store that cannot take the mark now must not refuse the request.
+            let marked = self.store.access_tokens().touch_last_used(&digest(raw), now, LAST_USED_INTERVAL_SECS).await;
+            if let Err(e) = marked {
+                tracing::warn!(token_id = %grant.id, error = %e, "could not mark a personal token used");
+            }
         }
         let scopes: BTreeSet<Scope> = grant.scopes.iter().filter_map(|s| s.parse().ok()).collect();
         Ok(UserCaller::by_token(grant.user, grant.id, scopes))

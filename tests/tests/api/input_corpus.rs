@@ -133,6 +133,41 @@ async fn hostile_inputs_get_a_4xx_problem_and_change_nothing() {
         cases.push(case(format!("returnTo `{return_to}`"), request, 400));
     }
 
+    // Personal access tokens: malformed prefixes and checksums, oversized, another deployment's,
+    // and bodies of `POST /me/tokens` that ask for what no token may be.
+    let real = api.state.config.personal_tokens.format.generate().expose().to_owned();
+    let bad_checksum = format!("{}000000", &real[..real.len() - 6]);
+    for (name, bearer) in [
+        ("bad checksum", bad_checksum),
+        ("one character short", real[..real.len() - 1].to_owned()),
+        ("one character long", format!("{real}A")),
+        ("100 KB after the prefix", format!("kw_pat_{}", "A".repeat(100_000))),
+        ("non-base62 body", format!("kw_pat_{}", "-".repeat(36))),
+        ("upper-case prefix", real.replacen("kw_pat_", "KW_PAT_", 1)),
+        ("another prefix", real.replacen("kw_pat_", "acme_", 1)),
+        ("a bare prefix", "kw_pat_".to_owned()),
+    ] {
+        cases.push(case(format!("token: {name}"), api.client.get(api.url("/me/llm-keys")).bearer_auth(bearer), 401));
+    }
+    let create = |body: String| {
+        api.client.post(api.url("/me/tokens")).bearer_auth(&token).header("content-type", "application/json").body(body)
+    };
+    for (name, body) in [
+        ("unknown scope", r#"{"name": "x", "scopes": ["keys:admin"], "expiresInDays": 1}"#),
+        ("no scopes", r#"{"name": "x", "scopes": [], "expiresInDays": 1}"#),
+        ("no expiry", r#"{"name": "x", "scopes": ["keys:read"]}"#),
+        ("zero days", r#"{"name": "x", "scopes": ["keys:read"], "expiresInDays": 0}"#),
+        ("past the maximum", r#"{"name": "x", "scopes": ["keys:read"], "expiresInDays": 366}"#),
+        ("fractional days", r#"{"name": "x", "scopes": ["keys:read"], "expiresInDays": 1.5}"#),
+        ("a user id", r#"{"name": "x", "scopes": ["keys:read"], "expiresInDays": 1, "userId": "auth0|bob"}"#),
+        (
+            "control characters in the name",
+            "{\"name\": \"a\\u0007b\", \"scopes\": [\"keys:read\"], \"expiresInDays\": 1}",
+        ),
+    ] {
+        cases.push(case(format!("create token: {name}"), create(body.to_owned()), 400));
+    }
+
     // The internal consume route's body (signed correctly; the body is the attack).
     let consume_path = format!("/internal/users/{}/credits/consume", in_path(&ada));
     let consume_bodies: Vec<(&str, Vec<u8>)> = vec![
@@ -176,12 +211,13 @@ async fn hostile_inputs_get_a_4xx_problem_and_change_nothing() {
         assert_problem(&format!("webhook: {name}"), response, 400).await;
         checked += 1;
     }
-    assert_eq!(checked, 66, "cases");
+    assert_eq!(checked, 82, "cases");
 
     let provider_calls: u64 = StandIn::ALL.iter().map(|p| api.sandbox.provider_calls().of(*p)).sum();
     assert_eq!(provider_calls, 0, "no provider was called");
     assert!(api.state.store.llm_keys().list(&ada).await.unwrap().is_empty(), "nothing was stored");
     assert_eq!(api.state.store.credits().account(&ada).await.unwrap().balance, 0);
+    assert!(api.state.personal_tokens().list(&ada).await.unwrap().is_empty(), "no token was made");
 }
 
 async fn assert_problem(name: &str, response: reqwest::Response, status: u16) {
