@@ -94,6 +94,18 @@ async fn user_routes_never_reach_another_users_data() {
     let bobs_key = api.seed_llm_key(&bob, Provider::OpenAi, &magic_key(StandIn::OpenAi, Scenario::Valid)).await;
     let token = api.user_token(ADA).await;
     let bob_ids = [bob.as_str().to_owned(), in_path(&bob)];
+    // Bob's personal access token: Ada can neither see it, nor revoke it by its id.
+    let bobs_token = api
+        .client
+        .post(api.url("/me/tokens"))
+        .bearer_auth(api.user_token(BOB).await)
+        .json(&json!({"name": "bob's ci", "scopes": ["keys:read"], "expiresInDays": 1}))
+        .send()
+        .await
+        .unwrap();
+    let bobs_token: serde_json::Value = bobs_token.json().await.unwrap();
+    let (bobs_token_id, bobs_token) = (bobs_token["id"].as_str().unwrap(), bobs_token["token"].as_str().unwrap());
+    keyward_tests::leaks::plant(bobs_token);
 
     let mut cases = 0;
     for bob_id in &bob_ids {
@@ -106,6 +118,7 @@ async fn user_routes_never_reach_another_users_data() {
             ("POST", "/me/llm-keys/openai/test"),
             ("DELETE", "/me/llm-keys/openai"),
             ("DELETE", "/me/llm-keys"),
+            ("GET", "/me/tokens"),
         ] {
             for param in ["uid", "user", "userId", "sub"] {
                 let url = format!("{}?{param}={bob_id}", api.url(path));
@@ -116,6 +129,7 @@ async fn user_routes_never_reach_another_users_data() {
                 assert!(status < 500, "{method} {path}?{param}: {status} {body}");
                 assert!(!body.contains(&bobs_key.preview), "{method} {path}?{param} showed Bob's key: {body}");
                 assert!(!body.contains(bob.as_str()), "{method} {path}?{param} named Bob: {body}");
+                assert!(!body.contains(bobs_token_id), "{method} {path}?{param} listed Bob's token: {body}");
                 cases += 1;
             }
         }
@@ -147,7 +161,13 @@ async fn user_routes_never_reach_another_users_data() {
         assert_eq!(response.status(), 403, "bearer on an internal route");
         cases += 1;
     }
-    assert_eq!(cases, 2 * (7 * 4 + 1 + 3 + 1));
+    assert_eq!(cases, 2 * (8 * 4 + 1 + 3 + 1));
+
+    // Bob's token id in Ada's revoke: the answer for an unknown id, and Bob's token still works.
+    let revoke = api.client.delete(api.url(&format!("/me/tokens/{bobs_token_id}"))).bearer_auth(&token).send();
+    assert_eq!(revoke.await.unwrap().status(), 404);
+    let bobs_use = api.client.get(api.url("/me/llm-keys")).bearer_auth(bobs_token).send().await.unwrap();
+    assert_eq!(bobs_use.status(), 200, "Bob's token was not revoked");
 
     // Bob's key is where it was, unchanged; Ada has nothing.
     let still = api.state.store.llm_keys().get(&bob, Provider::OpenAi).await.unwrap().expect("Bob's key");
