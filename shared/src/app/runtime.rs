@@ -35,6 +35,8 @@ pub enum RuntimeError {
     Status(u16),
     #[error("an invocation without lambda-runtime-aws-request-id")]
     NoRequestId,
+    #[error("a request id that makes no Runtime API path: {0}")]
+    BadRequestId(#[from] lambda_http::http::Error),
 }
 
 /// A function's `main`: telemetry, the application state once per cold start, then its routes on
@@ -59,7 +61,7 @@ pub async fn serve(
 ) -> Result<(), RuntimeError> {
     let mut service = service(state, routes);
     loop {
-        let next = api.call(request(Method::GET, "next".into(), ApiBody::empty())).await?;
+        let next = api.call(request(Method::GET, "next".into(), ApiBody::empty())?).await?;
         check(next.status().as_u16())?;
         let (parts, body) = next.into_parts();
         let id = parts.headers.get("lambda-runtime-aws-request-id").and_then(|v| v.to_str().ok());
@@ -81,7 +83,7 @@ pub async fn serve(
             Ok(response) => ("response", sent_once(response)),
             Err(failure) => ("error", wiped_body(&failure).unwrap_or_default()),
         };
-        let mut posted = request(Method::POST, format!("{id}/{outcome}"), ApiBody::from(body));
+        let mut posted = request(Method::POST, format!("{id}/{outcome}"), ApiBody::from(body))?;
         if outcome == "error" {
             posted.headers_mut().insert("lambda-runtime-function-error-type", HeaderValue::from_static("unhandled"));
         }
@@ -92,10 +94,10 @@ pub async fn serve(
     }
 }
 
-fn request(method: Method, path: String, body: ApiBody) -> lambda_http::http::Request<ApiBody> {
-    let built =
-        lambda_runtime_api_client::build_request().method(method).uri(format!("{INVOCATION}/{path}")).body(body);
-    built.expect("a method, a path of a request id's characters and a body always make a request")
+/// A request to the Runtime API; an id from its headers that makes no URI path is an error.
+fn request(method: Method, path: String, body: ApiBody) -> Result<lambda_http::http::Request<ApiBody>, RuntimeError> {
+    let builder = lambda_runtime_api_client::build_request().method(method);
+    Ok(builder.uri(format!("{INVOCATION}/{path}")).body(body)?)
 }
 
 fn check(status: u16) -> Result<(), RuntimeError> {
