@@ -115,17 +115,14 @@ pub(super) fn derive(branch_key: &DataKey, salt: &[u8; SALT_LEN], aad: &[u8]) ->
     (key, commitment)
 }
 
-/// HMAC-SHA256 of `message` under a key derived from a branch key for `aad` (the record's context
-/// and branch version).
+/// A MAC of `message` for `aad` (the record's context and branch version, self-delimiting) under
+/// a branch key: HKDF-SHA256's expand, which is HMAC-SHA256 keyed by the branch key's PRK.
 pub(super) fn mac(branch_key: &DataKey, aad: &[u8], message: &[u8]) -> [u8; 32] {
-    use hmac::{Hmac, Mac};
-    let hkdf = Hkdf::<Sha256>::from_prk(branch_key.expose()).expect("a 32-byte key is a valid SHA-256 PRK");
-    let key = DataKey::filled_by(|key| {
-        let _ = hkdf.expand_multi_info(&[b"keyward/v2/mac-key|", aad], key);
-    });
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.expose()).expect("HMAC takes any key length");
-    mac.update(message);
-    mac.finalize().into_bytes().into()
+    let hkdf = Hkdf::<Sha256>::new(None, branch_key.expose());
+    let mut mac = [0u8; 32];
+    // One block, far below HKDF's limit of 255 × 32 bytes: expanding cannot fail.
+    let _ = hkdf.expand_multi_info(&[b"keyward/v2/mac|", aad, message], &mut mac);
+    mac
 }
 
 /// Whether a stored commitment is the one the derived key makes, compared in constant time.
