@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 
 use super::audit::{AuditEntry, item as audit_item};
-use super::table::{Attr, Changes, Condition, EXPIRES_AT, Index, Item, Key, PK, Query, SK, Table, Write};
-use super::{StoreError, user_from, user_pk};
+use super::table::{Attr, Condition, EXPIRES_AT, Index, Item, Key, PK, Query, SK, Table, Write};
+use super::{StoreError, mark_used, user_from, user_pk};
 use crate::model::UserId;
 
 const PREFIX: &str = "PAT#";
@@ -99,19 +99,7 @@ impl AccessTokens<'_> {
 
     /// The user's tokens, oldest first, each with when its bearer item says it was last used.
     pub async fn list(&self, user: &UserId) -> Result<Vec<ListedToken>, StoreError> {
-        let mut lines = Vec::new();
-        let mut after = None;
-        loop {
-            let query = Query::partition(Index::Table, user_pk(user)).prefix(PREFIX).limit(100).after(after);
-            let page = self.0.query(&query).await?;
-            for item in &page.items {
-                lines.push((item.s("hash")?.to_owned(), parse_line(item)?));
-            }
-            match page.next {
-                Some(next) => after = Some(next),
-                None => break,
-            }
-        }
+        let lines = self.lines(user).await?;
         let keys: Vec<Key> = lines.iter().map(|(hash, _)| bearer_key(hash)).collect();
         let mut used = HashMap::new();
         for item in self.0.get_many(&keys).await? {
@@ -124,6 +112,28 @@ impl AccessTokens<'_> {
                 ..line
             })
             .collect())
+    }
+
+    /// How many of the user's tokens expire after `now`: their lines alone, no record read.
+    pub async fn count_live(&self, user: &UserId, now: i64) -> Result<usize, StoreError> {
+        Ok(self.lines(user).await?.iter().filter(|(_, line)| line.expires_at > now).count())
+    }
+
+    /// The user's list lines, oldest first, each with its record's hash.
+    async fn lines(&self, user: &UserId) -> Result<Vec<(String, ListedToken)>, StoreError> {
+        let mut lines = Vec::new();
+        let mut after = None;
+        loop {
+            let query = Query::partition(Index::Table, user_pk(user)).prefix(PREFIX).limit(100).after(after);
+            let page = self.0.query(&query).await?;
+            for item in &page.items {
+                lines.push((item.s("hash")?.to_owned(), parse_line(item)?));
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(lines),
+            }
+        }
     }
 
     /// Deletes a token's two items, writing `entry` with them; `false` when the user has no live
@@ -152,16 +162,9 @@ impl AccessTokens<'_> {
         }
     }
 
-    /// Marks the token of `hash` used at `now`, unless it was within `min_interval` seconds: a
-    /// write of `last_used_at` only, to a bearer item that exists.
-    pub async fn touch_last_used(&self, hash: &str, now: i64, min_interval: i64) -> Result<(), StoreError> {
-        let key = bearer_key(hash);
-        let exists = Condition::Equals(SK, Attr::S(key.sk.clone()));
-        let when = Condition::All(vec![exists, Condition::MissingOrBelow("last_used_at", now - min_interval + 1)]);
-        match self.0.update_blind(&key, Changes::default().set("last_used_at", Attr::N(now)), Some(when)).await {
-            Ok(()) | Err(StoreError::ConditionFailed { .. }) => Ok(()),
-            Err(e) => Err(e),
-        }
+    /// Marks the token of `hash` used at `now`, unless it was within `min_interval` seconds.
+    pub async fn touch_last_used(&self, hash: &str, now: i64, min_interval: i64) -> Result<bool, StoreError> {
+        mark_used(self.0, &bearer_key(hash), now, min_interval).await
     }
 }
 

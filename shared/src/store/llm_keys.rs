@@ -1,7 +1,7 @@
 //! Users' LLM provider keys: sealed, with their masked preview and validation history.
 
-use super::table::{Attr, Changes, Condition, Index, Item, Key, Query, SK, Table, Write};
-use super::{AuditEntry, StoreError, bound_to_key, refuse_tampered, sealed_attr, sealed_from, user_pk};
+use super::table::{Attr, Changes, Condition, Index, Item, Key, Query, Table, Write};
+use super::{AuditEntry, StoreError, bound_to_key, mark_used, refuse_tampered, sealed_attr, sealed_from, user_pk};
 use crate::crypto::Sealed;
 use crate::model::{Provider, UserId, ZaiRegion};
 
@@ -178,17 +178,7 @@ impl LlmKeys<'_> {
         now: i64,
         min_interval: i64,
     ) -> Result<bool, StoreError> {
-        let key = key(user, provider);
-        // The key exists (its sort key is its own: an LLM key never expires), said with key
-        // attributes only, so `internal-keys` may name no attribute but `last_used_at`.
-        let exists = Condition::Equals(SK, Attr::S(key.sk.clone()));
-        let when = Condition::All(vec![exists, Condition::MissingOrBelow("last_used_at", now - min_interval + 1)]);
-        let changes = Changes::default().set("last_used_at", Attr::N(now));
-        match self.0.update_blind(&key, changes, Some(when)).await {
-            Ok(_) => Ok(true),
-            Err(StoreError::ConditionFailed { .. }) => Ok(false),
-            Err(e) => Err(e),
-        }
+        mark_used(self.0, &key(user, provider), now, min_interval).await
     }
 
     /// Deletes one key; returns whether there was one.

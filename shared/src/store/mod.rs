@@ -197,6 +197,20 @@ async fn newest_first<T>(
     Ok(Listing { items: page.items.iter().map(parse).collect::<Result<_, _>>()?, next: page.next.map(|c| c.encode()) })
 }
 
+/// Sets an existing item's `last_used_at` to `now` unless it was set within `min_interval` seconds;
+/// whether it did. The item's existence is said with key attributes only and nothing is read back,
+/// so a role that may name no attribute but `last_used_at` can make the mark.
+async fn mark_used(table: &dyn Table, key: &Key, now: i64, min_interval: i64) -> Result<bool, StoreError> {
+    use table::{Attr, Changes, Condition, SK};
+    let exists = Condition::Equals(SK, Attr::S(key.sk.clone()));
+    let when = Condition::All(vec![exists, Condition::MissingOrBelow("last_used_at", now - min_interval + 1)]);
+    match table.update_blind(key, Changes::default().set("last_used_at", Attr::N(now)), Some(when)).await {
+        Ok(()) => Ok(true),
+        Err(StoreError::ConditionFailed { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Checks that an item's `attribute` says what its key says (`expected`), or refuses the item.
 fn bound_to_key(item: &table::Item, attribute: &'static str, expected: &str) -> Result<(), StoreError> {
     if item.opt_s(attribute)? == Some(expected) {

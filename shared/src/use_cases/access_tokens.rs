@@ -100,8 +100,7 @@ impl PersonalTokens<'_> {
         let days = days.ok_or(TokenError::InvalidExpiry { max })?;
         let user = &caller.user;
         let now = self.clock.now();
-        let live = self.store.access_tokens().list(user).await?.iter().filter(|t| t.expires_at > now).count();
-        if live >= self.settings.per_user as usize {
+        if self.store.access_tokens().count_live(user, now).await? >= self.settings.per_user as usize {
             return Err(TokenError::TooMany { limit: self.settings.per_user });
         }
         let token = self.settings.format.generate();
@@ -156,11 +155,11 @@ impl PersonalTokens<'_> {
     /// The user a bearer token acts for, with its scopes. A token that is not well formed is
     /// refused before any store read.
     pub async fn verify(&self, raw: &str) -> Result<UserCaller, TokenError> {
-        let grant = self.verify_record(raw).await?;
+        let (hash, grant) = self.verify_record(raw).await?;
         let now = self.clock.now();
         if grant.last_used_at.is_none_or(|at| now - at >= LAST_USED_INTERVAL_SECS) {
             // Bookkeeping: a store that cannot take the mark now must not refuse the request.
-            let marked = self.store.access_tokens().touch_last_used(&digest(raw), now, LAST_USED_INTERVAL_SECS).await;
+            let marked = self.store.access_tokens().touch_last_used(&hash, now, LAST_USED_INTERVAL_SECS).await;
             if let Err(e) = marked {
                 tracing::warn!(token_id = %grant.id, error = %e, "could not mark a personal token used");
             }
@@ -169,8 +168,9 @@ impl PersonalTokens<'_> {
         Ok(UserCaller::by_token(grant.user, grant.id, scopes))
     }
 
-    /// The live, untampered record of a well-formed token: one `GetItem` and a MAC check.
-    async fn verify_record(&self, raw: &str) -> Result<TokenGrant, TokenError> {
+    /// The live, untampered record of a well-formed token, and the token's hash: one `GetItem` and
+    /// a MAC check.
+    async fn verify_record(&self, raw: &str) -> Result<(String, TokenGrant), TokenError> {
         if !self.settings.format.is_well_formed(raw) {
             return Err(TokenError::Invalid);
         }
@@ -189,7 +189,7 @@ impl PersonalTokens<'_> {
             Err(CryptoError::Refused | CryptoError::UnknownBranchKey { .. }) => return Err(self.tampered(&grant)),
             Err(e) => return Err(e.into()),
         }
-        Ok(grant)
+        Ok((hash, grant))
     }
 
     /// Revokes at once every reported token that is a live keyward token, whatever type GitHub
@@ -200,7 +200,7 @@ impl PersonalTokens<'_> {
         for alert in alerts {
             let raw = alert.token.expose();
             let live = match self.verify_record(raw).await {
-                Ok(grant) => {
+                Ok((_, grant)) => {
                     let url: String = alert.url.chars().take(MAX_URL_CHARS).collect();
                     let entry = AuditEntry {
                         at: self.clock.now(),
