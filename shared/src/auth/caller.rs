@@ -1,7 +1,7 @@
-//! Who is calling, in one vocabulary: a user (by an Auth0 access token, a personal access token or
-//! the session cookie, with the scopes the credential carries), an internal service (by SigV4, with
-//! its grants), or keyward itself (a scheduled job). Routes declare what they need as an
-//! [`Access`]; [`Access::admits`] is the one check.
+//! Who is calling, in one vocabulary: a user (by an Auth0 access token or a personal access token,
+//! with the scopes the credential carries) or an internal service (by SigV4, with its grants,
+//! [`ServiceCaller`]). Routes declare what they need as an [`Access`]; [`Access::admits`] and
+//! [`Need::admits`] are the checks.
 
 use std::collections::BTreeSet;
 
@@ -15,8 +15,8 @@ pub enum Access {
     Public,
     /// A user whose credential carries the scope.
     User(Scope),
-    /// A user by a real sign-in (an Auth0 access token or the session cookie), never by a personal
-    /// access token: creating and revoking tokens, ending sessions, connecting accounts.
+    /// A user by a real sign-in (an Auth0 access token), never by a personal access token: creating
+    /// and revoking tokens, connecting and disconnecting accounts.
     SignedIn,
     /// An internal service signing with IAM (the route's `AWS_IAM` authorization), with a grant.
     Service(Need),
@@ -93,17 +93,8 @@ impl UserCaller {
     }
 
     fn is_sign_in(&self) -> bool {
-        matches!(self.credential, Credential::AccessToken | Credential::SessionCookie)
+        self.credential == Credential::AccessToken
     }
-}
-
-/// Whoever is calling.
-#[derive(Debug, Clone)]
-pub enum Caller {
-    User(UserCaller),
-    Service(ServiceCaller),
-    /// keyward itself: a scheduled job.
-    System,
 }
 
 impl Access {
@@ -116,8 +107,8 @@ impl Access {
                 Err(AuthError::MissingScopes(vec![scope.as_str().into()]))
             }
             Self::SignedIn if !caller.is_sign_in() => Err(AuthError::SignInRequired),
-            Self::User(_) | Self::SignedIn => Ok(()),
-            Self::Public | Self::Service(_) => Err(AuthError::NoServiceIdentity),
+            Self::Public | Self::User(_) | Self::SignedIn => Ok(()),
+            Self::Service(_) => Err(AuthError::NoServiceIdentity),
         }
     }
 }

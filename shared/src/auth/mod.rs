@@ -8,7 +8,7 @@ pub mod jwt;
 pub mod personal_token;
 pub mod service;
 
-pub use caller::{Access, Caller, Need, Scopes, UserCaller};
+pub use caller::{Access, Need, Scopes, UserCaller};
 pub use jwt::{Claims, Identity, TokenVerifier};
 pub use service::{Grant, InternalPrincipals, ServiceCaller};
 

@@ -50,36 +50,29 @@ impl std::fmt::Display for Scope {
     }
 }
 
-/// The credential a caller presented, as the audit trail records it: a personal access token by
-/// its id, never its value.
+/// The credential a user presented, as the audit trail records it: a personal access token by
+/// its id, never its value. (A service's is its SigV4 signature, which the audit trail names by
+/// the principal.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential {
-    /// An Auth0 access token.
+    /// An Auth0 access token: a real sign-in.
     AccessToken,
     /// A personal access token, by id.
     PersonalToken(String),
-    /// keyward's session cookie.
-    SessionCookie,
-    /// An IAM principal's SigV4 signature, verified by API Gateway.
-    SigV4,
 }
 
 impl Credential {
-    /// `access_token`, `personal_token:{id}`, `session`, `sigv4`.
+    /// `access_token`, `personal_token:{id}`.
     pub fn stored(&self) -> String {
         match self {
             Self::AccessToken => "access_token".into(),
             Self::PersonalToken(id) => format!("personal_token:{id}"),
-            Self::SessionCookie => "session".into(),
-            Self::SigV4 => "sigv4".into(),
         }
     }
 
     pub fn parse(stored: &str) -> Option<Self> {
         match stored {
             "access_token" => Some(Self::AccessToken),
-            "session" => Some(Self::SessionCookie),
-            "sigv4" => Some(Self::SigV4),
             other => other.strip_prefix("personal_token:").map(|id| Self::PersonalToken(id.to_owned())),
         }
     }
@@ -95,15 +88,10 @@ mod tests {
             assert_eq!(scope.as_str().parse::<Scope>(), Ok(scope));
         }
         assert_eq!("keys:admin".parse::<Scope>(), Err(UnknownScope("keys:admin".into())));
-        let credentials = [
-            Credential::AccessToken,
-            Credential::PersonalToken("tok_1".into()),
-            Credential::SessionCookie,
-            Credential::SigV4,
-        ];
+        let credentials = [Credential::AccessToken, Credential::PersonalToken("tok_1".into())];
         for credential in credentials {
             assert_eq!(Credential::parse(&credential.stored()), Some(credential));
         }
-        assert_eq!(Credential::parse("cookie"), None);
+        assert_eq!(Credential::parse("sigv4"), None);
     }
 }
