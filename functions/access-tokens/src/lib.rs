@@ -9,7 +9,7 @@ use keyward::github::MAX_ALERT_BYTES;
 use keyward::http::ApiError;
 use keyward::http::request::{json_body, path_param, raw_body};
 use keyward::http::response::{json_response, no_content};
-use keyward::model::rfc3339;
+use keyward::model::{ProblemCode, rfc3339};
 use keyward::store::ListedToken;
 use keyward::use_cases::access_tokens::NewToken;
 use lambda_http::Request;
@@ -102,7 +102,7 @@ async fn list(state: &AppState, caller: &UserCaller) -> Answer {
 /// `DELETE /me/tokens/{id}` → 204; another user's, an unknown or a revoked id → 404 alike.
 async fn revoke(state: &AppState, req: &Request, caller: &UserCaller) -> Answer {
     let id = path_param(req, "id")
-        .ok_or_else(|| ApiError::not_found("token_not_found", "You have no token with that id."))?;
+        .ok_or_else(|| ApiError::new(ProblemCode::TokenNotFound, "You have no token with that id."))?;
     state.personal_tokens().revoke(caller, id).await?;
     Ok(no_content())
 }

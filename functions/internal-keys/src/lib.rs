@@ -9,7 +9,7 @@ use keyward::auth::{Need, ServiceCaller};
 use keyward::http::ApiError;
 use keyward::http::request::{path_user, query_param};
 use keyward::http::response::json_response;
-use keyward::model::Provider;
+use keyward::model::{ProblemCode, Provider};
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
 use secrecy::ExposeSecret;
@@ -52,7 +52,7 @@ fn requested_providers(req: &Request) -> Result<Option<BTreeSet<Provider>>, ApiE
     let Some(raw) = query_param(req, "providers") else { return Ok(None) };
     let unknown = || {
         let slugs: Vec<&str> = Provider::ALL.iter().map(|p| p.slug()).collect();
-        ApiError::bad_request("unknown_provider", format!("`providers` lists only {}.", slugs.join(", ")))
+        ApiError::new(ProblemCode::UnknownProviderListed, format!("`providers` lists only {}.", slugs.join(", ")))
     };
     raw.split(',').map(|slug| slug.parse::<Provider>().map_err(|_| unknown())).collect::<Result<_, _>>().map(Some)
 }

@@ -7,7 +7,7 @@ use keyward::auth::UserCaller;
 use keyward::http::ApiError;
 use keyward::http::request::{json_body, path_as};
 use keyward::http::response::{json_response, no_content};
-use keyward::model::{Provider, Scope, ZaiRegion, rfc3339};
+use keyward::model::{ProblemCode, Provider, Scope, ZaiRegion, rfc3339};
 use keyward::store::StoredLlmKey;
 use keyward::use_cases::keys::Keys;
 use lambda_http::http::StatusCode;
@@ -103,7 +103,7 @@ impl From<StoredLlmKey> for KeyListing {
 fn provider_of(req: &Request) -> Result<Provider, ApiError> {
     path_as(req, "provider", || {
         let slugs: Vec<&str> = Provider::ALL.iter().map(|p| p.slug()).collect();
-        ApiError::not_found("unknown_provider", format!("keyward stores keys for {}.", slugs.join(", ")))
+        ApiError::new(ProblemCode::UnknownProvider, format!("keyward stores keys for {}.", slugs.join(", ")))
     })
 }
 

@@ -23,7 +23,7 @@ use crate::config::Mode;
 use crate::http::ApiError;
 use crate::http::request::{path_param, route_key};
 use crate::http::response::json_response;
-use crate::model::{OAuthProvider, Scope};
+use crate::model::{OAuthProvider, ProblemCode, Scope};
 
 /// What a handler answers.
 pub type Answer = Result<Response<Body>, ApiError>;
@@ -53,7 +53,7 @@ impl Need {
 pub fn connection_provider(req: &Request) -> Result<OAuthProvider, ApiError> {
     path_param(req, "provider").and_then(|raw| raw.parse().ok()).ok_or_else(|| {
         let slugs: Vec<&str> = OAuthProvider::ALL.iter().map(|p| p.slug()).collect();
-        ApiError::not_found("unknown_oauth_provider", format!("keyward connects accounts at {}.", slugs.join(", ")))
+        ApiError::new(ProblemCode::UnknownOauthProvider, format!("keyward connects accounts at {}.", slugs.join(", ")))
     })
 }
 
@@ -134,7 +134,7 @@ impl Routes {
     pub async fn serve(&self, state: &AppState, req: &Request) -> Response<Body> {
         let key = route_key(req);
         let Some(route) = self.routes.iter().find(|r| r.key == key) else {
-            return ApiError::not_found("route_not_found", "No such route.").into_response();
+            return ApiError::new(ProblemCode::RouteNotFound, "No such route.").into_response();
         };
         let answer = match &route.handler {
             Handler::Health => Ok(health(state, self.function)),
@@ -192,8 +192,8 @@ fn refusal(state: &AppState, req: &Request) -> Option<Response<Body>> {
             account_id = %claimed.account_id,
             "refused an event that did not come through this stack's API"
         );
-        ApiError::forbidden(
-            "foreign_invocation",
+        ApiError::new(
+            ProblemCode::ForeignInvocation,
             "This function serves only its stack's API Gateway API; nothing was read or written.",
         )
         .into_response()

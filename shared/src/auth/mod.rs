@@ -8,6 +8,8 @@ pub mod jwt;
 pub mod personal_token;
 pub mod service;
 
+use crate::model::ProblemCode;
+
 pub use caller::{Access, Need, Scopes, UserCaller};
 pub use jwt::{Claims, Identity, TokenVerifier};
 pub use service::{Grant, InternalPrincipals, ServiceCaller};
@@ -60,27 +62,27 @@ pub enum AuthError {
 
 impl AuthError {
     /// The stable machine code of the rejection.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ProblemCode {
         match self {
-            Self::MissingToken => "missing_token",
-            Self::Malformed => "malformed_token",
-            Self::WrongAlgorithm => "wrong_algorithm",
-            Self::UnknownKey => "unknown_signing_key",
-            Self::BadSignature => "bad_signature",
-            Self::Expired => "token_expired",
-            Self::NotYetValid => "token_not_yet_valid",
-            Self::WrongIssuer => "wrong_issuer",
-            Self::WrongAudience => "wrong_audience",
-            Self::MissingClaim => "missing_claim",
-            Self::CriticalExtension => "unsupported_critical_header",
-            Self::NotAUserToken => "not_a_user_token",
-            Self::WrongClient => "wrong_client",
-            Self::MissingScopes(_) | Self::SignInRequired => "insufficient_scope",
-            Self::InvalidToken => "invalid_token",
-            Self::KeysUnavailable => "identity_provider_unavailable",
-            Self::NoServiceIdentity => "service_identity_required",
-            Self::PrincipalNotAllowed => "principal_not_allowed",
-            Self::GrantMissing => "grant_missing",
+            Self::MissingToken => ProblemCode::MissingToken,
+            Self::Malformed => ProblemCode::MalformedToken,
+            Self::WrongAlgorithm => ProblemCode::WrongAlgorithm,
+            Self::UnknownKey => ProblemCode::UnknownSigningKey,
+            Self::BadSignature => ProblemCode::BadSignature,
+            Self::Expired => ProblemCode::TokenExpired,
+            Self::NotYetValid => ProblemCode::TokenNotYetValid,
+            Self::WrongIssuer => ProblemCode::WrongIssuer,
+            Self::WrongAudience => ProblemCode::WrongAudience,
+            Self::MissingClaim => ProblemCode::MissingClaim,
+            Self::CriticalExtension => ProblemCode::UnsupportedCriticalHeader,
+            Self::NotAUserToken => ProblemCode::NotAUserToken,
+            Self::WrongClient => ProblemCode::WrongClient,
+            Self::MissingScopes(_) | Self::SignInRequired => ProblemCode::InsufficientScope,
+            Self::InvalidToken => ProblemCode::InvalidToken,
+            Self::KeysUnavailable => ProblemCode::IdentityProviderUnavailable,
+            Self::NoServiceIdentity => ProblemCode::ServiceIdentityRequired,
+            Self::PrincipalNotAllowed => ProblemCode::PrincipalNotAllowed,
+            Self::GrantMissing => ProblemCode::GrantMissing,
         }
     }
 }

@@ -5,43 +5,23 @@ use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Response};
 use serde::Serialize;
 
-use crate::providers::{Failure, FailureKind};
+use crate::model::ProblemCode;
+use crate::providers::Failure;
 
 const PROBLEM_JSON: &str = "application/problem+json";
 
-/// An error on its way to the client. Each variant is one HTTP status; `code` is the stable,
-/// machine-readable reason clients switch on, `detail` the human sentence.
+/// An error on its way to the client: a [`ProblemCode`] (which fixes the status) and the human
+/// sentence, or one of the problems that carry more.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{detail}")]
-    BadRequest { code: &'static str, detail: String },
-    #[error("{detail}")]
-    Unauthorized { code: &'static str, detail: String },
-    #[error("{detail}")]
-    Forbidden { code: &'static str, detail: String },
+    Problem { code: ProblemCode, detail: String, retry_after_secs: Option<u64> },
     /// 403 `insufficient_scope` (RFC 6750 §3.1): the scopes missing, or none when the route needs
     /// a real sign-in rather than any scope.
     #[error("{detail}")]
     InsufficientScope { missing: Vec<String>, detail: String },
-    #[error("{detail}")]
-    NotFound { code: &'static str, detail: String },
-    #[error("{detail}")]
-    Conflict { code: &'static str, detail: String },
-    /// Not enough credits for what was asked; nothing changed.
-    #[error("{detail}")]
-    PaymentRequired { code: &'static str, detail: String },
     #[error("The request body is larger than {limit} bytes.")]
     PayloadTooLarge { limit: usize },
-    #[error("{detail}")]
-    Unprocessable { code: &'static str, detail: String },
-    #[error("{detail}")]
-    TooManyRequests { code: &'static str, detail: String, retry_after_secs: u64 },
-    /// A dependency (AWS, an identity provider) is down or throttling; retrying later helps.
-    #[error("{detail}")]
-    Unavailable { code: &'static str, detail: String, retry_after_secs: u64 },
-    /// A third party answered in a way retrying does not fix (a refused client, say).
-    #[error("{detail}")]
-    BadGateway { code: &'static str, detail: String },
     /// A provider refused a key, or could not be asked: 422 for the key's problems, 502 when the
     /// provider is unreachable, 504 when it did not answer in time.
     #[error("{}", .0.message())]
@@ -83,66 +63,34 @@ struct ProviderFacts<'a> {
 }
 
 impl ApiError {
-    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::BadRequest { code, detail: detail.into() }
+    pub fn new(code: ProblemCode, detail: impl Into<String>) -> Self {
+        Self::Problem { code, detail: detail.into(), retry_after_secs: None }
     }
 
-    pub fn not_found(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::NotFound { code, detail: detail.into() }
+    /// A refusal that goes away by itself: a limit, or a dependency that is down.
+    pub fn retry_later(code: ProblemCode, detail: impl Into<String>, retry_after_secs: u64) -> Self {
+        Self::Problem { code, detail: detail.into(), retry_after_secs: Some(retry_after_secs) }
     }
 
-    pub fn forbidden(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::Forbidden { code, detail: detail.into() }
+    pub fn code(&self) -> ProblemCode {
+        match self {
+            Self::Problem { code, .. } => *code,
+            Self::InsufficientScope { .. } => ProblemCode::InsufficientScope,
+            Self::PayloadTooLarge { .. } => ProblemCode::PayloadTooLarge,
+            Self::Provider(failure) => failure.kind.code(),
+            Self::Internal(_) => ProblemCode::InternalError,
+        }
     }
 
     pub fn status(&self) -> StatusCode {
-        match self {
-            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
-            Self::Forbidden { .. } | Self::InsufficientScope { .. } => StatusCode::FORBIDDEN,
-            Self::NotFound { .. } => StatusCode::NOT_FOUND,
-            Self::Conflict { .. } => StatusCode::CONFLICT,
-            Self::PaymentRequired { .. } => StatusCode::PAYMENT_REQUIRED,
-            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::BadGateway { .. } => StatusCode::BAD_GATEWAY,
-            Self::Provider(failure) => match failure.kind {
-                FailureKind::Unreachable => StatusCode::BAD_GATEWAY,
-                FailureKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
-                _ => StatusCode::UNPROCESSABLE_ENTITY,
-            },
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::BadRequest { code, .. }
-            | Self::Unauthorized { code, .. }
-            | Self::Forbidden { code, .. }
-            | Self::NotFound { code, .. }
-            | Self::Conflict { code, .. }
-            | Self::PaymentRequired { code, .. }
-            | Self::Unprocessable { code, .. }
-            | Self::TooManyRequests { code, .. }
-            | Self::Unavailable { code, .. }
-            | Self::BadGateway { code, .. } => code,
-            Self::PayloadTooLarge { .. } => "payload_too_large",
-            Self::InsufficientScope { .. } => "insufficient_scope",
-            Self::Provider(failure) => failure.kind.code(),
-            Self::Internal(_) => "internal_error",
-        }
+        StatusCode::from_u16(self.code().status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
     /// The single mapping from errors to HTTP responses.
     pub fn into_response(self) -> Response<Body> {
         let status = self.status();
         let retry_after = match &self {
-            Self::TooManyRequests { retry_after_secs, .. } | Self::Unavailable { retry_after_secs, .. } => {
-                Some(*retry_after_secs)
-            }
+            Self::Problem { retry_after_secs, .. } => *retry_after_secs,
             Self::Provider(failure) => failure.retry_after_secs,
             _ => None,
         };
@@ -153,12 +101,12 @@ impl ApiError {
             }
             other => {
                 if status.is_server_error() {
-                    tracing::warn!(code = other.code(), detail = %other, "dependency unavailable");
+                    tracing::warn!(code = other.code().as_str(), detail = %other, "dependency unavailable");
                 }
                 other.to_string()
             }
         };
-        let code = self.code();
+        let code = self.code().as_str();
         let problem = Problem {
             type_uri: format!("https://keyward.dev/problems/{}", code.replace('_', "-")),
             title: status.canonical_reason().unwrap_or("Error"),
@@ -192,7 +140,9 @@ impl ApiError {
         // RFC 6750 §3: a refused token is `invalid_token`; a token without the scope is
         // `insufficient_scope`, naming the scope needed.
         let challenge = match &self {
-            Self::Unauthorized { code, .. } => Some(format!("error=\"invalid_token\", error_description=\"{code}\"")),
+            _ if status == StatusCode::UNAUTHORIZED => {
+                Some(format!("error=\"invalid_token\", error_description=\"{code}\""))
+            }
             Self::InsufficientScope { missing, .. } if !missing.is_empty() => {
                 Some(format!("error=\"insufficient_scope\", scope=\"{}\"", missing.join(" ")))
             }
@@ -224,6 +174,7 @@ mod tests {
     #[test]
     fn provider_refusals_are_422_502_or_504_with_codes_never_text() {
         use crate::model::Provider;
+        use crate::providers::FailureKind;
         let status = |kind| ApiError::Provider(Box::new(Failure::new(Provider::OpenAi, kind))).status().as_u16();
         assert_eq!(status(FailureKind::InvalidKey), 422);
         assert_eq!(status(FailureKind::NoCredits), 422);
@@ -260,8 +211,8 @@ mod tests {
 
     #[test]
     fn throttling_sets_retry_after_and_unauthorized_sets_a_challenge() {
-        let response = ApiError::TooManyRequests { code: "rate_limited", detail: "slow".into(), retry_after_secs: 42 }
-            .into_response();
+        let response = ApiError::retry_later(ProblemCode::RateLimited, "slow", 42).into_response();
+        assert_eq!(response.status(), 429);
         assert_eq!(response.headers()["retry-after"], "42");
         let response = ApiError::from(crate::auth::AuthError::Expired).into_response();
         assert_eq!(response.status(), 401);

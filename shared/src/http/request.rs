@@ -8,7 +8,7 @@ use lambda_http::{Body, Request, RequestExt};
 use serde::de::DeserializeOwned;
 
 use super::ApiError;
-use crate::model::UserId;
+use crate::model::{ProblemCode, UserId};
 use crate::use_cases::throttle::ClientAddress;
 
 /// Largest request body keyward accepts.
@@ -37,7 +37,7 @@ pub fn path_as<T: std::str::FromStr>(req: &Request, name: &str, or: impl FnOnce(
 pub fn path_user(req: &Request) -> Result<UserId, ApiError> {
     path_param(req, "uid")
         .and_then(|raw| UserId::parse(raw).ok())
-        .ok_or_else(|| ApiError::bad_request("invalid_user_id", "The user id in the path is not a keyward user id."))
+        .ok_or_else(|| ApiError::new(ProblemCode::InvalidUserId, "The user id in the path is not a keyward user id."))
 }
 
 /// A query parameter (the first, when repeated).
@@ -81,18 +81,18 @@ pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let essence = content_type.split(';').next().unwrap_or("").trim();
     if !essence.eq_ignore_ascii_case("application/json") {
-        return Err(ApiError::bad_request("unsupported_content_type", "Send the request body as application/json."));
+        return Err(ApiError::new(ProblemCode::UnsupportedContentType, "Send the request body as application/json."));
     }
     let bytes = raw_body(req, MAX_BODY_BYTES)?;
     let text = std::str::from_utf8(bytes)
-        .map_err(|_| ApiError::bad_request("invalid_utf8", "The request body is not valid UTF-8."))?;
+        .map_err(|_| ApiError::new(ProblemCode::InvalidUtf8, "The request body is not valid UTF-8."))?;
     if text.trim().is_empty() {
-        return Err(ApiError::bad_request("missing_body", "This request needs a JSON body."));
+        return Err(ApiError::new(ProblemCode::MissingBody, "This request needs a JSON body."));
     }
     // serde reads a struct from an array too (`["sk-…"]` would fill the first field); every body
     // keyward takes is an object with named fields.
     if !text.trim_start().starts_with('{') {
-        return Err(ApiError::bad_request("invalid_body", "The request body must be a JSON object."));
+        return Err(ApiError::new(ProblemCode::InvalidBody, "The request body must be a JSON object."));
     }
     let mut de = serde_json::Deserializer::from_str(text);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| body_shape_error(&e))?;
@@ -127,12 +127,12 @@ fn body_shape_error(err: &serde_path_to_error::Error<serde_json::Error>) -> ApiE
         }
         _ => return syntax_error(inner),
     };
-    ApiError::bad_request("invalid_body", detail)
+    ApiError::new(ProblemCode::InvalidBody, detail)
 }
 
 fn syntax_error(err: &serde_json::Error) -> ApiError {
-    ApiError::bad_request(
-        "invalid_body",
+    ApiError::new(
+        ProblemCode::InvalidBody,
         format!("The request body is not valid JSON (line {}, column {}).", err.line(), err.column()),
     )
 }

@@ -12,7 +12,7 @@ use url::Url;
 
 use super::{OAuthFailure, TokenAnswer, post_form, read, refusal, tokens};
 use crate::endpoints::EndpointSetting;
-use crate::model::OAuthProvider;
+use crate::model::{OAuthProvider, ProblemCode};
 use crate::outbound::Outbound;
 use crate::secret::{AccessToken, IdToken, RefreshToken};
 use crate::secret_store::{SecretError, SecretReader, SecretSetting};
@@ -60,11 +60,11 @@ pub struct SettingVars {
 /// The problem codes of a provider's connections (`google_not_connected`, …), which clients
 /// switch on.
 pub struct ProblemCodes {
-    pub not_configured: &'static str,
-    pub not_connected: &'static str,
-    pub reconnect_required: &'static str,
-    pub unavailable: &'static str,
-    pub refused: &'static str,
+    pub not_configured: ProblemCode,
+    pub not_connected: ProblemCode,
+    pub reconnect_required: ProblemCode,
+    pub unavailable: ProblemCode,
+    pub refused: ProblemCode,
 }
 
 /// What keyward knows about one connection provider; each provider's module holds one value.

@@ -4,7 +4,7 @@
 
 use super::connection::{AccountSource, ConnectionSpec, EndpointSettings, ProblemCodes, Revocation, SettingVars};
 use crate::endpoints::EndpointSetting;
-use crate::model::OAuthProvider;
+use crate::model::{OAuthProvider, ProblemCode};
 
 pub struct Google;
 
@@ -30,11 +30,11 @@ impl ConnectionSpec for Google {
 
     fn problem_codes(&self) -> ProblemCodes {
         ProblemCodes {
-            not_configured: "google_not_configured",
-            not_connected: "google_not_connected",
-            reconnect_required: "google_reconnect_required",
-            unavailable: "google_unavailable",
-            refused: "google_refused",
+            not_configured: ProblemCode::GoogleNotConfigured,
+            not_connected: ProblemCode::GoogleNotConnected,
+            reconnect_required: ProblemCode::GoogleReconnectRequired,
+            unavailable: ProblemCode::GoogleUnavailable,
+            refused: ProblemCode::GoogleRefused,
         }
     }
 

@@ -9,7 +9,7 @@
 
 use super::connection::{AccountSource, ConnectionSpec, EndpointSettings, ProblemCodes, Revocation, SettingVars};
 use crate::endpoints::EndpointSetting;
-use crate::model::OAuthProvider;
+use crate::model::{OAuthProvider, ProblemCode};
 
 pub struct Microsoft;
 
@@ -35,11 +35,11 @@ impl ConnectionSpec for Microsoft {
 
     fn problem_codes(&self) -> ProblemCodes {
         ProblemCodes {
-            not_configured: "microsoft_not_configured",
-            not_connected: "microsoft_not_connected",
-            reconnect_required: "microsoft_reconnect_required",
-            unavailable: "microsoft_unavailable",
-            refused: "microsoft_refused",
+            not_configured: ProblemCode::MicrosoftNotConfigured,
+            not_connected: ProblemCode::MicrosoftNotConnected,
+            reconnect_required: ProblemCode::MicrosoftReconnectRequired,
+            unavailable: ProblemCode::MicrosoftUnavailable,
+            refused: ProblemCode::MicrosoftRefused,
         }
     }
 

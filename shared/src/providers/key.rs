@@ -3,7 +3,7 @@
 //! `provider-errors.md`). Anything past the shape is the provider's call to make.
 
 use super::spec;
-use crate::model::Provider;
+use crate::model::{ProblemCode, Provider};
 use crate::secret::ApiKey;
 
 /// Shortest key accepted: every provider's real keys are far longer.
@@ -24,10 +24,10 @@ pub enum KeyShapeError {
 }
 
 impl KeyShapeError {
-    pub fn code(self) -> &'static str {
+    pub fn code(self) -> ProblemCode {
         match self {
-            Self::Length | Self::Charset => "invalid_key_format",
-            Self::WrongKind(_) => "wrong_key_kind",
+            Self::Length | Self::Charset => ProblemCode::InvalidKeyFormat,
+            Self::WrongKind(_) => ProblemCode::WrongKeyKind,
         }
     }
 }
@@ -99,7 +99,7 @@ mod tests {
         ];
         for (provider, raw, code) in cases {
             let err = parse_api_key(provider, raw).unwrap_err();
-            assert_eq!(err.code(), code, "{provider} {raw:?}");
+            assert_eq!(err.code().as_str(), code, "{provider} {raw:?}");
             assert!(!err.to_string().contains("abcdefghijklmnop"), "{err}");
         }
         let oauth = parse_api_key(Provider::Anthropic, "sk-ant-oat01-abcdefghijklmnop").unwrap_err();

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::spec;
-use crate::model::Provider;
+use crate::model::{ProblemCode, Provider};
 
 /// The result of checking a key with its provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,21 +34,21 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
-    /// The stable machine code clients switch on.
-    pub fn code(self) -> &'static str {
+    /// The problem clients switch on; its name is also what a key's last test records.
+    pub fn code(self) -> ProblemCode {
         match self {
-            Self::InvalidKey => "invalid_key",
-            Self::KeyBlocked => "key_blocked",
-            Self::NoPermission => "no_permission",
-            Self::NoCredits => "no_credits",
-            Self::RateLimited => "rate_limited",
-            Self::QuotaExhausted => "quota_exhausted",
-            Self::Overloaded => "provider_overloaded",
-            Self::ContextTooLong => "context_too_long",
-            Self::RegionUnsupported => "region_unsupported",
-            Self::Unreachable => "provider_unreachable",
-            Self::Timeout => "provider_timeout",
-            Self::Unrecognised => "provider_error",
+            Self::InvalidKey => ProblemCode::InvalidKey,
+            Self::KeyBlocked => ProblemCode::KeyBlocked,
+            Self::NoPermission => ProblemCode::NoPermission,
+            Self::NoCredits => ProblemCode::NoCredits,
+            Self::RateLimited => ProblemCode::ProviderRateLimited,
+            Self::QuotaExhausted => ProblemCode::QuotaExhausted,
+            Self::Overloaded => ProblemCode::ProviderOverloaded,
+            Self::ContextTooLong => ProblemCode::ContextTooLong,
+            Self::RegionUnsupported => ProblemCode::RegionUnsupported,
+            Self::Unreachable => ProblemCode::ProviderUnreachable,
+            Self::Timeout => ProblemCode::ProviderTimeout,
+            Self::Unrecognised => ProblemCode::ProviderError,
         }
     }
 

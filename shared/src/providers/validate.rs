@@ -92,7 +92,7 @@ impl KeyValidator {
                     tracing::info!(
                         provider = %provider,
                         status,
-                        kind = failure.kind.code(),
+                        kind = failure.kind.code().as_str(),
                         provider_code = failure.provider_code.as_deref(),
                         request_id = failure.request_id.as_deref(),
                         "provider refused the key"
@@ -103,7 +103,7 @@ impl KeyValidator {
             Err(e) => {
                 let kind = if e.is_timeout() { FailureKind::Timeout } else { FailureKind::Unreachable };
                 // reqwest's message names the URL (never the key, which travels in a header).
-                tracing::warn!(provider = %provider, kind = kind.code(), error = %e, "provider call failed");
+                tracing::warn!(provider = %provider, kind = kind.code().as_str(), error = %e, "provider call failed");
                 Outcome::Invalid(Failure::new(provider, kind))
             }
         }

@@ -9,6 +9,8 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+use crate::model::ProblemCode;
+
 /// Stripe's libraries' default tolerance; keyward also refuses timestamps this far in the future.
 pub const TOLERANCE_SECS: i64 = 300;
 
@@ -25,12 +27,12 @@ pub enum SignatureError {
 }
 
 impl SignatureError {
-    pub fn code(self) -> &'static str {
+    pub fn code(self) -> ProblemCode {
         match self {
-            Self::Missing => "signature_missing",
-            Self::Malformed => "signature_malformed",
-            Self::NoMatch => "signature_mismatch",
-            Self::OutsideTolerance => "signature_expired",
+            Self::Missing => ProblemCode::SignatureMissing,
+            Self::Malformed => ProblemCode::SignatureMalformed,
+            Self::NoMatch => ProblemCode::SignatureMismatch,
+            Self::OutsideTolerance => ProblemCode::SignatureExpired,
         }
     }
 }

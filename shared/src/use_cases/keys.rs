@@ -106,7 +106,7 @@ impl Keys<'_> {
         let user = &caller.user;
         self.spend_validation(user, provider).await?;
         if let Outcome::Invalid(failure) = self.validator.validate(provider, region.unwrap_or_default(), &key).await {
-            self.audit(caller, AuditAction::LlmKeyPut, provider.slug(), failure.kind.code()).await?;
+            self.audit(caller, AuditAction::LlmKeyPut, provider.slug(), failure.kind.code().as_str()).await?;
             return Err(KeyError::Refused(Box::new(failure)));
         }
         let now = self.clock.now();
@@ -138,8 +138,8 @@ impl Keys<'_> {
         let outcome = self.validator.validate(provider, stored.zai_region.unwrap_or_default(), &key).await;
         let (status, code, message) = match &outcome {
             Outcome::Valid => (KeyStatus::Valid, None, works(spec(provider))),
-            Outcome::Invalid(f) if f.kind.is_transient() => (stored.status, Some(f.kind.code()), f.message()),
-            Outcome::Invalid(f) => (KeyStatus::Invalid, Some(f.kind.code()), f.message()),
+            Outcome::Invalid(f) if f.kind.is_transient() => (stored.status, Some(f.kind.code().as_str()), f.message()),
+            Outcome::Invalid(f) => (KeyStatus::Invalid, Some(f.kind.code().as_str()), f.message()),
         };
         let result = TestResult { ok: code.is_none(), message, at: self.clock.now() };
         keys.record_test(user, provider, status, &result).await?.ok_or(KeyError::NoKey(provider))?;
@@ -268,6 +268,7 @@ fn region_of(provider: Provider, raw: Option<&str>) -> Result<Option<ZaiRegion>,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ProblemCode;
     use crate::use_cases::testing::{Fixture, service_caller};
 
     fn claims(email_verified: bool) -> UserCaller {
@@ -284,7 +285,7 @@ mod tests {
         let keys = fixture.keys();
         let ada = claims(true);
         let refused = keys.store_key(&ada, Provider::OpenAi, &key("sk-proj-sandbox-no-credits"), None).await;
-        assert!(matches!(refused, Err(KeyError::Refused(f)) if f.kind.code() == "no_credits"));
+        assert!(matches!(refused, Err(KeyError::Refused(f)) if f.kind.code() == ProblemCode::NoCredits));
         assert!(keys.list(&ada.user).await.unwrap().is_empty(), "a refused key is never stored");
         let stored = keys.store_key(&ada, Provider::OpenAi, &key("sk-proj-sandbox-valid"), None).await.unwrap();
         assert_eq!((stored.preview.as_str(), stored.status), ("sk-p…alid", KeyStatus::Valid));

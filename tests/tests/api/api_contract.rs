@@ -74,6 +74,66 @@ fn each_user_routes_security_is_its_declared_scope() {
     assert_eq!(mentions, scoped, "a personal token on the scoped routes only");
 }
 
+const CODES_BEGIN: &str = "    # Rendered from shared/src/model/problem.rs: KEYWARD_RENDER_OPENAPI=1 cargo test -p keyward-tests --test api problem_codes\n";
+const CODES_END: &str = "    # End of the rendered problem codes.\n";
+
+/// The `ProblemCode` schema as `ProblemCode::ALL` renders it: a code per wire name, each status
+/// it comes with and what it means there.
+fn rendered_problem_codes() -> String {
+    use keyward::model::ProblemCode;
+    let mut names: Vec<&str> = Vec::new();
+    for code in ProblemCode::ALL {
+        if !names.contains(&code.as_str()) {
+            names.push(code.as_str());
+        }
+    }
+    let mut yaml = String::from(
+        "    ProblemCode:\n      type: string\n      description: The stable `code` of every problem keyward answers with.\n      oneOf:\n",
+    );
+    for name in names {
+        let meanings: Vec<String> = ProblemCode::ALL
+            .iter()
+            .filter(|c| c.as_str() == name)
+            .map(|c| format!("{}: {}", c.status(), c.doc()))
+            .collect();
+        let description = serde_json::to_string(&meanings.join(" ")).unwrap();
+        yaml.push_str(&format!("        - const: {name}\n          description: {description}\n"));
+    }
+    yaml
+}
+
+/// Problem codes are a client's contract: a code that appears, disappears, is renamed or changes
+/// its status or meaning fails here until `openapi.yaml` says so (rendered, then reviewed).
+#[test]
+fn problem_codes_in_openapi_are_the_enums() {
+    let path = root().join("openapi.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let start =
+        text.find(CODES_BEGIN).expect("openapi.yaml marks where problem codes are rendered") + CODES_BEGIN.len();
+    let end = start + text[start..].find(CODES_END).expect("the end of the rendered problem codes");
+    let rendered = rendered_problem_codes();
+    if std::env::var_os("KEYWARD_RENDER_OPENAPI").is_some() {
+        std::fs::write(&path, format!("{}{rendered}{}", &text[..start], &text[end..])).unwrap();
+        return;
+    }
+    let listed = |yaml: &str| -> BTreeSet<String> {
+        yaml.lines().filter_map(|l| l.trim().strip_prefix("- const: ")).map(str::to_owned).collect()
+    };
+    let (documented, enumerated) = (listed(&text[start..end]), listed(&rendered));
+    assert_eq!(
+        text[start..end],
+        rendered,
+        "openapi.yaml's problem codes are not the enum's: new {:?}, gone {:?} (or a status or meaning changed); \
+         render them with KEYWARD_RENDER_OPENAPI=1",
+        enumerated.difference(&documented).collect::<Vec<_>>(),
+        documented.difference(&enumerated).collect::<Vec<_>>(),
+    );
+    assert_eq!(
+        spec()["components"]["schemas"]["Problem"]["properties"]["code"]["$ref"],
+        "#/components/schemas/ProblemCode"
+    );
+}
+
 /// Every template route reaches a handler that serves it (not `route_not_found`), through the
 /// same functions the local gateway mounts.
 #[tokio::test]
