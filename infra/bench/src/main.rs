@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use keyward::auth::UserCaller;
+use keyward::auth::personal_token::TokenFormat;
 use keyward::crypto::{Envelope, KmsKeyProvider};
 use keyward::model::{Provider, SystemClock, UserId};
 use keyward::providers::preview;
@@ -17,6 +19,7 @@ use keyward::secret::ApiKey;
 use keyward::store::{
     Actor, AuditAction, AuditEntry, DynamoTable, KeyStatus, NewLlmKey, Store, create_table, llm_key_context, now_epoch,
 };
+use keyward::use_cases::access_tokens::{NewToken, PersonalTokenSettings, PersonalTokens};
 use keyward_sandbox::aws_proxy::AwsProxy;
 use keyward_sandbox::lambda_runtime::{Answer, Emulator};
 
@@ -236,15 +239,25 @@ async fn seed(sdk: &aws_config::SdkConfig) -> (String, String) {
     let key = kms.create_key().send().await.expect("create a KMS key");
     let key_id = key.key_metadata().map(|m| m.key_id().to_owned()).expect("key id");
     let store = Store::new(Arc::new(DynamoTable::new(dynamodb, &table)));
-    let envelope = Envelope::new(
-        Arc::new(KmsKeyProvider::new(kms, &key_id)),
+    let envelope = envelope(sdk, &key_id, &store);
+    seal_key(&store, &envelope, &UserId::parse(USER).expect("user id")).await;
+    (table, key_id)
+}
+
+/// The envelope the functions build over `store` and the KMS key.
+fn envelope(sdk: &aws_config::SdkConfig, key_id: &str, store: &Store) -> Envelope {
+    Envelope::new(
+        Arc::new(KmsKeyProvider::new(aws_sdk_kms::Client::new(sdk), key_id)),
         Arc::new(store.clone()),
         Duration::from_secs(300),
         Arc::new(SystemClock),
-    );
-    let user = UserId::parse(USER).expect("user id");
+    )
+}
+
+/// Stores a sealed OpenAI key for `user`, with its audit entry.
+async fn seal_key(store: &Store, envelope: &Envelope, user: &UserId) {
     let plaintext = "sk-proj-bench-0123456789abcdefghijklmnopqrstuvwxyz";
-    let sealed = envelope.seal(plaintext.as_bytes(), &llm_key_context(&user, Provider::OpenAi)).await.expect("seal");
+    let sealed = envelope.seal(plaintext.as_bytes(), &llm_key_context(user, Provider::OpenAi)).await.expect("seal");
     let new = NewLlmKey {
         provider: Provider::OpenAi,
         sealed,
@@ -260,8 +273,7 @@ async fn seed(sdk: &aws_config::SdkConfig) -> (String, String) {
         target: Some(Provider::OpenAi.slug().into()),
         outcome: "seeded".into(),
     };
-    store.llm_keys().put_audited(&user, &new, now_epoch(), &entry).await.expect("store the key");
-    (table, key_id)
+    store.llm_keys().put_audited(user, &new, now_epoch(), &entry).await.expect("store the key");
 }
 
 async fn sdk_for(endpoint: &str) -> aws_config::SdkConfig {
@@ -381,6 +393,90 @@ async fn main() {
          partitions. A model, not DynamoDB: the single-moto figures above are the harness's own.\n"
     );
     print_data_path(&two_servers, args.warm);
+
+    user_route(&sdk, &table, &key_id, &aws, &args, &proxy).await;
+}
+
+/// The user whose key the user route lists, signed in at the sandbox's Auth0.
+const BENCH_EMAIL: &str = "bench@example.com";
+
+/// Warm `GET /me/llm-keys` (llm-keys) with an Auth0 access token beside the same with a personal
+/// access token: what verifying a token per request (one `GetItem`, a MAC with the cached
+/// branch key) costs over a JWT checked against a cached key set.
+async fn user_route(
+    sdk: &aws_config::SdkConfig,
+    table: &str,
+    key_id: &str,
+    aws: &[(String, String)],
+    args: &Args,
+    proxy: &AwsProxy,
+) {
+    let sandbox = keyward_sandbox::Sandbox::start(([127, 0, 0, 1], 0).into()).await.expect("start the sandbox");
+    let issuer = sandbox.auth0_issuer();
+    let user = UserId::parse(&keyward_sandbox::auth0::sandbox_subject(BENCH_EMAIL)).expect("user id");
+    let store = Store::new(Arc::new(DynamoTable::new(aws_sdk_dynamodb::Client::new(sdk), table)));
+    let envelope = envelope(sdk, key_id, &store);
+    seal_key(&store, &envelope, &user).await;
+
+    let answer: serde_json::Value = reqwest::Client::new()
+        .post(format!("{issuer}oauth/token"))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", BENCH_EMAIL),
+            ("password", "sandbox"),
+            ("audience", "https://api.keyward.dev"),
+            ("client_id", "web-client"),
+            ("scope", "openid profile email"),
+        ])
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .expect("the sandbox's password grant")
+        .json()
+        .await
+        .expect("a token answer");
+    let jwt = answer["access_token"].as_str().expect("an access token").to_owned();
+    let settings =
+        PersonalTokenSettings { format: TokenFormat::new("kw_pat_").expect("prefix"), max_days: 365, per_user: 20 };
+    let tokens = PersonalTokens { store: &store, envelope: &envelope, clock: &SystemClock, settings: &settings };
+    let caller = UserCaller::signed_in(user.clone(), Some(BENCH_EMAIL.into()), Some(true));
+    let asked = NewToken { name: "bench".into(), scopes: vec!["keys:read".into()], expires_in_days: Some(1) };
+    let created = tokens.create(&caller, asked).await.expect("create a personal access token");
+
+    let mut env = aws.to_vec();
+    env.retain(|(k, _)| k != "KEYWARD_AUTH0_ISSUER");
+    env.push(("KEYWARD_AUTH0_ISSUER".into(), issuer));
+    let template = std::fs::read_to_string(args.events.join("llm-keys/list.json")).expect("list event");
+    let event = |bearer: &str| template.replace("REPLACE_WITH_ACCESS_TOKEN", bearer).into_bytes();
+    let binary = args.bin_dir.join("llm-keys");
+    let subject = |event| Subject { binary: binary.clone(), env: &env, event, counts: Some(proxy) };
+    let results = runs(&[subject(event(&jwt)), subject(event(created.token.expose()))], args.warm).await;
+    let (jwt_run, token_run) = (&results[0], &results[1]);
+
+    println!(
+        "\n## A user route with a JWT and with a personal access token: `GET /me/llm-keys` (llm-keys, aws mode)\n"
+    );
+    println!(
+        "The same function, user and stored key; the Auth0 access token is the sandbox tenant's (RS256, \
+         its key set fetched once and cached), the personal access token one with `keys:read`. \
+         `lastUsedAt` is written at most once a minute, so a warm run writes it about once.\n"
+    );
+    println!(
+        "| credential | warm p50 ms | warm p99 ms | ×JWT (p50) | AWS calls per warm request (mean of {}) |",
+        args.warm
+    );
+    println!("|---|---|---|---|---|");
+    let jwt_p50 = percentile(&jwt_run.warm, 0.5);
+    for (name, run) in [("Auth0 access token (JWT)", jwt_run), ("personal access token", token_run)] {
+        let p50 = percentile(&run.warm, 0.5);
+        println!(
+            "| {name} | {} | {} | {:.2} | {} |",
+            ms(p50),
+            ms(percentile(&run.warm, 0.99)),
+            p50.as_secs_f64() / jwt_p50.as_secs_f64(),
+            calls(&run.warm_calls, args.warm),
+        );
+    }
 }
 
 /// The data path's figures: the raw GetItem, the fetch's floor (a raw read and an audit write sent
