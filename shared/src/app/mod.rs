@@ -23,6 +23,7 @@ use crate::oauth::connection::ConnectionClient;
 use crate::oauth::connection_spec;
 use crate::outbound::Outbound;
 use crate::providers::KeyValidator;
+use crate::secret::SessionHandle;
 use crate::secret_store::SecretReader;
 use crate::store::{DynamoTable, Store, StoreError};
 use crate::use_cases::access_tokens::PersonalTokens;
@@ -32,7 +33,7 @@ use crate::use_cases::connections::{ConnectError, Connections};
 use crate::use_cases::credits::Credits;
 use crate::use_cases::devices::Devices;
 use crate::use_cases::keys::Keys;
-use crate::use_cases::sessions::Sessions;
+use crate::use_cases::sessions::{SESSION_COOKIE, SessionHolders, Sessions};
 
 pub use aws::{aws_config_loader, lambda_sdk_config};
 pub use routes::{Routes, service};
@@ -148,8 +149,19 @@ impl AppState {
     /// The user a user route's request comes from, by the credential it presents: the one place
     /// an authenticator is chosen. A bearer with this deployment's token prefix is a personal
     /// access token (refused unread on a sign-in route); any other, an Auth0 access token
-    /// (carrying every scope).
+    /// (carrying every scope). Without an `Authorization` header, the session cookie of a browser
+    /// signed in here (carrying every scope too).
     pub async fn user_caller(&self, req: &lambda_http::Request, access: Access) -> Result<UserCaller, ApiError> {
+        use lambda_http::http::header::{AUTHORIZATION, ORIGIN};
+        if !req.headers().contains_key(AUTHORIZATION)
+            && let Some(handle) = crate::http::request::cookie(req, SESSION_COOKIE)
+        {
+            let origin = req.headers().get(ORIGIN).and_then(|v| v.to_str().ok());
+            let changes = !req.method().is_safe();
+            let origins = &self.config.auth0.return_origins;
+            let holders = SessionHolders { store: &self.store, envelope: &self.envelope };
+            return Ok(holders.caller(&SessionHandle::new(handle), origin, changes, origins).await?);
+        }
         let bearer = crate::auth::jwt::bearer(req)?;
         if self.config.personal_tokens.format.claims(bearer) {
             if access == Access::SignedIn {

@@ -1,5 +1,5 @@
-//! Who is calling, in one vocabulary: a user (by an Auth0 access token or a personal access token,
-//! with the scopes the credential carries) or an internal service (by SigV4, with its grants,
+//! Who is calling, in one vocabulary: a user (by an Auth0 access token, a signed-in browser's
+//! session cookie or a personal access token, with the scopes the credential carries) or an internal service (by SigV4, with its grants,
 //! [`ServiceCaller`]). Routes declare what they need as an [`Access`]; [`Access::admits`] and
 //! [`Need::admits`] are the checks.
 
@@ -15,8 +15,8 @@ pub enum Access {
     Public,
     /// A user whose credential carries the scope.
     User(Scope),
-    /// A user by a real sign-in (an Auth0 access token), never by a personal access token: creating
-    /// and revoking tokens, connecting and disconnecting accounts.
+    /// A user by a real sign-in (an Auth0 access token or the session cookie), never by a personal
+    /// access token: creating and revoking tokens, connecting and disconnecting accounts.
     SignedIn,
     /// An internal service signing with IAM (the route's `AWS_IAM` authorization), with a grant.
     Service(Need),
@@ -81,6 +81,11 @@ impl UserCaller {
         Self { user, email, email_verified, credential: Credential::AccessToken, scopes: Scopes::Every }
     }
 
+    /// A user signed in through Auth0 in this browser, by the session cookie keyward set then.
+    pub fn by_session(user: UserId) -> Self {
+        Self { user, email: None, email_verified: None, credential: Credential::SessionCookie, scopes: Scopes::Every }
+    }
+
     /// A user by a personal access token carrying `scopes`.
     pub fn by_token(user: UserId, token_id: String, scopes: BTreeSet<Scope>) -> Self {
         let credential = Credential::PersonalToken(token_id);
@@ -93,7 +98,7 @@ impl UserCaller {
     }
 
     fn is_sign_in(&self) -> bool {
-        self.credential == Credential::AccessToken
+        matches!(self.credential, Credential::AccessToken | Credential::SessionCookie)
     }
 }
 

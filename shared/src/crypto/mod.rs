@@ -35,6 +35,17 @@ pub use kms::KmsKeyProvider;
 pub use local::LocalKeyProvider;
 pub use sealed::{NONCE_LEN, Sealed, Wrapping};
 
+/// The message a MAC binds: `label`, then each field length-prefixed, so no two field lists
+/// frame to the same bytes.
+pub fn framed(label: &str, fields: &[&str]) -> Vec<u8> {
+    let mut out = label.as_bytes().to_vec();
+    for field in fields {
+        out.extend_from_slice(&(field.len() as u32).to_be_bytes());
+        out.extend_from_slice(field.as_bytes());
+    }
+    out
+}
+
 /// A MAC under a purpose's branch key, and the version that made it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tag {
@@ -99,12 +110,14 @@ pub enum Purpose {
     OAuthState,
     /// The MACs that bind a personal access token's record (never sealing: nothing is secret).
     AccessToken,
+    /// The MACs that bind a session family to its user and current handle (never sealing).
+    Session,
 }
 
 impl Purpose {
     /// Every purpose, one per connection provider among them.
     pub fn all() -> impl Iterator<Item = Self> {
-        [Self::LlmKey, Self::Auth0Refresh, Self::OAuthState, Self::AccessToken]
+        [Self::LlmKey, Self::Auth0Refresh, Self::OAuthState, Self::AccessToken, Self::Session]
             .into_iter()
             .chain(OAuthProvider::ALL.iter().map(|&p| Self::Connection(p)))
     }
@@ -117,6 +130,7 @@ impl Purpose {
             Self::Connection(provider) => format!("{provider}-oauth"),
             Self::OAuthState => "oauth-state".into(),
             Self::AccessToken => "access-token".into(),
+            Self::Session => "session".into(),
         }
     }
 }

@@ -57,15 +57,18 @@ impl std::fmt::Display for Scope {
 pub enum Credential {
     /// An Auth0 access token: a real sign-in.
     AccessToken,
+    /// The session cookie of a browser signed in through Auth0: a real sign-in too.
+    SessionCookie,
     /// A personal access token, by id.
     PersonalToken(String),
 }
 
 impl Credential {
-    /// `access_token`, `personal_token:{id}`.
+    /// `access_token`, `session_cookie`, `personal_token:{id}`.
     pub fn stored(&self) -> String {
         match self {
             Self::AccessToken => "access_token".into(),
+            Self::SessionCookie => "session_cookie".into(),
             Self::PersonalToken(id) => format!("personal_token:{id}"),
         }
     }
@@ -73,6 +76,7 @@ impl Credential {
     pub fn parse(stored: &str) -> Option<Self> {
         match stored {
             "access_token" => Some(Self::AccessToken),
+            "session_cookie" => Some(Self::SessionCookie),
             other => other.strip_prefix("personal_token:").map(|id| Self::PersonalToken(id.to_owned())),
         }
     }
@@ -88,7 +92,8 @@ mod tests {
             assert_eq!(scope.as_str().parse::<Scope>(), Ok(scope));
         }
         assert_eq!("keys:admin".parse::<Scope>(), Err(UnknownScope("keys:admin".into())));
-        let credentials = [Credential::AccessToken, Credential::PersonalToken("tok_1".into())];
+        let credentials =
+            [Credential::AccessToken, Credential::SessionCookie, Credential::PersonalToken("tok_1".into())];
         for credential in credentials {
             assert_eq!(Credential::parse(&credential.stored()), Some(credential));
         }

@@ -47,7 +47,7 @@ pub use oauth::{ConnectionStatus, OAuthConnection, OAuthConnections};
 pub use payments::{DisputeRecord, InvoiceGrant, Payment, PaymentHistory, Payments, RefundRecord, Settled, Settlement};
 pub use sealed_values::{
     ConnectionToken, SealedPage, SealedValue, SealedValues, connection_token_context, llm_key_context,
-    refresh_token_context, verifier_context,
+    refresh_token_context, session_binding_context, verifier_context,
 };
 pub use sessions::{SESSION_IDLE_SECS, SessionFamily, Sessions};
 pub use states::{OneTimeState, StatePurpose, States};

@@ -19,6 +19,12 @@ pub fn refresh_token_context(user: &UserId, family: &str, handle_hash: &str) -> 
     EncryptionContext::new(user, Purpose::Auth0Refresh, format!("{family}/{handle_hash}"))
 }
 
+/// The MAC that binds session family `family` to `user`: whoever holds its current handle is
+/// signed in as `user`, which a table writer without the key cannot make anyone be.
+pub fn session_binding_context(user: &UserId, family: &str) -> EncryptionContext {
+    EncryptionContext::new(user, Purpose::Session, family)
+}
+
 /// Which token of a connected account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnectionToken {

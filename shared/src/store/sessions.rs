@@ -5,7 +5,7 @@
 
 use super::table::{Attr, Changes, Condition, EXPIRES_AT, Item, Key, Table, Write};
 use super::{StoreError, bound_to_key, refuse_tampered, sealed_attr, sealed_from, user_from};
-use crate::crypto::Sealed;
+use crate::crypto::{BranchVersion, Sealed, Tag};
 use crate::model::{ClientKind, UserId};
 
 /// A session idle this long ends (each rotation extends it).
@@ -19,6 +19,9 @@ pub struct SessionFamily {
     pub client: ClientKind,
     pub sealed_refresh: Sealed,
     pub current_handle: String,
+    /// The MAC binding the family to its user, client and current handle (`None` on a family
+    /// written before sessions were bound, or whose MAC attributes are unreadable).
+    pub binding: Option<Tag>,
     pub active: bool,
 }
 
@@ -32,6 +35,12 @@ fn handle_key(handle_hash: &str) -> Key {
     Key::new(format!("HANDLE#{handle_hash}"), "HANDLE")
 }
 
+fn binding_from(item: &Item) -> Option<Tag> {
+    let version = BranchVersion::parse(item.s("mac_version").ok()?)?;
+    let mac = item.b("mac").ok()?.try_into().ok()?;
+    Some(Tag { version, mac })
+}
+
 fn handle_item(handle_hash: &str, family: &str, user: &UserId, expires_at: i64) -> Item {
     Item::new(&handle_key(handle_hash))
         .with("entity", Attr::S("session-handle".into()))
@@ -41,10 +50,12 @@ fn handle_item(handle_hash: &str, family: &str, user: &UserId, expires_at: i64) 
 }
 
 impl Sessions<'_> {
-    /// Creates a family and its first handle, together.
-    pub async fn create(&self, family: &SessionFamily, now: i64) -> Result<(), StoreError> {
+    /// Creates a family, bound by `binding`, and its first handle, together.
+    pub async fn create(&self, family: &SessionFamily, binding: &Tag, now: i64) -> Result<(), StoreError> {
         let expires_at = now + SESSION_IDLE_SECS;
         let item = Item::new(&family_key(&family.id))
+            .with("mac_version", Attr::S(binding.version.to_string()))
+            .with("mac", Attr::B(binding.mac.to_vec()))
             .with("entity", Attr::S("session".into()))
             .with("user_id", Attr::S(family.user.to_string()))
             .with("client", Attr::S(family.client.as_str().into()))
@@ -82,27 +93,31 @@ impl Sessions<'_> {
                 .ok_or_else(|| StoreError::Corrupt("unknown session client".into()))?,
             sealed_refresh: sealed_from(item.b("sealed")?)?,
             current_handle: item.s("current")?.to_owned(),
+            binding: binding_from(&item),
             active: item.s("status")? == "active",
             id,
         }))
     }
 
-    /// Moves the family from `old` to a new handle (and refresh token) atomically; `false` when
-    /// `old` was no longer current or the family was revoked meanwhile (a concurrent use).
+    /// Moves the family from `old` to a new handle (its refresh token and binding with it)
+    /// atomically; `false` when `old` was no longer current or the family was revoked meanwhile (a
+    /// concurrent use).
     pub async fn rotate(
         &self,
         family: &SessionFamily,
         old_handle: &str,
-        new_handle: &str,
-        sealed_refresh: &Sealed,
+        next: (&str, &Sealed, &Tag),
         now: i64,
     ) -> Result<bool, StoreError> {
+        let (new_handle, sealed_refresh, binding) = next;
         let expires_at = now + SESSION_IDLE_SECS;
         let when = Condition::All(vec![
             Condition::Equals("current", Attr::S(old_handle.to_owned())),
             Condition::Equals("status", Attr::S("active".into())),
         ]);
         let changes = Changes::default()
+            .set("mac_version", Attr::S(binding.version.to_string()))
+            .set("mac", Attr::B(binding.mac.to_vec()))
             .set("current", Attr::S(new_handle.to_owned()))
             .set("sealed", sealed_attr(sealed_refresh))
             .set("rotated_at", Attr::N(now))

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use crate::auth::UserCaller;
 use crate::auth::personal_token::TokenFormat;
-use crate::crypto::{BranchVersion, CryptoError, EncryptionContext, Envelope, Purpose, Tag};
+use crate::crypto::{BranchVersion, CryptoError, EncryptionContext, Envelope, Purpose, Tag, framed};
 use crate::github::Alert;
 use crate::model::{Clock, Scope, UserId, random_id};
 use crate::secret::{PersonalToken, digest};
@@ -259,14 +259,7 @@ fn context(user: &UserId, id: &str) -> EncryptionContext {
 /// What a token record's MAC covers, each field length-prefixed: the token's hash (so a record
 /// copied under another token's hash fails), the user, the token's id, its scopes and its expiry.
 fn bound(hash: &str, user: &UserId, id: &str, scopes: &[String], expires_at: i64) -> Vec<u8> {
-    let scopes = scopes.join(" ");
-    let expires_at = expires_at.to_string();
-    let mut out = b"keyward/personal-token/v1".to_vec();
-    for field in [hash, user.as_str(), id, &scopes, &expires_at] {
-        out.extend_from_slice(&(field.len() as u32).to_be_bytes());
-        out.extend_from_slice(field.as_bytes());
-    }
-    out
+    framed("keyward/personal-token/v1", &[hash, user.as_str(), id, &scopes.join(" "), &expires_at.to_string()])
 }
 
 #[cfg(test)]

@@ -10,11 +10,13 @@ use super::accounts::Accounts;
 use super::redirects::{RedirectError, Redirects, allowed_return_to, clear_browser_cookie};
 use super::throttle::{AnonymousAction, AnonymousLimits, ClientAddress, Throttle, ThrottleError};
 use crate::auth::auth0::{Auth0Client, Auth0Error, TokenSet};
-use crate::auth::{AuthError, Identity, TokenVerifier};
-use crate::crypto::{CryptoError, Envelope};
+use crate::auth::{AuthError, Identity, TokenVerifier, UserCaller};
+use crate::crypto::{CryptoError, Envelope, Tag, framed};
 use crate::model::{ClientKind, Clock, Cookie, UserId, random_secret};
 use crate::secret::{AccessToken, RefreshToken, SessionHandle, digest};
-use crate::store::{SESSION_IDLE_SECS, SessionFamily, StatePurpose, Store, StoreError, refresh_token_context};
+use crate::store::{
+    SESSION_IDLE_SECS, SessionFamily, StatePurpose, Store, StoreError, refresh_token_context, session_binding_context,
+};
 
 /// The cookie holding a browser's session handle (`__Host-`: Secure, Path=/, no Domain).
 pub const SESSION_COOKIE: &str = "__Host-keyward-session";
@@ -221,15 +223,17 @@ impl Sessions<'_> {
         let current_handle = digest(handle.expose());
         let context = refresh_token_context(user, &family, &current_handle);
         let sealed = self.envelope.seal(refresh.expose().as_bytes(), &context).await?;
+        let binding = self.holders().bind(user, &family, client, &current_handle).await?;
         let record = SessionFamily {
             id: family,
             user: user.clone(),
             client,
             sealed_refresh: sealed,
             current_handle,
+            binding: None,
             active: true,
         };
-        self.store.sessions().create(&record, self.clock.now()).await?;
+        self.store.sessions().create(&record, &binding, self.clock.now()).await?;
         Ok(handle)
     }
 
@@ -238,11 +242,8 @@ impl Sessions<'_> {
         match presented {
             Presented::Body(handle) => Ok(handle),
             Presented::Cookie { handle, origin } => {
-                let origins = &self.auth0.settings().return_origins;
-                match origin {
-                    Some(origin) if origins.iter().any(|allowed| allowed == origin) => Ok(handle),
-                    _ => Err(SessionError::ForeignOrigin),
-                }
+                from_allowed_origin(&self.auth0.settings().return_origins, *origin)?;
+                Ok(handle)
             }
         }
     }
@@ -278,7 +279,9 @@ impl Sessions<'_> {
         let next_hash = digest(next.expose());
         let context = refresh_token_context(&family.user, &family.id, &next_hash);
         let sealed = self.envelope.seal(next_refresh.expose().as_bytes(), &context).await?;
-        let rotated = self.store.sessions().rotate(&family, &presented, &next_hash, &sealed, self.clock.now()).await?;
+        let binding = self.holders().bind(&family.user, &family.id, family.client, &next_hash).await?;
+        let next_state = (next_hash.as_str(), &sealed, &binding);
+        let rotated = self.store.sessions().rotate(&family, &presented, next_state, self.clock.now()).await?;
         if !rotated {
             self.end_family(&family).await?;
             return Err(SessionError::ReusedConcurrently);
@@ -301,16 +304,13 @@ impl Sessions<'_> {
         Ok(())
     }
 
-    /// The user whose live, current session `handle` is: who a browser is signed in as. The
-    /// family's refresh token must open for the handle, so a handle planted in the table signs
-    /// nobody in.
+    /// The user whose live, current session `handle` is: who a browser is signed in as.
     pub async fn holder(&self, handle: &SessionHandle) -> Result<Option<UserId>, SessionError> {
-        let hash = digest(handle.expose());
-        let Some(family) = self.store.sessions().find(&hash).await? else { return Ok(None) };
-        if !family.active || family.current_handle != hash || self.refresh_token(&family).await?.is_none() {
-            return Ok(None);
-        }
-        Ok(Some(family.user))
+        self.holders().holder(handle).await
+    }
+
+    fn holders(&self) -> SessionHolders<'_> {
+        SessionHolders { store: self.store, envelope: self.envelope }
     }
 
     /// The family's Auth0 refresh token, which opens only under its current handle; `None` when it
@@ -337,6 +337,75 @@ impl Sessions<'_> {
         }
         Ok(())
     }
+}
+
+/// A session cookie rides along with any site's request, so one that changes something is
+/// honoured only with an `Origin` among the return origins (cross-site request forgery).
+fn from_allowed_origin(origins: &[String], origin: Option<&str>) -> Result<(), SessionError> {
+    match origin {
+        Some(origin) if origins.iter().any(|allowed| allowed == origin) => Ok(()),
+        _ => Err(SessionError::ForeignOrigin),
+    }
+}
+
+/// Who holds a session handle: the session cookie as a credential, and the browser a connect
+/// must finish in. A family's MAC (the `session` purpose's branch key, which any function with user
+/// routes may unwrap) binds it to its user, client and current handle, so a family or handle
+/// planted or edited in the table signs nobody in, and checking one needs no Auth0 refresh token.
+pub struct SessionHolders<'a> {
+    pub store: &'a Store,
+    pub envelope: &'a Envelope,
+}
+
+impl SessionHolders<'_> {
+    /// The user whose live, current session `handle` is; `None` for an unknown, ended, rotated or
+    /// unbound one. Two `GetItem`s and a MAC (no KMS call while the branch key is cached).
+    pub async fn holder(&self, handle: &SessionHandle) -> Result<Option<UserId>, SessionError> {
+        let hash = digest(handle.expose());
+        let Some(family) = self.store.sessions().find(&hash).await? else { return Ok(None) };
+        if !family.active || family.current_handle != hash {
+            return Ok(None);
+        }
+        let Some(binding) = &family.binding else {
+            tracing::warn!(user = %family.user, "a session family without a binding MAC was presented; refused");
+            return Ok(None);
+        };
+        let message = bound(&family.id, &family.user, family.client, &family.current_handle);
+        match self.envelope.check_tag(&message, &session_binding_context(&family.user, &family.id), binding).await {
+            Ok(()) => Ok(Some(family.user)),
+            Err(CryptoError::Refused | CryptoError::UnknownBranchKey { .. }) => {
+                tracing::warn!(user = %family.user, "a session family whose MAC fails was presented; refused");
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The caller a session cookie stands for: every scope, as a real sign-in. A request that
+    /// `changes` something must carry an `Origin` among `origins`; reading needs none (a foreign
+    /// page cannot read the answer).
+    pub async fn caller(
+        &self,
+        handle: &SessionHandle,
+        origin: Option<&str>,
+        changes: bool,
+        origins: &[String],
+    ) -> Result<UserCaller, SessionError> {
+        if changes {
+            from_allowed_origin(origins, origin)?;
+        }
+        let user = self.holder(handle).await?.ok_or(SessionError::UnknownSession)?;
+        Ok(UserCaller::by_session(user))
+    }
+
+    /// The MAC that binds family `id` of `user` to its current handle.
+    async fn bind(&self, user: &UserId, id: &str, client: ClientKind, handle_hash: &str) -> Result<Tag, CryptoError> {
+        self.envelope.tag(&bound(id, user, client, handle_hash), &session_binding_context(user, id)).await
+    }
+}
+
+fn bound(id: &str, user: &UserId, client: ClientKind, handle_hash: &str) -> Vec<u8> {
+    framed("keyward/session/v1", &[id, user.as_str(), client.as_str(), handle_hash])
 }
 
 #[cfg(test)]
@@ -439,5 +508,49 @@ mod tests {
             .logout(&Presented::Cookie { handle: refreshed.next, origin: Some("http://127.0.0.1:8700") })
             .await
             .unwrap();
+    }
+
+    /// The cookie is a sign-in only for its family's user while the family's MAC checks; every
+    /// edit a table writer can make (another user, another client, a planted handle, a made-up or
+    /// missing MAC) signs nobody in. A write needs an allowed `Origin`; a read needs none.
+    #[tokio::test]
+    async fn a_session_cookie_signs_in_only_a_bound_family_and_writes_only_from_a_return_origin() {
+        use crate::model::Credential;
+        use crate::store::table::{Attr, Key};
+
+        let fixture = Fixture::with_sandbox().await;
+        let handle = fixture.signed_in("ada@example.com").await;
+        let holders = SessionHolders { store: &fixture.store, envelope: &fixture.envelope };
+        let origins = ["http://127.0.0.1:8700".to_owned()];
+        let caller = holders.caller(&handle, None, false, &origins).await.unwrap();
+        assert_eq!(caller.credential, Credential::SessionCookie);
+        let foreign = holders.caller(&handle, Some("https://evil.example"), true, &origins).await;
+        assert!(matches!(foreign, Err(SessionError::ForeignOrigin)));
+        assert!(matches!(holders.caller(&handle, None, true, &origins).await, Err(SessionError::ForeignOrigin)));
+        assert!(holders.caller(&handle, Some("http://127.0.0.1:8700"), true, &origins).await.is_ok());
+
+        let family = fixture.store.sessions().find(&digest(handle.expose())).await.unwrap().unwrap();
+        let table = fixture.store.table();
+        let family_key = Key::new(format!("SESSION#{}", family.id), "FAMILY");
+        let original = table.get(&family_key).await.unwrap().unwrap();
+        let edited = |name: &str, value: Option<Attr>| {
+            let item = original.clone();
+            match value {
+                Some(value) => item.with(name, value),
+                None => crate::store::table::Item(item.0.into_iter().filter(|(n, _)| n != name).collect()),
+            }
+        };
+        for (what, forged) in [
+            ("another user", edited("user_id", Some(Attr::S("auth0|mallory".into())))),
+            ("another client", edited("client", Some(Attr::S("device".into())))),
+            ("a made-up MAC", edited("mac", Some(Attr::B(vec![7; 32])))),
+            ("no MAC", edited("mac", None)),
+        ] {
+            table.put(forged, None).await.unwrap();
+            let refused = holders.caller(&handle, None, false, &origins).await;
+            assert!(matches!(refused, Err(SessionError::UnknownSession)), "{what}");
+        }
+        table.put(original, None).await.unwrap();
+        assert_eq!(holders.holder(&handle).await.unwrap(), Some(family.user), "the family as keyward wrote it");
     }
 }

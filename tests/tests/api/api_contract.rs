@@ -46,8 +46,8 @@ fn spec_template_and_gateway_routes_are_one_set() {
 }
 
 /// `openapi.yaml` names the credential each user route takes as the route tables declare it: a
-/// scoped route, its scope for an Auth0 token and for a personal access token alike; a sign-in
-/// route, an Auth0 token only.
+/// scoped route, its scope for an Auth0 token, a personal access token and the session cookie
+/// alike; a sign-in route, an Auth0 token or the session cookie.
 #[test]
 fn each_user_routes_security_is_its_declared_scope() {
     use keyward::auth::Access;
@@ -58,10 +58,12 @@ fn each_user_routes_security_is_its_declared_scope() {
             let (method, path) = key.split_once(' ').unwrap();
             let security = &spec["paths"][path][method.to_lowercase()]["security"];
             let expected = match access {
-                Access::User(scope) => {
-                    serde_json::json!([{"bearerAuth": [scope.as_str()]}, {"personalToken": [scope.as_str()]}])
-                }
-                Access::SignedIn => serde_json::json!([{"bearerAuth": []}]),
+                Access::User(scope) => serde_json::json!([
+                    {"bearerAuth": [scope.as_str()]},
+                    {"personalToken": [scope.as_str()]},
+                    {"sessionCookie": [scope.as_str()]}
+                ]),
+                Access::SignedIn => serde_json::json!([{"bearerAuth": []}, {"sessionCookie": []}]),
                 Access::Public | Access::Service(_) => continue,
             };
             assert_eq!(security, &expected, "{key}");

@@ -214,15 +214,19 @@ async fn consume_case(operation: &'static str, pass: usize, fault: Fault) {
 }
 
 /// `GET /auth/callback` (a new deployment's first web sign-in): consuming the one-time state,
-/// upserting the profile, the first auth0-refresh seal making the purpose's first branch key (the
-/// look for one, the key from KMS, its transaction), the session's transaction.
+/// upserting the profile, the first auth0-refresh seal and the first session binding each making
+/// their purpose's first branch key (the look for one, the key from KMS, its transaction), the
+/// session's transaction.
 const SIGN_IN: FaultPoints = &[
     ("DynamoDB.DeleteItem", 0),
     ("DynamoDB.UpdateItem", 0),
     ("DynamoDB.GetItem", 0),
     ("KMS.GenerateDataKey", 0),
     ("DynamoDB.TransactWriteItems", 0),
+    ("DynamoDB.GetItem", 1),
+    ("KMS.GenerateDataKey", 1),
     ("DynamoDB.TransactWriteItems", 1),
+    ("DynamoDB.TransactWriteItems", 2),
 ];
 
 /// Session families in the table (each is one `FAMILY` item).
@@ -247,7 +251,7 @@ async fn sign_in_case(operation: &'static str, pass: usize, fault: Fault) {
     let response = under_fault(&proxy, &case, (operation, pass, fault), callback.follow(&api)).await;
     refused_for_now(&case, response, None).await;
     // No session is half-created: a family exists only when its transaction took effect.
-    let created = operation == "DynamoDB.TransactWriteItems" && pass == 1 && fault == Fault::LostAnswer;
+    let created = operation == "DynamoDB.TransactWriteItems" && pass == 2 && fault == Fault::LostAnswer;
     assert_eq!(session_families(&api).await, usize::from(created), "{case}");
     // The same callback completes only if its state was never consumed (the fault stopped the
     // consumption itself); otherwise the state is gone, and so is Auth0's one-time code with it.

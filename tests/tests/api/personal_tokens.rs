@@ -8,7 +8,8 @@ use keyward::model::{ManualClock, Scope, UserId};
 use keyward::use_cases::access_tokens::{NewToken, PersonalTokens};
 use keyward_sandbox::auth0::sandbox_subject;
 use keyward_sandbox::providers::{Provider as StandIn, Scenario, magic_key};
-use keyward_tests::api::{Backend, LocalApi, json};
+use keyward_tests::api::{APP_ORIGIN, Backend, LocalApi, json};
+use keyward_tests::sign_in::sign_in;
 use serde_json::{Value, json};
 
 const ADA: &str = "ada@example.com";
@@ -28,10 +29,24 @@ async fn create(api: &LocalApi, bearer: &str, scopes: &[&str], days: i64) -> Val
 /// A request of `route` (`METHOD /path/{param}`) as `bearer`, with the path's parameters and body
 /// filled in so the route's own checks pass.
 async fn call(api: &LocalApi, route: &str, bearer: &str) -> reqwest::Response {
+    call_with(api, route, |request| request.bearer_auth(bearer)).await
+}
+
+/// The same request from a page of the app, signed in by the session cookie `handle`.
+async fn call_by_cookie(api: &LocalApi, route: &str, handle: &str) -> reqwest::Response {
+    let cookie = format!("__Host-keyward-session={handle}");
+    call_with(api, route, |request| request.header("cookie", cookie).header("origin", APP_ORIGIN)).await
+}
+
+async fn call_with(
+    api: &LocalApi,
+    route: &str,
+    credential: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+) -> reqwest::Response {
     let (method, template) = route.split_once(' ').unwrap();
     let provider = if template.starts_with("/me/oauth/") { "google" } else { "openai" };
     let path = template.replace("{provider}", provider).replace("{id}", "tok_0000000000000000");
-    let mut request = api.client.request(method.parse().unwrap(), api.url(&path)).bearer_auth(bearer);
+    let mut request = credential(api.client.request(method.parse().unwrap(), api.url(&path)));
     request = match route {
         "PUT /me/llm-keys/{provider}" => request.json(&json!({"apiKey": magic_key(StandIn::OpenAi, Scenario::Valid)})),
         "POST /me/tokens" => request.json(&json!({"name": "x", "scopes": ["keys:read"], "expiresInDays": 1})),
@@ -46,7 +61,8 @@ async fn let_through(route: &str, response: reqwest::Response, who: &str) {
     let status = response.status();
     let text = response.text().await.unwrap();
     assert!(
-        status != 401 && !text.contains("insufficient_scope") && !text.contains("invalid_token"),
+        status != 401
+            && !["insufficient_scope", "invalid_token", "origin_not_allowed"].iter().any(|code| text.contains(code)),
         "{route} as {who}: {status} {text}"
     );
 }
@@ -70,11 +86,13 @@ async fn refused_for_scope(route: &str, response: reqwest::Response, missing: Op
     }
 }
 
-/// Every user route × {an Auth0 token, a token with the route's scope, a token without it}; a
-/// sign-in-only route refuses even a token with every scope.
+/// Every user route × {an Auth0 token, the session cookie, a token with the route's scope, a token
+/// without it}; a sign-in-only route takes an Auth0 token and the cookie, and refuses even a token
+/// with every scope.
 async fn every_user_route_answers_by_the_scope_its_credential_carries(backend: Backend) {
     let api = LocalApi::start(backend).await;
     let signed_in = api.user_token(ADA).await;
+    let cookie = sign_in(&api, ADA).await;
     let mut with = std::collections::BTreeMap::new();
     for scope in Scope::ALL {
         with.insert(scope, create(&api, &signed_in, &[scope.as_str()], 1).await["token"].as_str().unwrap().to_owned());
@@ -87,12 +105,14 @@ async fn every_user_route_answers_by_the_scope_its_credential_carries(backend: B
             match access {
                 Access::User(scope) => {
                     let_through(route, call(&api, route, &signed_in).await, "an Auth0 token").await;
+                    let_through(route, call_by_cookie(&api, route, &cookie).await, "the session cookie").await;
                     let_through(route, call(&api, route, &with[&scope]).await, "a token with its scope").await;
                     let other = Scope::ALL.into_iter().find(|s| *s != scope).unwrap();
                     refused_for_scope(route, call(&api, route, &with[&other]).await, Some(scope)).await;
                 }
                 Access::SignedIn => {
                     let_through(route, call(&api, route, &signed_in).await, "an Auth0 token").await;
+                    let_through(route, call_by_cookie(&api, route, &cookie).await, "the session cookie").await;
                     refused_for_scope(route, call(&api, route, &all_scopes).await, None).await;
                 }
                 Access::Public | Access::Service(_) => continue,

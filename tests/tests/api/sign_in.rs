@@ -397,8 +397,59 @@ async fn a_handle_planted_in_the_table_opens_no_session(backend: Backend) {
     assert_eq!(status, 401, "{body}");
     assert!(!body.contains("accessToken"), "no Auth0 access token for a planted handle: {body}");
     let cookie = format!("__Host-keyward-session={planted}");
-    let me = api.client.post(api.url("/auth/refresh")).header("cookie", cookie).header("origin", APP_ORIGIN);
+    let me = api.client.post(api.url("/auth/refresh")).header("cookie", &cookie).header("origin", APP_ORIGIN);
     assert_eq!(me.send().await.unwrap().status(), 401, "nor for one in a cookie");
+    // Nor is it a sign-in on a user route: the family's MAC binds it to the handle keyward issued.
+    for path in ["/me", "/me/llm-keys", "/me/tokens"] {
+        let response = api.client.get(api.url(path)).header("cookie", &cookie).send().await.unwrap();
+        assert_eq!(code_of(response).await, (401, "invalid_session".to_owned()), "{path}");
+    }
+}
+
+/// The session cookie signs a browser in on every user route, and a write from a page elsewhere
+/// (or with no `Origin`) is refused before anything is read or changed; a session that ended or
+/// rotated signs nobody in on its very next request.
+async fn a_session_cookie_is_a_sign_in_on_user_routes_from_allowed_origins(backend: Backend) {
+    let api = LocalApi::start(backend).await;
+    let handle = sign_in(&api, ADA).await;
+    let by_cookie = |method: reqwest::Method, path: &str, handle: &str, origin: Option<&str>| {
+        let request =
+            api.client.request(method, api.url(path)).header("cookie", format!("__Host-keyward-session={handle}"));
+        match origin {
+            Some(origin) => request.header("origin", origin),
+            None => request,
+        }
+    };
+    let me = json(by_cookie(reqwest::Method::GET, "/me", &handle, None).send().await.unwrap()).await;
+    assert_eq!(me["email"], ADA, "{me}");
+    let made = |origin| {
+        let body = json!({"name": "from a page", "scopes": ["keys:read"], "expiresInDays": 1});
+        by_cookie(reqwest::Method::POST, "/me/tokens", &handle, origin).json(&body).send()
+    };
+    for origin in [None, Some("null"), Some("https://evil.example.com")] {
+        assert_eq!(code_of(made(origin).await.unwrap()).await, (403, "origin_not_allowed".to_owned()), "{origin:?}");
+    }
+    let listed = json(by_cookie(reqwest::Method::GET, "/me/tokens", &handle, None).send().await.unwrap()).await;
+    assert_eq!(listed["tokens"], json!([]), "a refused write made nothing");
+    let created = made(Some(APP_ORIGIN)).await.unwrap();
+    assert_eq!(created.status(), 201);
+    keyward_tests::leaks::plant(json(created).await["token"].as_str().unwrap());
+
+    // A refresh rotates the handle: the old cookie is spent, the new one signs in.
+    let refreshed = by_cookie(reqwest::Method::POST, "/auth/refresh", &handle, Some(APP_ORIGIN)).send().await.unwrap();
+    assert_eq!(refreshed.status(), 200);
+    let next = session_cookie(&refreshed).unwrap();
+    let spent = by_cookie(reqwest::Method::GET, "/me/llm-keys", &handle, None).send().await.unwrap();
+    assert_eq!(code_of(spent).await, (401, "invalid_session".to_owned()));
+    assert_eq!(by_cookie(reqwest::Method::GET, "/me/llm-keys", &next, None).send().await.unwrap().status(), 200);
+    // A bearer, when sent, is the credential: the cookie does not stand in for a bad one.
+    let with_bearer = by_cookie(reqwest::Method::GET, "/me/llm-keys", &next, None).bearer_auth("not-a-token");
+    assert_eq!(with_bearer.send().await.unwrap().status(), 401);
+
+    let logout = by_cookie(reqwest::Method::POST, "/auth/logout", &next, Some(APP_ORIGIN)).send().await.unwrap();
+    assert_eq!(logout.status(), 204);
+    let ended = by_cookie(reqwest::Method::GET, "/me/credits", &next, None).send().await.unwrap();
+    assert_eq!(code_of(ended).await, (401, "invalid_session".to_owned()));
 }
 
 /// Cross-site request forgery against the cookie: a page elsewhere (or a request with no `Origin`,
@@ -428,6 +479,7 @@ async fn a_session_cookie_needs_an_allowed_origin(backend: Backend) {
 
 keyward_tests::on_both_backends!(
     a_session_cookie_needs_an_allowed_origin,
+    a_session_cookie_is_a_sign_in_on_user_routes_from_allowed_origins,
     a_handle_planted_in_the_table_opens_no_session,
     anonymous_routes_are_limited_per_client,
     web_sign_in_stores_the_user_and_sets_a_host_cookie,
@@ -468,11 +520,11 @@ async fn calls_per_sign_in_route() {
     let handle = session_cookie(&response).unwrap();
     assert_eq!(
         aws("LoginCallbackFunction"),
-        "DynamoDB.DeleteItem=1 DynamoDB.GetItem=1 DynamoDB.TransactWriteItems=2 DynamoDB.UpdateItem=1 \
-         KMS.GenerateDataKey=1",
+        "DynamoDB.DeleteItem=1 DynamoDB.GetItem=2 DynamoDB.TransactWriteItems=3 DynamoDB.UpdateItem=1 \
+         KMS.GenerateDataKey=2",
         "callback: consume the state, open the verifier (its branch key is cached from the login), upsert the \
-         profile, seal the refresh token (the first auth0-refresh seal makes that purpose's first branch key), \
-         create the session"
+         profile, seal the refresh token and bind the session (the first auth0-refresh seal and the first \
+         session binding each make their purpose's first branch key), create the session"
     );
     assert_eq!(
         auth0(),

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use keyward::crypto::{BranchVersion, Purpose, Sealed, WrappedBranchKey, Wrapping};
+use keyward::crypto::{BranchVersion, Purpose, Sealed, Tag, WrappedBranchKey, Wrapping};
 use keyward::model::{ClientKind, OAuthProvider, Provider, UserId, ZaiRegion};
 use keyward::store::table::{Attr, EXPIRES_AT, Item, Key, Table};
 use keyward::store::{
@@ -149,27 +149,34 @@ fn family(id: &str, handle: &str) -> SessionFamily {
         client: ClientKind::Device,
         sealed_refresh: sealed(1),
         current_handle: handle.into(),
+        binding: None,
         active: true,
     }
+}
+
+/// A binding MAC as the store keeps it (the store never checks one: the use case does).
+fn binding(n: u8) -> Tag {
+    Tag { version: BranchVersion::parse("00000000000000000000000000000001").unwrap(), mac: [n; 32] }
 }
 
 /// What `sessions.refresh` relies on: a family found by any of its handles, a rotation only from
 /// the current one, and a revoked family for good.
 async fn sessions_rotate_once_and_revoke_for_good(store: &Store) {
     let sessions = store.sessions();
-    sessions.create(&family("f1", "h1"), now_epoch()).await.unwrap();
+    sessions.create(&family("f1", "h1"), &binding(1), now_epoch()).await.unwrap();
     let found = sessions.find("h1").await.unwrap().unwrap();
     assert_eq!(
-        (&found.user, found.client, found.current_handle.as_str(), found.active),
-        (&user("alice"), ClientKind::Device, "h1", true)
+        (&found.user, found.client, found.current_handle.as_str(), found.binding.clone(), found.active),
+        (&user("alice"), ClientKind::Device, "h1", Some(binding(1)), true)
     );
-    assert!(sessions.rotate(&found, "h1", "h2", &sealed(2), now_epoch()).await.unwrap());
-    assert!(!sessions.rotate(&found, "h1", "h3", &sealed(3), now_epoch()).await.unwrap(), "h1 is no longer current");
+    assert!(sessions.rotate(&found, "h1", ("h2", &sealed(2), &binding(2)), now_epoch()).await.unwrap());
+    let late = sessions.rotate(&found, "h1", ("h3", &sealed(3), &binding(3)), now_epoch()).await.unwrap();
+    assert!(!late, "h1 is no longer current");
     let by_old = sessions.find("h1").await.unwrap().unwrap();
     assert_eq!(
-        (by_old.current_handle.as_str(), by_old.sealed_refresh),
-        ("h2", sealed(2)),
-        "an old handle finds its family"
+        (by_old.current_handle.as_str(), by_old.sealed_refresh, by_old.binding),
+        ("h2", sealed(2), Some(binding(2))),
+        "an old handle finds its family, bound anew"
     );
     assert!(sessions.find("h3").await.unwrap().is_none());
     sessions.revoke("f1", now_epoch()).await.unwrap();
@@ -177,20 +184,21 @@ async fn sessions_rotate_once_and_revoke_for_good(store: &Store) {
     let revoked = sessions.find("h2").await.unwrap().unwrap();
     assert!(!revoked.active);
     assert!(
-        !sessions.rotate(&revoked, "h2", "h4", &sealed(4), now_epoch()).await.unwrap(),
+        !sessions.rotate(&revoked, "h2", ("h4", &sealed(4), &binding(4)), now_epoch()).await.unwrap(),
         "a revoked family never rotates"
     );
 }
 
 async fn concurrent_rotations_of_one_handle_let_one_win(store: &Store) {
     let store = Arc::new(store.clone());
-    store.sessions().create(&family("f2", "current"), now_epoch()).await.unwrap();
+    store.sessions().create(&family("f2", "current"), &binding(1), now_epoch()).await.unwrap();
     let found = store.sessions().find("current").await.unwrap().unwrap();
     let tasks: Vec<_> = (0..8)
         .map(|i| {
             let (store, found) = (Arc::clone(&store), found.clone());
             tokio::spawn(async move {
-                store.sessions().rotate(&found, "current", &format!("next-{i}"), &sealed(5), now_epoch()).await
+                let next = format!("next-{i}");
+                store.sessions().rotate(&found, "current", (&next, &sealed(5), &binding(5)), now_epoch()).await
             })
         })
         .collect();

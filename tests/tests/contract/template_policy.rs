@@ -127,24 +127,44 @@ fn least_privilege_roles() {
     };
     // internal-keys opens LLM keys and can never make a data key, so it cannot seal a key of its own.
     assert_eq!(of("InternalKeysFunctionRole"), BTreeSet::from([("kms:Decrypt".into(), "llm-key".into())]));
-    // Money, not secrets: only the branch keys that check personal access tokens' MACs.
-    assert_eq!(of("StripeWebhookFunctionRole"), BTreeSet::from([("kms:Decrypt".into(), "access-token".into())]));
+    // Money, not secrets: only the branch keys that check personal access tokens' and sessions' MACs.
+    assert_eq!(
+        of("StripeWebhookFunctionRole"),
+        BTreeSet::from([("kms:Decrypt".into(), "access-token".into()), ("kms:Decrypt".into(), "session".into())])
+    );
+    // Only the functions that open and rotate sessions bind them; every function with user routes
+    // checks a session cookie's binding.
+    for role in ["LoginCallbackFunctionRole", "DeviceAuthFunctionRole"] {
+        assert!(of(role).contains(&("kms:GenerateDataKey".into(), "session".into())), "{role}");
+    }
+    for role in
+        ["LlmKeysFunctionRole", "OAuthRefreshFunctionRole", "StripeWebhookFunctionRole", "AccessTokensFunctionRole"]
+    {
+        assert!(of(role).contains(&("kms:Decrypt".into(), "session".into())), "{role}");
+        assert!(!of(role).contains(&("kms:GenerateDataKey".into(), "session".into())), "{role}");
+    }
     // Only `access-tokens` makes token MACs; the functions with scoped user routes check them.
     for role in ["LoginCallbackFunctionRole", "LlmKeysFunctionRole", "OAuthRefreshFunctionRole"] {
         assert!(of(role).contains(&("kms:Decrypt".into(), "access-token".into())), "{role}");
         assert!(!of(role).contains(&("kms:GenerateDataKey".into(), "access-token".into())), "{role}");
     }
-    assert!(of("AccessTokensFunctionRole").iter().all(|(_, p)| p == "access-token"), "tokens, nothing else");
-    // The device flow seals sessions, under the auth0-refresh branch key it unwraps; nothing else.
+    assert!(
+        of("AccessTokensFunctionRole").iter().all(|(_, p)| p == "access-token" || p == "session"),
+        "tokens and the session cookie, nothing else"
+    );
+    // The device flow seals sessions, under the auth0-refresh branch key it unwraps, and binds
+    // them; nothing else.
     assert_eq!(
         of("DeviceAuthFunctionRole"),
         BTreeSet::from([
             ("kms:Decrypt".into(), "auth0-refresh".into()),
-            ("kms:GenerateDataKey".into(), "auth0-refresh".into())
+            ("kms:GenerateDataKey".into(), "auth0-refresh".into()),
+            ("kms:Decrypt".into(), "session".into()),
+            ("kms:GenerateDataKey".into(), "session".into())
         ])
     );
     for role in ["LlmKeysFunctionRole", "OAuthRefreshFunctionRole"] {
-        assert!(of(role).iter().all(|(_, p)| p != "auth0-refresh"), "{role} may not touch sessions");
+        assert!(of(role).iter().all(|(_, p)| p != "auth0-refresh"), "{role} may not open Auth0 refresh tokens");
     }
     // PKCE verifiers of redirects in flight: sealed and opened by the two functions that redirect.
     for role in ["LoginCallbackFunctionRole", "OAuthRefreshFunctionRole"] {
