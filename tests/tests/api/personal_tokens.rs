@@ -273,7 +273,7 @@ keyward_tests::on_both_backends!(
 /// costs one `GetItem` (the branch key is cached once warm), and `lastUsedAt` is written at most
 /// once a minute.
 #[tokio::test]
-async fn a_checksum_failure_reads_nothing_and_a_token_costs_one_get_item() {
+async fn a_checksum_failure_reads_nothing_and_a_token_costs_one_get_item_and_a_cookie_two() {
     let api = LocalApi::start(Backend::Moto).await;
     let ada = api.user_token(ADA).await;
     let token = create(&api, &ada, &["keys:read"], 1).await["token"].as_str().unwrap().to_owned();
@@ -291,5 +291,16 @@ async fn a_checksum_failure_reads_nothing_and_a_token_costs_one_get_item() {
     let calls = api.aws_calls.counts();
     assert_eq!(calls.get("DynamoDB.GetItem"), Some(&1), "{calls:?}");
     assert_eq!(calls.get("DynamoDB.UpdateItem"), None, "lastUsedAt moved less than a minute ago: {calls:?}");
+    assert!(!calls.keys().any(|op| op.starts_with("KMS.")), "{calls:?}");
+
+    // The session cookie: its handle and its family (two GetItems) and a MAC, no KMS call warm.
+    let cookie = format!("__Host-keyward-session={}", sign_in(&api, ADA).await);
+    let by_cookie = || api.client.get(api.url("/me/llm-keys")).header("cookie", &cookie).send();
+    assert_eq!(by_cookie().await.unwrap().status(), 200, "warms the session branch key");
+    api.aws_calls.reset();
+    assert_eq!(by_cookie().await.unwrap().status(), 200);
+    let calls = api.aws_calls.counts();
+    assert_eq!(calls.get("DynamoDB.GetItem"), Some(&2), "{calls:?}");
+    assert_eq!(calls.get("DynamoDB.Query"), Some(&1), "the keys themselves: {calls:?}");
     assert!(!calls.keys().any(|op| op.starts_with("KMS.")), "{calls:?}");
 }
