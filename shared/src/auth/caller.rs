@@ -1,7 +1,7 @@
 //! Who is calling, in one vocabulary: a user (by an Auth0 access token, a signed-in browser's
-//! session cookie or a personal access token, with the scopes the credential carries) or an internal service (by SigV4, with its grants,
-//! [`ServiceCaller`]). Routes declare what they need as an [`Access`]; [`Access::admits`] and
-//! [`Need::admits`] are the checks.
+//! session cookie or a personal access token, with the scopes the credential carries) or an
+//! internal service (by SigV4, with its grants, [`ServiceCaller`]). Routes declare what they need
+//! as an [`Access`]; [`Access::admits`] and [`Need::admits`] are the checks.
 
 use std::collections::BTreeSet;
 
