@@ -20,6 +20,23 @@ fn listed_key(user: &UserId, id: &str) -> Key {
     Key::new(user_pk(user), format!("{PREFIX}{id}"))
 }
 
+/// The user's list version: every create moves it on, conditionally on the version its count read,
+/// so two creates that counted the same list cannot both pass the per-user limit.
+fn list_version_key(user: &UserId) -> Key {
+    Key::new(user_pk(user), "PATLIST")
+}
+
+/// The version of a user's token list a count was read at (`None` before the first token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListVersion(Option<i64>);
+
+/// The user's live tokens as a create counts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveCount {
+    pub live: usize,
+    pub version: ListVersion,
+}
+
 /// What a bearer's hash finds: everything its MAC covers, and the MAC.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenGrant {
@@ -50,14 +67,16 @@ pub struct ListedToken {
 pub struct AccessTokens<'a>(pub(super) &'a dyn Table);
 
 impl AccessTokens<'_> {
-    /// Stores a new token's two items and its audit entry, or none of them.
+    /// Stores a new token's two items and its audit entry, or none of them; `false` (nothing
+    /// stored) when another create moved the list on since `counted` was read.
     pub async fn create(
         &self,
         hash: &str,
         grant: &TokenGrant,
         listed: &ListedToken,
         entry: &AuditEntry,
-    ) -> Result<(), StoreError> {
+        counted: ListVersion,
+    ) -> Result<bool, StoreError> {
         let bearer = Item::new(&bearer_key(hash))
             .with("entity", Attr::S("personal-token".into()))
             .with("token_id", Attr::S(grant.id.clone()))
@@ -74,13 +93,30 @@ impl AccessTokens<'_> {
             .with("scopes", Attr::L(listed.scopes.clone()))
             .with("created_at", Attr::N(listed.created_at))
             .with(EXPIRES_AT, Attr::N(listed.expires_at));
-        self.0
+        let ListVersion(read) = counted;
+        let version = Item::new(&list_version_key(&grant.user))
+            .with("entity", Attr::S("personal-token-list".into()))
+            .with("version", Attr::N(read.unwrap_or(0) + 1));
+        let unchanged = match read {
+            Some(v) => Condition::Equals("version", Attr::N(v)),
+            None => Condition::Absent,
+        };
+        let written = self
+            .0
             .transact(vec![
+                Write::Put { item: version, when: Some(unchanged) },
                 Write::Put { item: bearer, when: Some(Condition::Absent) },
                 Write::Put { item: line, when: Some(Condition::Absent) },
                 Write::Put { item: audit_item(&grant.user, entry), when: None },
             ])
-            .await
+            .await;
+        match written {
+            Ok(()) => Ok(true),
+            // Another create moved the list on, or is moving it now (DynamoDB's transaction conflict).
+            Err(StoreError::ConditionFailed { failed }) if failed == [0] => Ok(false),
+            Err(StoreError::Conflict) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// The grant a bearer's hash names, if it is live: one strongly consistent `GetItem`.
@@ -114,9 +150,15 @@ impl AccessTokens<'_> {
             .collect())
     }
 
-    /// How many of the user's tokens expire after `now`: their lines alone, no record read.
-    pub async fn count_live(&self, user: &UserId, now: i64) -> Result<usize, StoreError> {
-        Ok(self.lines(user).await?.iter().filter(|(_, line)| line.expires_at > now).count())
+    /// How many of the user's tokens expire after `now` (their lines alone, no record read), and
+    /// the list's version, read first: a create after that bumps it.
+    pub async fn count_live(&self, user: &UserId, now: i64) -> Result<LiveCount, StoreError> {
+        let version = match self.0.get(&list_version_key(user)).await? {
+            Some(item) => ListVersion(Some(item.n("version")?)),
+            None => ListVersion(None),
+        };
+        let live = self.lines(user).await?.iter().filter(|(_, line)| line.expires_at > now).count();
+        Ok(LiveCount { live, version })
     }
 
     /// The user's list lines, oldest first, each with its record's hash.

@@ -99,38 +99,45 @@ impl PersonalTokens<'_> {
         let days = asked.expires_in_days.filter(|d| (1..=i64::from(max)).contains(d));
         let days = days.ok_or(TokenError::InvalidExpiry { max })?;
         let user = &caller.user;
-        let now = self.clock.now();
-        if self.store.access_tokens().count_live(user, now).await? >= self.settings.per_user as usize {
-            return Err(TokenError::TooMany { limit: self.settings.per_user });
+        // Each round counts the list and writes only if no other create moved it on meanwhile; a
+        // round lost to a concurrent create means that one was stored, so the limit ends the loop.
+        for _ in 0..=self.settings.per_user {
+            let now = self.clock.now();
+            let counted = self.store.access_tokens().count_live(user, now).await?;
+            if counted.live >= self.settings.per_user as usize {
+                return Err(TokenError::TooMany { limit: self.settings.per_user });
+            }
+            let token = self.settings.format.generate();
+            let hash = digest(token.expose());
+            let id = format!("tok_{}", random_id());
+            let scopes: Vec<String> = scopes.iter().map(|s| s.as_str().to_owned()).collect();
+            let expires_at = now + days * DAY_SECS;
+            let tag = self.envelope.tag(&bound(&hash, user, &id, &scopes, expires_at), &context(user, &id)).await?;
+            let grant = TokenGrant {
+                id: id.clone(),
+                user: user.clone(),
+                scopes: scopes.clone(),
+                expires_at,
+                mac_version: tag.version.to_string(),
+                mac: tag.mac.to_vec(),
+                last_used_at: None,
+            };
+            let listed = ListedToken {
+                id,
+                name: name.to_owned(),
+                preview: self.settings.format.preview(token.expose()),
+                scopes,
+                created_at: now,
+                expires_at,
+                last_used_at: None,
+            };
+            let entry = self.entry(caller, AuditAction::PersonalTokenCreate, &listed.id);
+            if self.store.access_tokens().create(&hash, &grant, &listed, &entry, counted.version).await? {
+                tracing::info!(user = %user, token_id = %listed.id, "personal access token created");
+                return Ok(CreatedToken { token, listed });
+            }
         }
-        let token = self.settings.format.generate();
-        let hash = digest(token.expose());
-        let id = format!("tok_{}", random_id());
-        let scopes: Vec<String> = scopes.iter().map(|s| s.as_str().to_owned()).collect();
-        let expires_at = now + days * DAY_SECS;
-        let tag = self.envelope.tag(&bound(&hash, user, &id, &scopes, expires_at), &context(user, &id)).await?;
-        let grant = TokenGrant {
-            id: id.clone(),
-            user: user.clone(),
-            scopes: scopes.clone(),
-            expires_at,
-            mac_version: tag.version.to_string(),
-            mac: tag.mac.to_vec(),
-            last_used_at: None,
-        };
-        let listed = ListedToken {
-            id,
-            name: name.to_owned(),
-            preview: self.settings.format.preview(token.expose()),
-            scopes,
-            created_at: now,
-            expires_at,
-            last_used_at: None,
-        };
-        let entry = self.entry(caller, AuditAction::PersonalTokenCreate, &listed.id);
-        self.store.access_tokens().create(&hash, &grant, &listed, &entry).await?;
-        tracing::info!(user = %user, token_id = %listed.id, "personal access token created");
-        Ok(CreatedToken { token, listed })
+        Err(StoreError::Throttled.into())
     }
 
     /// The user's live tokens, oldest first, each with when it was last used.

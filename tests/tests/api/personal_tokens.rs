@@ -263,7 +263,35 @@ fn code(answer: &str) -> String {
     serde_json::from_str::<Value>(answer).unwrap()["code"].as_str().unwrap_or_default().to_owned()
 }
 
+/// Creates racing for the last places under the per-user limit: exactly as many succeed as there
+/// were places, the others are 409 `too_many_tokens`, and the list holds the limit, never more.
+async fn racing_creates_never_pass_the_per_user_limit(backend: Backend) {
+    let api = LocalApi::start(backend).await;
+    let ada = api.user_token(ADA).await;
+    let limit = api.state.config.personal_tokens.per_user as usize;
+    for _ in 0..limit - 3 {
+        create(&api, &ada, &["keys:read"], 1).await;
+    }
+    let body = json!({"name": "racing", "scopes": ["keys:read"], "expiresInDays": 1});
+    let post = || api.client.post(api.url("/me/tokens")).bearer_auth(&ada).json(&body).send();
+    let mut created = 0;
+    for answer in futures::future::join_all((0..8).map(|_| post())).await {
+        let answer = answer.unwrap();
+        if answer.status() == 201 {
+            keyward_tests::leaks::plant(json(answer).await["token"].as_str().unwrap());
+            created += 1;
+        } else {
+            assert_eq!(answer.status(), 409);
+            assert_eq!(json(answer).await["code"], "too_many_tokens");
+        }
+    }
+    assert_eq!(created, 3, "the places there were");
+    let listed = json(api.client.get(api.url("/me/tokens")).bearer_auth(&ada).send().await.unwrap()).await;
+    assert_eq!(listed["tokens"].as_array().unwrap().len(), limit);
+}
+
 keyward_tests::on_both_backends!(
+    racing_creates_never_pass_the_per_user_limit,
     every_user_route_answers_by_the_scope_its_credential_carries,
     a_token_is_refused_on_its_next_request_once_revoked_or_expired,
     a_signed_leak_alert_revokes_a_live_token_and_forged_ones_revoke_nothing,
