@@ -384,6 +384,8 @@ struct AccessClaims<'a> {
     aud: Vec<String>,
     iat: u64,
     exp: u64,
+    /// Unique per token, so two issued within one second (two quick refreshes) differ.
+    jti: String,
     scope: &'a str,
     azp: &'a str,
     /// What an Action adds: `email` and `email_verified`, plain or namespaced (or nothing).
@@ -398,6 +400,7 @@ struct MachineClaims<'a> {
     aud: &'a str,
     iat: u64,
     exp: u64,
+    jti: String,
     scope: &'a str,
     azp: &'a str,
     gty: &'a str,
@@ -414,6 +417,11 @@ struct IdClaims<'a> {
     email_verified: bool,
     name: &'a str,
     picture: String,
+}
+
+/// A fresh `jti`: 128 random bits, hex.
+fn token_id() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
 }
 
 fn sign<T: Serialize>(tenant: &Tenant, claims: &T) -> jsonwebtoken::errors::Result<String> {
@@ -448,6 +456,7 @@ fn issue(tenant: &Tenant, flows: &mut Flows, grant: &Grant, family: Option<Strin
         aud: vec![grant.audience.clone(), format!("{}userinfo", tenant.issuer)],
         iat: now,
         exp: now + TOKEN_LIFETIME_SECS,
+        jti: token_id(),
         scope: &grant.scope,
         azp: &grant.client_id,
         profile,
@@ -525,6 +534,7 @@ fn client_credentials_grant(tenant: &Tenant, request: TokenRequest) -> Response 
         aud: &audience,
         iat: now,
         exp: now + TOKEN_LIFETIME_SECS,
+        jti: token_id(),
         scope: request.scope.as_deref().unwrap_or(""),
         azp: &client_id,
         gty: "client-credentials",

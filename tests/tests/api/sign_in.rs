@@ -493,6 +493,29 @@ keyward_tests::on_both_backends!(
     device_polls_follow_rfc_8628,
 );
 
+/// Two refreshes within one second mint two different access tokens, each with a `jti` of its
+/// own, as Auth0's carry: a token can always be told from its successor.
+#[tokio::test]
+async fn refreshes_in_one_second_mint_distinct_access_tokens() {
+    use base64::Engine;
+    let api = LocalApi::start(Backend::Embedded).await;
+    let first = sign_in(&api, ADA).await;
+    let refreshed = json(refresh(&api, &first).await).await;
+    let next = refreshed["refreshToken"].as_str().unwrap().to_owned();
+    keyward_tests::leaks::plant(&next);
+    let again = json(refresh(&api, &next).await).await;
+    let claims = |answer: &serde_json::Value| -> serde_json::Value {
+        let token = answer["accessToken"].as_str().unwrap();
+        let payload = token.split('.').nth(1).unwrap();
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+    };
+    let (one, two) = (claims(&refreshed), claims(&again));
+    assert_ne!(refreshed["accessToken"], again["accessToken"]);
+    assert!(one["jti"].as_str().is_some_and(|j| j.len() == 32), "{one}");
+    assert_ne!(one["jti"], two["jti"]);
+    assert_eq!(one["sub"], two["sub"], "the same user");
+}
+
 /// Calls per sign-in route: to AWS (DynamoDB, KMS and Secrets Manager on moto, counted by an SDK
 /// interceptor on the functions' own clients) and to Auth0 (counted by the stand-in). Figures for
 /// issue 5's closing note.
