@@ -98,15 +98,8 @@ impl AlertKeys {
 }
 
 /// The DER of a PEM `PUBLIC KEY`.
-fn spki_der(pem: &str) -> Option<Vec<u8>> {
-    let body: String = pem
-        .lines()
-        .map(str::trim)
-        .skip_while(|l| *l != "-----BEGIN PUBLIC KEY-----")
-        .skip(1)
-        .take_while(|l| *l != "-----END PUBLIC KEY-----")
-        .collect();
-    STANDARD.decode(body).ok()
+fn spki_der(text: &str) -> Option<Vec<u8>> {
+    pem::parse(text).ok().filter(|block| block.tag() == "PUBLIC KEY").map(pem::Pem::into_contents)
 }
 
 #[cfg(test)]
