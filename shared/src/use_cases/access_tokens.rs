@@ -98,6 +98,7 @@ impl PersonalTokens<'_> {
         let max = self.settings.max_days;
         let days = asked.expires_in_days.filter(|d| (1..=i64::from(max)).contains(d));
         let days = days.ok_or(TokenError::InvalidExpiry { max })?;
+        let scopes: Vec<String> = scopes.iter().map(|s| s.as_str().to_owned()).collect();
         let user = &caller.user;
         // Each round counts the list and writes only if no other create moved it on meanwhile; a
         // round lost to a concurrent create means that one was stored, so the limit ends the loop.
@@ -110,7 +111,6 @@ impl PersonalTokens<'_> {
             let token = self.settings.format.generate();
             let hash = digest(token.expose());
             let id = format!("tok_{}", random_id());
-            let scopes: Vec<String> = scopes.iter().map(|s| s.as_str().to_owned()).collect();
             let expires_at = now + days * DAY_SECS;
             let tag = self.envelope.tag(&bound(&hash, user, &id, &scopes, expires_at), &context(user, &id)).await?;
             let grant = TokenGrant {
@@ -126,7 +126,7 @@ impl PersonalTokens<'_> {
                 id,
                 name: name.to_owned(),
                 preview: self.settings.format.preview(token.expose()),
-                scopes,
+                scopes: scopes.clone(),
                 created_at: now,
                 expires_at,
                 last_used_at: None,
